@@ -1,0 +1,49 @@
+// The gateway's desired state: which namespace's pods leave with which egress
+// address. Written by the controller (or by hand), read by the gateway agent.
+// Wire format: JSON, documented in docs/desired-state.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nsegress/common/ip.h"
+#include "nsegress/common/result.h"
+
+namespace nsegress {
+
+struct NamespaceEgress {
+  std::string name;
+  // At most one egress address per family. Pods of a family with no egress
+  // address are fail-closed: their traffic is dropped and counted.
+  std::optional<IpAddress> egress_v4;
+  std::optional<IpAddress> egress_v6;
+  std::vector<IpAddress> pod_ips;
+
+  std::optional<IpAddress> egressFor(Family f) const {
+    return f == Family::V4 ? egress_v4 : egress_v6;
+  }
+  bool operator==(const NamespaceEgress&) const = default;
+};
+
+struct DesiredState {
+  std::string gateway;      // node name this state is for (informational)
+  uint64_t generation = 0;  // monotonically increasing, set by the writer
+  std::vector<NamespaceEgress> namespaces;
+  bool operator==(const DesiredState&) const = default;
+};
+
+inline constexpr std::string_view kDesiredStateKind = "GatewayDesiredState";
+inline constexpr std::string_view kApiVersion = "nsegress.io/v1alpha1";
+
+// Strict parse. On error the message names the offending field, e.g.
+// `namespaces[1].podIPs[0]: "10.0.0.300" is not an IP address`.
+Result<DesiredState> parseDesiredState(std::string_view json);
+std::string serializeDesiredState(const DesiredState& s);
+
+// Kubernetes object-name rules (RFC 1123 label) used for namespace names.
+bool isDnsLabel(std::string_view s);
+
+}  // namespace nsegress

@@ -1,0 +1,139 @@
+#include "nsegress/common/desired_state.h"
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+#include <unordered_map>
+
+namespace nsegress {
+
+using nlohmann::json;
+
+bool isDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+namespace {
+
+Error fieldError(const std::string& path, const std::string& what) {
+  return makeError(EINVAL, path + ": " + what);
+}
+
+std::string quoted(const json& j) { return j.dump(); }
+
+Result<IpAddress> parseIp(const json& j, const std::string& path) {
+  if (!j.is_string()) return fieldError(path, "must be a string, got " + quoted(j));
+  auto a = IpAddress::parse(j.get<std::string>());
+  if (!a) return fieldError(path, quoted(j) + " is not an IP address");
+  return *a;
+}
+
+}  // namespace
+
+Result<DesiredState> parseDesiredState(std::string_view text) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return makeError(EINVAL, "document: not valid JSON");
+  if (!doc.is_object()) return fieldError("document", "must be a JSON object");
+
+  static const std::set<std::string> kTop = {"apiVersion", "kind", "gateway", "generation",
+                                             "namespaces"};
+  for (auto& [k, v] : doc.items()) {
+    if (!kTop.count(k)) return fieldError(k, "unknown field");
+  }
+  if (!doc.contains("apiVersion") || doc["apiVersion"] != kApiVersion)
+    return fieldError("apiVersion", "must be \"" + std::string(kApiVersion) + "\"");
+  if (!doc.contains("kind") || doc["kind"] != kDesiredStateKind)
+    return fieldError("kind", "must be \"" + std::string(kDesiredStateKind) + "\"");
+
+  DesiredState s;
+  if (doc.contains("gateway")) {
+    if (!doc["gateway"].is_string()) return fieldError("gateway", "must be a string");
+    s.gateway = doc["gateway"].get<std::string>();
+  }
+  if (doc.contains("generation")) {
+    if (!doc["generation"].is_number_unsigned())
+      return fieldError("generation", "must be a non-negative integer");
+    s.generation = doc["generation"].get<uint64_t>();
+  }
+  if (!doc.contains("namespaces")) return fieldError("namespaces", "missing");
+  const json& nss = doc["namespaces"];
+  if (!nss.is_array()) return fieldError("namespaces", "must be a list");
+
+  std::set<std::string> names;
+  std::unordered_map<IpAddress, std::string> pod_owner;
+  static const std::set<std::string> kNs = {"name", "egressIPs", "podIPs"};
+  for (size_t i = 0; i < nss.size(); ++i) {
+    const std::string base = "namespaces[" + std::to_string(i) + "]";
+    const json& n = nss[i];
+    if (!n.is_object()) return fieldError(base, "must be an object");
+    for (auto& [k, v] : n.items()) {
+      if (!kNs.count(k)) return fieldError(base + "." + k, "unknown field");
+    }
+    NamespaceEgress ns;
+    if (!n.contains("name") || !n["name"].is_string())
+      return fieldError(base + ".name", "missing or not a string");
+    ns.name = n["name"].get<std::string>();
+    if (!isDnsLabel(ns.name))
+      return fieldError(base + ".name", quoted(n["name"]) + " is not a valid namespace name");
+    if (!names.insert(ns.name).second)
+      return fieldError(base + ".name", "namespace \"" + ns.name + "\" listed twice");
+
+    if (n.contains("egressIPs")) {
+      const json& e = n["egressIPs"];
+      if (!e.is_array()) return fieldError(base + ".egressIPs", "must be a list");
+      for (size_t j = 0; j < e.size(); ++j) {
+        const std::string p = base + ".egressIPs[" + std::to_string(j) + "]";
+        auto ip = parseIp(e[j], p);
+        if (!ip) return ip.error();
+        auto& slot = ip->isV4() ? ns.egress_v4 : ns.egress_v6;
+        if (slot) return fieldError(p, "more than one egress address of the same family");
+        slot = *ip;
+      }
+    }
+    if (!n.contains("podIPs")) return fieldError(base + ".podIPs", "missing");
+    const json& pods = n["podIPs"];
+    if (!pods.is_array()) return fieldError(base + ".podIPs", "must be a list");
+    for (size_t j = 0; j < pods.size(); ++j) {
+      const std::string p = base + ".podIPs[" + std::to_string(j) + "]";
+      auto ip = parseIp(pods[j], p);
+      if (!ip) return ip.error();
+      auto [it, inserted] = pod_owner.emplace(*ip, ns.name);
+      if (!inserted)
+        return fieldError(p, ip->str() + " is already a pod address of namespace \"" +
+                                 it->second + "\"");
+      ns.pod_ips.push_back(*ip);
+    }
+    s.namespaces.push_back(std::move(ns));
+  }
+  return s;
+}
+
+std::string serializeDesiredState(const DesiredState& s) {
+  json doc;
+  doc["apiVersion"] = kApiVersion;
+  doc["kind"] = kDesiredStateKind;
+  doc["gateway"] = s.gateway;
+  doc["generation"] = s.generation;
+  json nss = json::array();
+  for (const auto& ns : s.namespaces) {
+    json n;
+    n["name"] = ns.name;
+    json e = json::array();
+    if (ns.egress_v4) e.push_back(ns.egress_v4->str());
+    if (ns.egress_v6) e.push_back(ns.egress_v6->str());
+    n["egressIPs"] = e;
+    json p = json::array();
+    for (const auto& ip : ns.pod_ips) p.push_back(ip.str());
+    n["podIPs"] = p;
+    nss.push_back(n);
+  }
+  doc["namespaces"] = nss;
+  return doc.dump(2) + "\n";
+}
+
+}  // namespace nsegress

@@ -1,0 +1,59 @@
+// Prometheus metrics of the gateway agent.
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "nsegress/gateway/reconciler.h"
+
+namespace nsegress::gateway {
+
+// Kernel-side counters (nft named counters, conntrack) mirrored at each
+// reconcile and exported as Prometheus counters/gauges at scrape time.
+class KernelSnapshot final : public prometheus::Collectable {
+ public:
+  void update(std::map<std::string, NamespaceCounters> per_ns,
+              std::map<std::string, std::string> ns_egress);
+  void updateFlows(std::map<std::string, size_t> flows_by_egress);
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, NamespaceCounters> per_ns_;
+  std::map<std::string, std::string> ns_egress_;
+  std::map<std::string, size_t> flows_;
+};
+
+class GatewayMetrics {
+ public:
+  GatewayMetrics();
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  std::shared_ptr<KernelSnapshot> snapshot() const { return snapshot_; }
+
+  prometheus::Counter& reconcile_ok;
+  prometheus::Counter& reconcile_error;
+  prometheus::Histogram& reconcile_seconds;
+  prometheus::Counter& nft_ops;
+  prometheus::Counter& nft_transactions;
+  prometheus::Counter& flows_flushed;
+  prometheus::Counter& addresses_added;
+  prometheus::Counter& addresses_removed;
+  prometheus::Counter& state_errors;
+  prometheus::Gauge& state_generation;
+  prometheus::Gauge& namespaces;
+  prometheus::Gauge& last_success;
+
+ private:
+  GatewayMetrics(std::shared_ptr<prometheus::Registry> r);
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<KernelSnapshot> snapshot_;
+};
+
+}  // namespace nsegress::gateway

@@ -1,0 +1,43 @@
+// Where the desired state comes from. Today: a JSON file written by the
+// controller or by hand. Later: a network channel from the controller.
+#pragma once
+
+#include <string>
+
+#include "nsegress/common/desired_state.h"
+
+namespace nsegress::gateway {
+
+class DesiredStateSource {
+ public:
+  virtual ~DesiredStateSource() = default;
+  // The current desired state, or why it cannot be used.
+  virtual Result<DesiredState> load() = 0;
+  // A file descriptor that becomes readable when the state may have changed
+  // (-1: poll only). drain() clears it.
+  virtual int watchFd() const = 0;
+  virtual void drain() = 0;
+  virtual std::string describe() const = 0;
+};
+
+// Reads a file; watches its directory with inotify so that both in-place
+// writes and atomic renames are noticed.
+class FileStateSource final : public DesiredStateSource {
+ public:
+  explicit FileStateSource(std::string path);
+  ~FileStateSource() override;
+  Result<DesiredState> load() override;
+  int watchFd() const override { return inotify_fd_; }
+  void drain() override;
+  std::string describe() const override { return "file " + path_; }
+
+ private:
+  std::string path_;
+  int inotify_fd_ = -1;
+};
+
+// Writes `content` to `path` atomically (temp file + rename), so a reader never
+// sees a half-written file.
+Status writeFileAtomically(const std::string& path, const std::string& content);
+
+}  // namespace nsegress::gateway

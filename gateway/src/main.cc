@@ -1,0 +1,141 @@
+// nsegress-gateway: the node agent. Thin main: parse flags, open the real
+// kernel interfaces (netlink/), run the agent loop (gateway/).
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <prometheus/exposer.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "nsegress/gateway/agent.h"
+#include "nsegress/netlink/address.h"
+#include "nsegress/netlink/conntrack.h"
+#include "nsegress/netlink/nft.h"
+
+using namespace nsegress;
+
+namespace {
+
+int cleanup(netlink::NftTable& nft, netlink::UplinkAddresses& addrs, netlink::Conntrack& ct) {
+  auto obs = nft.observe();
+  if (!obs) {
+    spdlog::error("cleanup: {}", obs.error().message);
+    return 1;
+  }
+  int rc = 0;
+  for (const auto& a : obs->owned) {
+    if (auto r = addrs.remove(a); !r) {
+      spdlog::error("cleanup: {}", r.error().message);
+      rc = 1;
+    }
+    auto n = ct.flush(gateway::ConntrackFlush{"", a, {}});
+    spdlog::info("cleanup: removed {} ({} flows flushed)", a.str(), n ? *n : 0);
+  }
+  if (auto r = nft.destroy(); !r) {
+    spdlog::error("cleanup: {}", r.error().message);
+    return 1;
+  }
+  spdlog::info("cleanup: table {} removed", nft.config().table);
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nsegress-gateway: per-namespace egress SNAT with nftables"};
+  std::string uplink, state_file, table = "nsegress", metrics_addr, log_level = "info";
+  int resync_s = 10, garp_count = 3, garp_interval_ms = 200;
+  bool once = false, do_cleanup = false;
+  app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
+  app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
+  app.add_option("--table", table, "nftables table (family inet) owned by nsegress");
+  app.add_option("--metrics-address", metrics_addr, "host:port for /metrics (empty: off)");
+  app.add_option("--resync-seconds", resync_s, "Full reconcile period (repairs drift)")
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--garp-count", garp_count, "Gratuitous ARPs sent per added address")
+      ->check(CLI::Range(0, 20));
+  app.add_option("--garp-interval-ms", garp_interval_ms, "Spacing of gratuitous ARPs")
+      ->check(CLI::Range(10, 10000));
+  app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
+  app.add_flag("--cleanup", do_cleanup,
+               "Remove the table, owned addresses and their flows, then exit");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ gateway: %v");
+  if (!do_cleanup && state_file.empty()) {
+    spdlog::error("--state-file is required");
+    return 2;
+  }
+
+  auto nft = netlink::NftTable::open({table, uplink});
+  auto addrs = netlink::UplinkAddresses::open(uplink);
+  auto ct = netlink::Conntrack::open();
+  for (const Error* e : {nft ? nullptr : &nft.error(), addrs ? nullptr : &addrs.error(),
+                         ct ? nullptr : &ct.error()}) {
+    if (e) {
+      spdlog::error("start-up: {}", e->message);
+      return 1;
+    }
+  }
+  if (do_cleanup) return cleanup(**nft, **addrs, **ct);
+
+  auto garp = netlink::GarpAnnouncer::open(uplink, garp_count,
+                                           std::chrono::milliseconds(garp_interval_ms));
+  if (!garp) {
+    spdlog::error("start-up: {}", garp.error().message);
+    return 1;
+  }
+
+  gateway::Kernel kernel{**nft, **addrs, **garp, **ct};
+  gateway::Reconciler reconciler(kernel);
+  gateway::FileStateSource source(state_file);
+
+  if (once) {
+    auto s = source.load();
+    if (!s) {
+      spdlog::error("{}", s.error().message);
+      return 1;
+    }
+    auto r = reconciler.reconcile(*s);
+    if (!r) {
+      spdlog::error("reconcile: {}", r.error().message);
+      return 1;
+    }
+    spdlog::info("reconciled: {} ops in {} transactions", r->planned_ops, r->stats.transactions);
+    // Let the announcer finish its spaced gratuitous ARPs.
+    if (r->stats.addresses_added)
+      std::this_thread::sleep_for(std::chrono::milliseconds(garp_interval_ms) * garp_count);
+    return 0;
+  }
+
+  gateway::GatewayMetrics metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!metrics_addr.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_addr);
+      exposer->RegisterCollectable(metrics.registry());
+      exposer->RegisterCollectable(metrics.snapshot());
+    } catch (const std::exception& e) {
+      spdlog::error("metrics on {}: {}", metrics_addr, e.what());
+      return 1;
+    }
+  }
+
+  boost::asio::io_context io;
+  gateway::AgentOptions opts;
+  opts.resync = std::chrono::seconds(resync_s);
+  gateway::Agent agent(io, source, reconciler, ct->get(), &metrics, opts);
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    // Fail-static: the kernel keeps forwarding with the programmed mappings
+    // while the agent is away; the next agent adopts them without a flush.
+    spdlog::info("signal {}: exiting, data path left in place", sig);
+    io.stop();
+  });
+  spdlog::info("started: uplink {}, table inet {}, state {}", uplink, table, state_file);
+  agent.start();
+  io.run();
+  return 0;
+}

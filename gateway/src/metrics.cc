@@ -1,0 +1,110 @@
+#include "nsegress/gateway/metrics.h"
+
+namespace nsegress::gateway {
+
+namespace {
+prometheus::Counter& counter(prometheus::Registry& r, const std::string& name,
+                             const std::string& help, const prometheus::Labels& labels = {}) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add(labels);
+}
+prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name,
+                         const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+}  // namespace
+
+GatewayMetrics::GatewayMetrics() : GatewayMetrics(std::make_shared<prometheus::Registry>()) {}
+
+GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
+    : reconcile_ok(prometheus::BuildCounter()
+                       .Name("nsegress_gateway_reconcile_total")
+                       .Help("Reconciles of the data path by result")
+                       .Register(*r)
+                       .Add({{"result", "success"}})),
+      reconcile_error(prometheus::BuildCounter()
+                          .Name("nsegress_gateway_reconcile_total")
+                          .Help("Reconciles of the data path by result")
+                          .Register(*r)
+                          .Add({{"result", "error"}})),
+      reconcile_seconds(prometheus::BuildHistogram()
+                            .Name("nsegress_gateway_reconcile_seconds")
+                            .Help("Time to observe, plan and apply one reconcile")
+                            .Register(*r)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{
+                                         0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})),
+      nft_ops(counter(*r, "nsegress_gateway_nft_ops_total",
+                      "nftables operations committed (one netlink message each)")),
+      nft_transactions(counter(*r, "nsegress_gateway_nft_transactions_total",
+                               "nftables transactions committed")),
+      flows_flushed(counter(*r, "nsegress_gateway_conntrack_flows_flushed_total",
+                            "Conntrack flows deleted on release")),
+      addresses_added(counter(*r, "nsegress_gateway_addresses_added_total",
+                              "Egress addresses added to the uplink")),
+      addresses_removed(counter(*r, "nsegress_gateway_addresses_removed_total",
+                                "Egress addresses removed from the uplink")),
+      state_errors(counter(*r, "nsegress_gateway_desired_state_errors_total",
+                           "Desired-state documents rejected (last good state kept)")),
+      state_generation(gauge(*r, "nsegress_gateway_desired_state_generation",
+                             "Generation of the desired state last applied")),
+      namespaces(gauge(*r, "nsegress_gateway_namespaces", "Namespaces in the desired state")),
+      last_success(gauge(*r, "nsegress_gateway_last_success_timestamp_seconds",
+                         "Unix time of the last successful reconcile")),
+      registry_(std::move(r)),
+      snapshot_(std::make_shared<KernelSnapshot>()) {}
+
+void KernelSnapshot::update(std::map<std::string, NamespaceCounters> per_ns,
+                            std::map<std::string, std::string> ns_egress) {
+  std::lock_guard l(mu_);
+  per_ns_ = std::move(per_ns);
+  ns_egress_ = std::move(ns_egress);
+}
+
+void KernelSnapshot::updateFlows(std::map<std::string, size_t> flows) {
+  std::lock_guard l(mu_);
+  flows_ = std::move(flows);
+}
+
+std::vector<prometheus::MetricFamily> KernelSnapshot::Collect() const {
+  std::lock_guard l(mu_);
+  auto family = [](std::string name, std::string help, prometheus::MetricType t) {
+    prometheus::MetricFamily f;
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = t;
+    return f;
+  };
+  auto tx_p = family("nsegress_gateway_namespace_egress_packets_total",
+                     "Packets of a namespace's pods leaving through the uplink (nft counter)",
+                     prometheus::MetricType::Counter);
+  auto tx_b = family("nsegress_gateway_namespace_egress_bytes_total",
+                     "Bytes of a namespace's pods leaving through the uplink (nft counter)",
+                     prometheus::MetricType::Counter);
+  auto dr_p = family("nsegress_gateway_namespace_failclosed_drops_total",
+                     "Packets dropped because the namespace's mapping was not live",
+                     prometheus::MetricType::Counter);
+  auto flows = family("nsegress_gateway_conntrack_flows",
+                      "Conntrack flows SNATed to an egress address", prometheus::MetricType::Gauge);
+  for (const auto& [ns, c] : per_ns_) {
+    auto it = ns_egress_.find(ns);
+    prometheus::ClientMetric::Label lns{"namespace", ns};
+    prometheus::ClientMetric::Label lip{"egress_ip", it == ns_egress_.end() ? "" : it->second};
+    prometheus::ClientMetric m;
+    m.label = {lns, lip};
+    m.counter.value = static_cast<double>(c.tx_packets);
+    tx_p.metric.push_back(m);
+    m.counter.value = static_cast<double>(c.tx_bytes);
+    tx_b.metric.push_back(m);
+    m.label = {lns};
+    m.counter.value = static_cast<double>(c.drop_packets);
+    dr_p.metric.push_back(m);
+  }
+  for (const auto& [ip, n] : flows_) {
+    prometheus::ClientMetric m;
+    m.label = {{"egress_ip", ip}};
+    m.gauge.value = static_cast<double>(n);
+    flows.metric.push_back(m);
+  }
+  return {tx_p, tx_b, dr_p, flows};
+}
+
+}  // namespace nsegress::gateway

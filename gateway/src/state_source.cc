@@ -1,0 +1,72 @@
+#include "nsegress/gateway/state_source.h"
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace nsegress::gateway {
+
+FileStateSource::FileStateSource(std::string path) : path_(std::move(path)) {
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ >= 0) {
+    auto dir = std::filesystem::path(path_).parent_path();
+    if (dir.empty()) dir = ".";
+    inotify_add_watch(inotify_fd_, dir.c_str(),
+                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY);
+  }
+}
+
+FileStateSource::~FileStateSource() {
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+}
+
+void FileStateSource::drain() {
+  char buf[4096];
+  while (inotify_fd_ >= 0 && read(inotify_fd_, buf, sizeof buf) > 0) {
+  }
+}
+
+Result<DesiredState> FileStateSource::load() {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return makeError(errno, path_ + ": cannot read: " + strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  constexpr size_t kMax = 256u << 20;
+  if (ss.str().size() > kMax) return makeError(EFBIG, path_ + ": larger than 256 MiB");
+  auto s = parseDesiredState(ss.str());
+  if (!s) return makeError(s.error().code, path_ + ": " + s.error().message);
+  return s;
+}
+
+Status writeFileAtomically(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return makeError(errno, tmp + ": " + strerror(errno));
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = write(fd, content.data() + off, content.size() - off);
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      return makeError(e, tmp + ": write: " + strerror(e));
+    }
+    off += static_cast<size_t>(n);
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) < 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    return makeError(e, path + ": rename: " + strerror(e));
+  }
+  return okStatus();
+}
+
+}  // namespace nsegress::gateway

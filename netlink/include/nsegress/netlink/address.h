@@ -1,0 +1,78 @@
+// Egress addresses on the uplink (libnl-route) and their announcement
+// (gratuitous ARP for IPv4; IPv6 relies on the kernel's unsolicited NA).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nsegress/gateway/dataplane.h"
+
+namespace nsegress::netlink {
+
+class UplinkAddresses final : public gateway::AddressKernel {
+ public:
+  // Resolves `ifname` in the calling thread's network namespace.
+  static Result<std::unique_ptr<UplinkAddresses>> open(const std::string& ifname);
+  ~UplinkAddresses() override;
+  Result<std::set<IpAddress>> list() override;
+  Status add(const IpAddress& a) override;
+  Status remove(const IpAddress& a) override;
+  int ifindex() const { return ifindex_; }
+
+ private:
+  struct Impl;
+  UplinkAddresses(std::string ifname, int ifindex, std::unique_ptr<Impl> impl);
+  std::string ifname_;
+  int ifindex_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A raw ARP frame announcing `ip` at `mac` (RFC 5227 announcement: an ARP
+// request with sender and target address both `ip`). Pure, for tests.
+std::vector<uint8_t> buildGratuitousArp(const uint8_t mac[6], const IpAddress& ip);
+
+// Sends `count` gratuitous ARPs per announced address, spaced by `interval`,
+// from a worker thread, so neighbours' caches move without waiting for their
+// entries to expire. The socket is opened in the constructor's namespace.
+class GarpAnnouncer final : public gateway::Announcer {
+ public:
+  static Result<std::unique_ptr<GarpAnnouncer>> open(const std::string& ifname, int count,
+                                                     std::chrono::milliseconds interval);
+  ~GarpAnnouncer() override;
+  void announce(const IpAddress& a) override;
+  uint64_t sent() const;
+  uint64_t failed() const;
+
+ private:
+  GarpAnnouncer(int fd, int ifindex, const uint8_t mac[6], int count,
+                std::chrono::milliseconds interval);
+  void run();
+  bool sendOne(const IpAddress& a);
+
+  int fd_;
+  int ifindex_;
+  uint8_t mac_[6];
+  int count_;
+  std::chrono::milliseconds interval_;
+  struct Due {
+    std::chrono::steady_clock::time_point at;
+    IpAddress ip;
+    int remaining;
+    bool operator>(const Due& o) const { return at > o.at; }
+  };
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> queue_;
+  bool stop_ = false;
+  uint64_t sent_ = 0;
+  uint64_t failed_ = 0;
+  std::thread worker_;
+};
+
+}  // namespace nsegress::netlink

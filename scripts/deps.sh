@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages nsegress needs to build, test and run its demo.
+# Idempotent: installs only what is missing. Run as root.
+set -euo pipefail
+
+PKGS=(
+  # toolchain
+  build-essential cmake pkg-config clang-format
+  # kernel-facing libraries (netlink/ only)
+  libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev libnetfilter-conntrack-dev
+  # control plane
+  libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
+  libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev prometheus-cpp-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # lab tooling: inspection in tests/demo, peers in benchmarks
+  iproute2 nftables iptables conntrack socat procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
