@@ -24,7 +24,9 @@ Error fieldError(const std::string& path, const std::string& what) {
   return makeError(EINVAL, path + ": " + what);
 }
 
-std::string quoted(const json& j) { return j.dump(); }
+std::string quoted(const json& j) {
+  return j.dump();
+}
 
 Result<IpAddress> parseIp(const json& j, const std::string& path) {
   if (!j.is_string()) return fieldError(path, "must be a string, got " + quoted(j));
@@ -104,8 +106,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
       if (!ip) return ip.error();
       auto [it, inserted] = pod_owner.emplace(*ip, ns.name);
       if (!inserted)
-        return fieldError(p, ip->str() + " is already a pod address of namespace \"" +
-                                 it->second + "\"");
+        return fieldError(
+            p, ip->str() + " is already a pod address of namespace \"" + it->second + "\"");
       ns.pod_ips.push_back(*ip);
     }
     s.namespaces.push_back(std::move(ns));

@@ -109,6 +109,8 @@ IpAddress Cidr::last() const {
   return IpAddress::fromBytes(base_.family(), b);
 }
 
-std::string Cidr::str() const { return base_.str() + "/" + std::to_string(prefix_); }
+std::string Cidr::str() const {
+  return base_.str() + "/" + std::to_string(prefix_);
+}
 
 }  // namespace nsegress

@@ -57,8 +57,7 @@ void Agent::loadAndReconcile() {
     // Keep the last good state programmed; never act on a bad document.
     if (metrics_) metrics_->state_errors.Increment();
     spdlog::error("desired state rejected, keeping last good state (generation {}): {}",
-                  last_good_ ? std::to_string(last_good_->generation) : "none",
-                  s.error().message);
+                  last_good_ ? std::to_string(last_good_->generation) : "none", s.error().message);
     if (!last_good_) return;  // nothing to enforce yet: leave the kernel as adopted
   } else {
     if (!last_good_ || !(*last_good_ == *s))
@@ -73,8 +72,7 @@ void Agent::reconcile() {
   if (!last_good_) return;
   const auto t0 = std::chrono::steady_clock::now();
   auto r = reconciler_.reconcile(*last_good_);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!r) {
     if (metrics_) metrics_->reconcile_error.Increment();
     spdlog::error("reconcile failed (retry in {} ms): {}", backoff_.count(), r.error().message);
@@ -101,8 +99,10 @@ void Agent::reconcile() {
     metrics_->last_success.SetToCurrentTime();
     std::map<std::string, std::string> ns_egress;
     for (const auto& ns : last_good_->namespaces) {
-      if (ns.egress_v4) ns_egress[ns.name] = ns.egress_v4->str();
-      else if (ns.egress_v6) ns_egress[ns.name] = ns.egress_v6->str();
+      if (ns.egress_v4)
+        ns_egress[ns.name] = ns.egress_v4->str();
+      else if (ns.egress_v6)
+        ns_egress[ns.name] = ns.egress_v6->str();
     }
     metrics_->snapshot()->update(std::move(r->counters), std::move(ns_egress));
     if (conntrack_) {

@@ -1,10 +1,10 @@
 // nsegress-gateway: the node agent. Thin main: parse flags, open the real
 // kernel interfaces (netlink/), run the agent loop (gateway/).
+#include <prometheus/exposer.h>
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <prometheus/exposer.h>
-#include <spdlog/spdlog.h>
 
 #include <csignal>
 
@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
   }
   if (do_cleanup) return cleanup(**nft, **addrs, **ct);
 
-  auto garp = netlink::GarpAnnouncer::open(uplink, garp_count,
-                                           std::chrono::milliseconds(garp_interval_ms));
+  auto garp =
+      netlink::GarpAnnouncer::open(uplink, garp_count, std::chrono::milliseconds(garp_interval_ms));
   if (!garp) {
     spdlog::error("start-up: {}", garp.error().message);
     return 1;

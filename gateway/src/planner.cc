@@ -1,5 +1,6 @@
 #include "nsegress/gateway/planner.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -70,10 +71,28 @@ void diffMap(const std::map<IpAddress, V>& have, const std::map<IpAddress, V>& w
   }
 }
 
+// Adds `pod` to the flush of `egress` (one flush op per egress and namespace).
+void partialFlush(Plan& p, const IpAddress& egress, const IpAddress& pod, const std::string& ns,
+                  const std::set<IpAddress>& whole) {
+  if (whole.count(egress)) return;
+  for (auto& f : p.flush) {
+    if (f.egress == egress && f.ns == ns && !f.sources.empty()) {
+      if (std::find(f.sources.begin(), f.sources.end(), pod) == f.sources.end())
+        f.sources.push_back(pod);
+      return;
+    }
+  }
+  p.flush.push_back(ConntrackFlush{ns, egress, {pod}});
+}
+
 }  // namespace
 
-std::string txCounterName(const std::string& ns) { return std::string(kTxPrefix) + ns; }
-std::string dropCounterName(const std::string& ns) { return std::string(kDropPrefix) + ns; }
+std::string txCounterName(const std::string& ns) {
+  return std::string(kTxPrefix) + ns;
+}
+std::string dropCounterName(const std::string& ns) {
+  return std::string(kDropPrefix) + ns;
+}
 
 Plan plan(const DesiredState& desired, const Observed& observed) {
   Plan p;
@@ -87,6 +106,7 @@ Plan plan(const DesiredState& desired, const Observed& observed) {
   ObservedNft have;
   if (rebuild) {
     have.owned = observed.nft.owned;
+    have.flush_pending = observed.nft.flush_pending;
   } else {
     have = observed.nft;
   }
@@ -95,6 +115,8 @@ Plan plan(const DesiredState& desired, const Observed& observed) {
     if (observed.nft.table_present) txn.push_back(op(NftOp::Kind::kDeleteTable, ""));
     txn.push_back(op(NftOp::Kind::kCreateTable, ""));
     for (const auto& a : have.owned) txn.push_back(op(NftOp::Kind::kAddOwned, "", a));
+    for (const auto& [pod, e] : have.flush_pending)
+      txn.push_back(op(NftOp::Kind::kAddFlushRec, "", pod, e));
   }
 
   // Namespace of each observed pod, for attribution of deletes and flushes.
@@ -141,47 +163,95 @@ Plan plan(const DesiredState& desired, const Observed& observed) {
     if (isOurCounter(name)) have_counters.insert(name);
   }
   for (const auto& c : w.counters) {
-    if (!have_counters.count(c)) txn.push_back(op(NftOp::Kind::kAddCounter, nsOfCounter(c), {}, {}, c));
+    if (!have_counters.count(c))
+      txn.push_back(op(NftOp::Kind::kAddCounter, nsOfCounter(c), {}, {}, c));
   }
 
   // --- elements ------------------------------------------------------------
   std::vector<NftOp> dels, adds;
   diffMap(
       have.snat, w.snat, dels, adds,
-      [&](const IpAddress& k, const IpAddress& v) { return op(NftOp::Kind::kAddSnat, nsOf(k), k, v); },
-      [&](const IpAddress& k, const IpAddress& v) { return op(NftOp::Kind::kDelSnat, nsOf(k), k, v); });
+      [&](const IpAddress& k, const IpAddress& v) {
+        return op(NftOp::Kind::kAddSnat, nsOf(k), k, v);
+      },
+      [&](const IpAddress& k, const IpAddress& v) {
+        return op(NftOp::Kind::kDelSnat, nsOf(k), k, v);
+      });
   diffMap(
       have.tx_counter, w.tx, dels, adds,
-      [&](const IpAddress& k, const std::string& c) { return op(NftOp::Kind::kAddTx, nsOf(k), k, {}, c); },
-      [&](const IpAddress& k, const std::string& c) { return op(NftOp::Kind::kDelTx, nsOf(k), k, {}, c); });
+      [&](const IpAddress& k, const std::string& c) {
+        return op(NftOp::Kind::kAddTx, nsOf(k), k, {}, c);
+      },
+      [&](const IpAddress& k, const std::string& c) {
+        return op(NftOp::Kind::kDelTx, nsOf(k), k, {}, c);
+      });
   diffMap(
       have.pending, w.pending, dels, adds,
-      [&](const IpAddress& k, const std::string& c) { return op(NftOp::Kind::kAddPending, nsOf(k), k, {}, c); },
-      [&](const IpAddress& k, const std::string& c) { return op(NftOp::Kind::kDelPending, nsOf(k), k, {}, c); });
+      [&](const IpAddress& k, const std::string& c) {
+        return op(NftOp::Kind::kAddPending, nsOf(k), k, {}, c);
+      },
+      [&](const IpAddress& k, const std::string& c) {
+        return op(NftOp::Kind::kDelPending, nsOf(k), k, {}, c);
+      });
   // Deletes first: a pod whose mapping changes is deleted and re-added inside
   // the same transaction, so no packet ever sees it unmapped.
   txn.insert(txn.end(), dels.begin(), dels.end());
-  txn.insert(txn.end(), adds.begin(), adds.end());
-
-  for (const auto& c : have_counters) {
-    if (!w.counters.count(c)) txn.push_back(op(NftOp::Kind::kDelCounter, nsOfCounter(c), {}, {}, c));
+  if (rebuild) {
+    // The rebuild transaction runs before addresses are added. A pod whose
+    // egress address is not on the uplink yet starts fail-closed and switches
+    // to its mapping in the main transaction, after the address exists: no
+    // packet leaves with an address this node does not hold.
+    const std::set<IpAddress> arriving(p.addr_add.begin(), p.addr_add.end());
+    for (const auto& a : adds) {
+      const bool waits = (a.kind == NftOp::Kind::kAddSnat && arriving.count(a.egress)) ||
+                         (a.kind == NftOp::Kind::kAddTx && arriving.count(w.snat.at(a.key)));
+      if (!waits) {
+        txn.push_back(a);
+        continue;
+      }
+      if (a.kind == NftOp::Kind::kAddSnat) {
+        const std::string drop = dropCounterName(a.ns);
+        txn.push_back(op(NftOp::Kind::kAddPending, a.ns, a.key, {}, drop));
+        p.main.push_back(op(NftOp::Kind::kDelPending, a.ns, a.key, {}, drop));
+      }
+      p.main.push_back(a);
+    }
+  } else {
+    txn.insert(txn.end(), adds.begin(), adds.end());
   }
 
-  // --- conntrack: flows that were SNATed by a mapping we remove or change ---
-  // Whole-address flushes are already planned for addresses leaving the node;
-  // where the address stays (still used by another namespace) flush only the
-  // released pods' flows.
+  for (const auto& c : have_counters) {
+    if (!w.counters.count(c))
+      txn.push_back(op(NftOp::Kind::kDelCounter, nsOfCounter(c), {}, {}, c));
+  }
+
+  // --- conntrack ----------------------------------------------------------
+  // Flows SNATed by a mapping we remove or change must go. The debt is
+  // recorded in the kernel (flush map) by the same transaction that removes the
+  // mapping, and cleared only after the flush, so a crash in between is
+  // finished by the next reconcile. Whole-address flushes (address leaving the
+  // node) subsume per-pod ones.
   std::set<IpAddress> whole;
   for (const auto& f : p.flush) whole.insert(f.egress);
-  std::map<std::pair<IpAddress, std::string>, std::vector<IpAddress>> partial;
+  std::map<IpAddress, IpAddress> owed = have.flush_pending;  // pod -> egress
   for (const auto& [pod, e] : have.snat) {
     auto it = w.snat.find(pod);
     if (it != w.snat.end() && it->second == e) continue;
-    if (whole.count(e)) continue;
-    partial[{e, nsOf(pod)}].push_back(pod);
+    auto old = have.flush_pending.find(pod);
+    if (old != have.flush_pending.end() && old->second != e) {
+      // An older debt for this pod: settle it in this plan too.
+      txn.push_back(op(NftOp::Kind::kDelFlushRec, nsOf(pod), pod, old->second));
+      partialFlush(p, old->second, pod, nsOf(pod), whole);
+    }
+    if (old == have.flush_pending.end() || old->second != e)
+      txn.push_back(op(NftOp::Kind::kAddFlushRec, nsOf(pod), pod, e));
+    owed[pod] = e;
   }
-  for (auto& [key, pods] : partial) {
-    p.flush.push_back(ConntrackFlush{key.second, key.first, std::move(pods)});
+  for (const auto& [pod, e] : owed) {
+    // If the pod maps to that same address again, its flows are legitimate.
+    auto it = w.snat.find(pod);
+    if (it == w.snat.end() || it->second != e) partialFlush(p, e, pod, nsOf(pod), whole);
+    p.forget.push_back(op(NftOp::Kind::kDelFlushRec, nsOf(pod), pod, e));
   }
   // Attribute whole-address flushes to the namespace(s) that last used them.
   for (auto& f : p.flush) {
@@ -199,18 +269,34 @@ Plan plan(const DesiredState& desired, const Observed& observed) {
 std::string NftOp::describe() const {
   auto suffix = ns.empty() ? std::string() : " (namespace " + ns + ")";
   switch (kind) {
-    case Kind::kCreateTable: return "create table";
-    case Kind::kDeleteTable: return "delete table (rebuild)";
-    case Kind::kAddCounter: return "add counter " + counter + suffix;
-    case Kind::kDelCounter: return "delete counter " + counter + suffix;
-    case Kind::kAddSnat: return "add snat " + key.str() + " -> " + egress.str() + suffix;
-    case Kind::kDelSnat: return "delete snat " + key.str() + suffix;
-    case Kind::kAddTx: return "add accounting " + key.str() + " -> " + counter + suffix;
-    case Kind::kDelTx: return "delete accounting " + key.str() + suffix;
-    case Kind::kAddPending: return "add fail-closed " + key.str() + " -> " + counter + suffix;
-    case Kind::kDelPending: return "delete fail-closed " + key.str() + suffix;
-    case Kind::kAddOwned: return "record ownership of " + key.str();
-    case Kind::kDelOwned: return "forget ownership of " + key.str();
+    case Kind::kCreateTable:
+      return "create table";
+    case Kind::kDeleteTable:
+      return "delete table (rebuild)";
+    case Kind::kAddCounter:
+      return "add counter " + counter + suffix;
+    case Kind::kDelCounter:
+      return "delete counter " + counter + suffix;
+    case Kind::kAddSnat:
+      return "add snat " + key.str() + " -> " + egress.str() + suffix;
+    case Kind::kDelSnat:
+      return "delete snat " + key.str() + suffix;
+    case Kind::kAddTx:
+      return "add accounting " + key.str() + " -> " + counter + suffix;
+    case Kind::kDelTx:
+      return "delete accounting " + key.str() + suffix;
+    case Kind::kAddPending:
+      return "add fail-closed " + key.str() + " -> " + counter + suffix;
+    case Kind::kDelPending:
+      return "delete fail-closed " + key.str() + suffix;
+    case Kind::kAddOwned:
+      return "record ownership of " + key.str();
+    case Kind::kDelOwned:
+      return "forget ownership of " + key.str();
+    case Kind::kAddFlushRec:
+      return "record flush owed for " + key.str() + " -> " + egress.str() + suffix;
+    case Kind::kDelFlushRec:
+      return "clear flush owed for " + key.str() + suffix;
   }
   return "unknown op";
 }

@@ -15,10 +15,18 @@
 namespace nsegress::netlink {
 
 namespace {
-struct NlSockDel { void operator()(nl_sock* s) const { nl_socket_free(s); } };
-struct NlAddrDel { void operator()(nl_addr* a) const { nl_addr_put(a); } };
-struct RtAddrDel { void operator()(rtnl_addr* a) const { rtnl_addr_put(a); } };
-struct CacheDel { void operator()(nl_cache* c) const { nl_cache_free(c); } };
+struct NlSockDel {
+  void operator()(nl_sock* s) const { nl_socket_free(s); }
+};
+struct NlAddrDel {
+  void operator()(nl_addr* a) const { nl_addr_put(a); }
+};
+struct RtAddrDel {
+  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
+};
+struct CacheDel {
+  void operator()(nl_cache* c) const { nl_cache_free(c); }
+};
 using NlSockPtr = std::unique_ptr<nl_sock, NlSockDel>;
 using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDel>;
 using RtAddrPtr = std::unique_ptr<rtnl_addr, RtAddrDel>;
@@ -55,8 +63,7 @@ Result<std::unique_ptr<UplinkAddresses>> UplinkAddresses::open(const std::string
   if (!impl->sock) return makeError(ENOMEM, "libnl: cannot allocate socket");
   if (int err = nl_connect(impl->sock.get(), NETLINK_ROUTE); err < 0)
     return nlError("libnl: connect", err);
-  return std::unique_ptr<UplinkAddresses>(
-      new UplinkAddresses(ifname, ifindex, std::move(impl)));
+  return std::unique_ptr<UplinkAddresses>(new UplinkAddresses(ifname, ifindex, std::move(impl)));
 }
 
 UplinkAddresses::UplinkAddresses(std::string ifname, int ifindex, std::unique_ptr<Impl> impl)
@@ -77,9 +84,11 @@ Result<std::set<IpAddress>> UplinkAddresses::list() {
     const int fam = nl_addr_get_family(local);
     const auto len = nl_addr_get_len(local);
     if (fam == AF_INET && len == 4)
-      out.insert(IpAddress::fromBytes(Family::V4, static_cast<uint8_t*>(nl_addr_get_binary_addr(local))));
+      out.insert(
+          IpAddress::fromBytes(Family::V4, static_cast<uint8_t*>(nl_addr_get_binary_addr(local))));
     else if (fam == AF_INET6 && len == 16)
-      out.insert(IpAddress::fromBytes(Family::V6, static_cast<uint8_t*>(nl_addr_get_binary_addr(local))));
+      out.insert(
+          IpAddress::fromBytes(Family::V6, static_cast<uint8_t*>(nl_addr_get_binary_addr(local))));
   }
   return out;
 }
@@ -180,8 +189,8 @@ bool GarpAnnouncer::sendOne(const IpAddress& a) {
   to.sll_ifindex = ifindex_;
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);
-  return sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to),
-                sizeof to) == static_cast<ssize_t>(frame.size());
+  return sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+         static_cast<ssize_t>(frame.size());
 }
 
 void GarpAnnouncer::run() {

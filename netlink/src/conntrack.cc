@@ -13,9 +13,15 @@
 namespace nsegress::netlink {
 
 namespace {
-struct HandleDel { void operator()(nfct_handle* h) const { nfct_close(h); } };
-struct CtDel { void operator()(nf_conntrack* c) const { nfct_destroy(c); } };
-struct FilterDel { void operator()(nfct_filter_dump* f) const { nfct_filter_dump_destroy(f); } };
+struct HandleDel {
+  void operator()(nfct_handle* h) const { nfct_close(h); }
+};
+struct CtDel {
+  void operator()(nf_conntrack* c) const { nfct_destroy(c); }
+};
+struct FilterDel {
+  void operator()(nfct_filter_dump* f) const { nfct_filter_dump_destroy(f); }
+};
 using HandlePtr = std::unique_ptr<nfct_handle, HandleDel>;
 using CtPtr = std::unique_ptr<nf_conntrack, CtDel>;
 using FilterPtr = std::unique_ptr<nfct_filter_dump, FilterDel>;
@@ -43,7 +49,8 @@ std::optional<IpAddress> origSrc(const nf_conntrack* ct) {
 }
 
 // Dumps SNATed flows of one family; calls `fn` for each.
-Status dumpSnat(nfct_handle* h, uint8_t family, const std::function<void(const nf_conntrack*)>& fn) {
+Status dumpSnat(nfct_handle* h, uint8_t family,
+                const std::function<void(const nf_conntrack*)>& fn) {
   FilterPtr filter(nfct_filter_dump_create());
   nfct_filter_dump_set_attr_u8(filter.get(), NFCT_FILTER_DUMP_L3NUM, family);
   nfct_filter_dump_mark status{IPS_SRC_NAT, IPS_SRC_NAT};
@@ -103,7 +110,8 @@ Result<size_t> Conntrack::flush(const gateway::ConntrackFlush& f) {
     if (nfct_query(impl_->del.get(), NFCT_Q_DESTROY, ct.get()) == 0) {
       ++deleted;
     } else if (errno != ENOENT) {
-      return makeError(errno, "conntrack: delete flow of " + f.egress.str() + ": " + strerror(errno));
+      return makeError(errno,
+                       "conntrack: delete flow of " + f.egress.str() + ": " + strerror(errno));
     }
   }
   return deleted;

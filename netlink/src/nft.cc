@@ -28,12 +28,24 @@ using gateway::NftOp;
 namespace {
 
 // ---- RAII for libnftnl objects ---------------------------------------------
-struct TableDel { void operator()(nftnl_table* p) const { nftnl_table_free(p); } };
-struct ChainDel { void operator()(nftnl_chain* p) const { nftnl_chain_free(p); } };
-struct RuleDel { void operator()(nftnl_rule* p) const { nftnl_rule_free(p); } };
-struct SetDel { void operator()(nftnl_set* p) const { nftnl_set_free(p); } };
-struct ObjDel { void operator()(nftnl_obj* p) const { nftnl_obj_free(p); } };
-struct MnlDel { void operator()(mnl_socket* p) const { mnl_socket_close(p); } };
+struct TableDel {
+  void operator()(nftnl_table* p) const { nftnl_table_free(p); }
+};
+struct ChainDel {
+  void operator()(nftnl_chain* p) const { nftnl_chain_free(p); }
+};
+struct RuleDel {
+  void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
+};
+struct SetDel {
+  void operator()(nftnl_set* p) const { nftnl_set_free(p); }
+};
+struct ObjDel {
+  void operator()(nftnl_obj* p) const { nftnl_obj_free(p); }
+};
+struct MnlDel {
+  void operator()(mnl_socket* p) const { mnl_socket_close(p); }
+};
 using TablePtr = std::unique_ptr<nftnl_table, TableDel>;
 using ChainPtr = std::unique_ptr<nftnl_chain, ChainDel>;
 using RulePtr = std::unique_ptr<nftnl_rule, RuleDel>;
@@ -60,20 +72,30 @@ constexpr SetSpec kSets[] = {
     {NftNames::kPending6, Family::V6, SetSpec::kObjMap},
     {NftNames::kOwned4, Family::V4, SetSpec::kPlain},
     {NftNames::kOwned6, Family::V6, SetSpec::kPlain},
+    {NftNames::kFlush4, Family::V4, SetSpec::kMap},
+    {NftNames::kFlush6, Family::V6, SetSpec::kMap},
 };
 
 const char* setFor(NftOp::Kind k, Family f) {
   const bool v4 = f == Family::V4;
   switch (k) {
     case NftOp::Kind::kAddSnat:
-    case NftOp::Kind::kDelSnat: return v4 ? NftNames::kSnat4 : NftNames::kSnat6;
+    case NftOp::Kind::kDelSnat:
+      return v4 ? NftNames::kSnat4 : NftNames::kSnat6;
     case NftOp::Kind::kAddTx:
-    case NftOp::Kind::kDelTx: return v4 ? NftNames::kTx4 : NftNames::kTx6;
+    case NftOp::Kind::kDelTx:
+      return v4 ? NftNames::kTx4 : NftNames::kTx6;
     case NftOp::Kind::kAddPending:
-    case NftOp::Kind::kDelPending: return v4 ? NftNames::kPending4 : NftNames::kPending6;
+    case NftOp::Kind::kDelPending:
+      return v4 ? NftNames::kPending4 : NftNames::kPending6;
     case NftOp::Kind::kAddOwned:
-    case NftOp::Kind::kDelOwned: return v4 ? NftNames::kOwned4 : NftNames::kOwned6;
-    default: return nullptr;
+    case NftOp::Kind::kDelOwned:
+      return v4 ? NftNames::kOwned4 : NftNames::kOwned6;
+    case NftOp::Kind::kAddFlushRec:
+    case NftOp::Kind::kDelFlushRec:
+      return v4 ? NftNames::kFlush4 : NftNames::kFlush6;
+    default:
+      return nullptr;
   }
 }
 
@@ -297,7 +319,9 @@ void NftBuilder::createTable(size_t op_index) {
 
 void NftBuilder::append(const NftOp& op, size_t op_index) {
   switch (op.kind) {
-    case NftOp::Kind::kCreateTable: createTable(op_index); return;
+    case NftOp::Kind::kCreateTable:
+      createTable(op_index);
+      return;
     case NftOp::Kind::kDeleteTable: {
       TablePtr t(nftnl_table_alloc());
       nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, cfg_.table.c_str());
@@ -325,7 +349,8 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
       commit(seq, op_index);
       return;
     }
-    default: break;
+    default:
+      break;
   }
   // Set element ops: one element per message so errors map to exactly one op.
   const char* set = setFor(op.kind, op.key.family());
@@ -338,6 +363,7 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
   bool add = false;
   switch (op.kind) {
     case NftOp::Kind::kAddSnat:
+    case NftOp::Kind::kAddFlushRec:
       add = true;
       nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, op.egress.bytes(), op.egress.size());
       break;
@@ -346,8 +372,11 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
       add = true;
       nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_OBJREF, op.counter.c_str());
       break;
-    case NftOp::Kind::kAddOwned: add = true; break;
-    default: break;
+    case NftOp::Kind::kAddOwned:
+      add = true;
+      break;
+    default:
+      break;
   }
   nftnl_set_elem_add(s.get(), e);  // set takes ownership
   uint32_t seq = seq_++;
@@ -530,31 +559,31 @@ Result<gateway::ObservedNft> NftTable::observe() {
       SetPtr got(nftnl_set_alloc());
       if (nftnl_set_elems_nlmsg_parse(m, got.get()) < 0) return;
       std::function<void(nftnl_set_elem*)> each = [&](nftnl_set_elem* e) {
-            uint32_t klen = 0;
-            const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
-            auto key = ipFrom(k, klen);
-            if (!key) {
-              bad = key.error();
-              return;
-            }
-            std::string_view name = spec.name;
-            if (name.starts_with("snat")) {
-              uint32_t dlen = 0;
-              const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
-              auto val = ipFrom(d, dlen);
-              if (!val) {
-                bad = val.error();
-                return;
-              }
-              obs.snat[*key] = *val;
-            } else if (name.starts_with("tx")) {
-              obs.tx_counter[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
-            } else if (name.starts_with("pending")) {
-              obs.pending[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
-            } else {
-              obs.owned.insert(*key);
-            }
-          };
+        uint32_t klen = 0;
+        const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+        auto key = ipFrom(k, klen);
+        if (!key) {
+          bad = key.error();
+          return;
+        }
+        std::string_view name = spec.name;
+        if (name.starts_with("snat") || name.starts_with("flush")) {
+          uint32_t dlen = 0;
+          const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
+          auto val = ipFrom(d, dlen);
+          if (!val) {
+            bad = val.error();
+            return;
+          }
+          (name.starts_with("snat") ? obs.snat : obs.flush_pending)[*key] = *val;
+        } else if (name.starts_with("tx")) {
+          obs.tx_counter[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
+        } else if (name.starts_with("pending")) {
+          obs.pending[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
+        } else {
+          obs.owned.insert(*key);
+        }
+      };
       nftnl_set_elem_foreach(
           got.get(),
           [](nftnl_set_elem* e, void* data) -> int {
@@ -563,7 +592,8 @@ Result<gateway::ObservedNft> NftTable::observe() {
           },
           &each);
     });
-    if (r < 0) return makeError(-r, std::string("nft: list elements of ") + spec.name + ": " + strerror(-r));
+    if (r < 0)
+      return makeError(-r, std::string("nft: list elements of ") + spec.name + ": " + strerror(-r));
     if (bad) return *bad;
   }
 

@@ -39,7 +39,11 @@ struct Ok {};
 // Result of an operation that yields nothing but may fail.
 using Status = Result<Ok>;
 
-inline Status okStatus() { return Ok{}; }
-inline Error makeError(int code, std::string message) { return Error{code, std::move(message)}; }
+inline Status okStatus() {
+  return Ok{};
+}
+inline Error makeError(int code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 }  // namespace nsegress

@@ -21,10 +21,11 @@ struct ObservedNft {
   // Table exists and has exactly the structure this version builds (chains,
   // rules, sets, fingerprint including the uplink name).
   bool structure_ok = false;
-  std::map<IpAddress, IpAddress> snat;            // pod address -> egress address
-  std::map<IpAddress, std::string> tx_counter;    // pod address -> namespace tx counter
-  std::map<IpAddress, std::string> pending;       // pod address -> namespace drop counter
-  std::set<IpAddress> owned;                      // egress addresses this agent put on the uplink
+  std::map<IpAddress, IpAddress> snat;           // pod address -> egress address
+  std::map<IpAddress, std::string> tx_counter;   // pod address -> namespace tx counter
+  std::map<IpAddress, std::string> pending;      // pod address -> namespace drop counter
+  std::set<IpAddress> owned;                     // egress addresses this agent put on the uplink
+  std::map<IpAddress, IpAddress> flush_pending;  // pod -> old egress whose flows are still to flush
   std::map<std::string, std::pair<uint64_t, uint64_t>> counters;  // name -> {packets, bytes}
 };
 
@@ -32,24 +33,26 @@ struct ObservedNft {
 // netlink message, so a kernel error names the op that caused it.
 struct NftOp {
   enum class Kind {
-    kCreateTable,   // table + sets + chains + rules (fresh)
-    kDeleteTable,   // used only to rebuild a table of the wrong structure, in the same transaction
-    kAddCounter,    // named counter `counter`
+    kCreateTable,  // table + sets + chains + rules (fresh)
+    kDeleteTable,  // used only to rebuild a table of the wrong structure, in the same transaction
+    kAddCounter,   // named counter `counter`
     kDelCounter,
-    kAddSnat,       // snat map: key -> egress
+    kAddSnat,  // snat map: key -> egress
     kDelSnat,
-    kAddTx,         // tx accounting map: key -> counter
+    kAddTx,  // tx accounting map: key -> counter
     kDelTx,
-    kAddPending,    // fail-closed map: key -> drop counter
+    kAddPending,  // fail-closed map: key -> drop counter
     kDelPending,
-    kAddOwned,      // ownership record of an egress address on the uplink
+    kAddOwned,  // ownership record of an egress address on the uplink
     kDelOwned,
+    kAddFlushRec,  // record: flows of pod `key` SNATed to `egress` must be flushed
+    kDelFlushRec,
   };
   Kind kind;
-  std::string ns;      // namespace the op serves ("" for table-wide ops)
-  IpAddress key;       // pod address or owned address
-  IpAddress egress;    // for kAddSnat
-  std::string counter; // counter name (kAdd/DelCounter, kAddTx, kAddPending)
+  std::string ns;       // namespace the op serves ("" for table-wide ops)
+  IpAddress key;        // pod address or owned address
+  IpAddress egress;     // for kAddSnat
+  std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
 
   std::string describe() const;
   bool operator==(const NftOp&) const = default;
@@ -73,7 +76,7 @@ struct Plan {
   std::vector<NftOp> main;            // txn 2: the atomic switch of maps/sets/counters
   std::vector<IpAddress> addr_del;    // remove from uplink
   std::vector<ConntrackFlush> flush;  // flows of released namespaces
-  std::vector<NftOp> forget;          // txn 3: drop ownership records of removed addresses
+  std::vector<NftOp> forget;          // txn 3: drop ownership and flush records now done
 
   bool empty() const {
     return intent.empty() && addr_add.empty() && main.empty() && addr_del.empty() &&

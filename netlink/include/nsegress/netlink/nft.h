@@ -33,6 +33,8 @@ struct NftNames {
   static constexpr const char* kPending6 = "pending6";
   static constexpr const char* kOwned4 = "owned4";
   static constexpr const char* kOwned6 = "owned6";
+  static constexpr const char* kFlush4 = "flush4";
+  static constexpr const char* kFlush6 = "flush6";
   static constexpr const char* kForward = "forward";
   static constexpr const char* kPostrouting = "postrouting";
 };

@@ -1,0 +1,141 @@
+// Golden tests of the nftables messages, in the manner of nftables' own
+// tests/py: the rule set as libnftnl renders the bytecode. No privileges.
+#include "nsegress/netlink/nft.h"
+
+#include <gtest/gtest.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include "nsegress/netlink/address.h"
+
+namespace nsegress::netlink {
+namespace {
+
+using gateway::NftOp;
+using K = NftOp::Kind;
+
+TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
+  NftConfig c;
+  c.uplink = "up0";
+  auto rules = NftBuilder::renderRules(c);
+  // The uplink name as the kernel compares it: 16 bytes, zero padded.
+  const std::string nf4 = "  [ meta load nfproto => reg 1 ]\n  [ cmp eq reg 1 0x00000002 ]\n";
+  const std::string nf6 = "  [ meta load nfproto => reg 1 ]\n  [ cmp eq reg 1 0x0000000a ]\n";
+  const std::string oif =
+      "  [ meta load oifname => reg 1 ]\n"
+      "  [ cmp eq reg 1 0x00307075 0x00000000 0x00000000 0x00000000 ]\n";
+  const std::string sa4 = "  [ payload load 4b @ network header + 12 => reg 1 ]\n";
+  const std::string sa6 = "  [ payload load 16b @ network header + 8 => reg 1 ]\n";
+  const std::string fwd = "forward: inet nsegress forward\n";
+  const std::string post = "postrouting: inet nsegress postrouting\n";
+  const std::vector<std::string> want = {
+      fwd + nf4 + sa4 + "  [ objref sreg 1 set pending4 ]\n  [ immediate reg 0 drop ]\n",
+      fwd + nf6 + sa6 + "  [ objref sreg 1 set pending6 ]\n  [ immediate reg 0 drop ]\n",
+      fwd + nf4 + oif + sa4 + "  [ objref sreg 1 set tx4 ]\n",
+      fwd + nf6 + oif + sa6 + "  [ objref sreg 1 set tx6 ]\n",
+      post + nf4 + oif + sa4 +
+          "  [ lookup reg 1 set snat4 dreg 1 ]\n  [ nat snat ip addr_min reg 1 ]\n",
+      post + nf6 + oif + sa6 +
+          "  [ lookup reg 1 set snat6 dreg 1 ]\n  [ nat snat ip6 addr_min reg 1 ]\n",
+  };
+  ASSERT_EQ(rules.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(rules[i], want[i]) << "rule " << i;
+}
+
+struct Msg {
+  uint16_t type;
+  uint16_t flags;
+  uint32_t seq;
+};
+
+std::vector<Msg> messages(const std::vector<char>& buf) {
+  std::vector<Msg> out;
+  int len = static_cast<int>(buf.size());
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(nlh, len);
+       nlh = NLMSG_NEXT(nlh, len)) {
+    out.push_back({nlh->nlmsg_type, nlh->nlmsg_flags, nlh->nlmsg_seq});
+  }
+  EXPECT_EQ(len, 0) << "trailing bytes";
+  return out;
+}
+
+uint16_t nft(uint16_t m) {
+  return static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | m);
+}
+
+TEST(NftBuilder, OneBatchOneMessagePerElementOpAndSeqMapsBack) {
+  NftConfig c;
+  c.uplink = "up0";
+  NftBuilder b(c, 100);
+  std::vector<NftOp> ops = {
+      {K::kAddCounter, "a", {}, {}, "tx-a"},
+      {K::kAddSnat, "a", *IpAddress::parse("10.244.1.2"), *IpAddress::parse("203.0.113.10"), ""},
+      {K::kAddTx, "a", *IpAddress::parse("10.244.1.2"), {}, "tx-a"},
+      {K::kDelPending, "a", *IpAddress::parse("10.244.1.2"), {}, ""},
+  };
+  for (size_t i = 0; i < ops.size(); ++i) b.append(ops[i], i);
+  auto msgs = messages(b.finish());
+  ASSERT_EQ(msgs.size(), 6u);
+  EXPECT_EQ(msgs.front().type, NFNL_MSG_BATCH_BEGIN);
+  EXPECT_EQ(msgs.back().type, NFNL_MSG_BATCH_END);
+  EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWOBJ));
+  EXPECT_EQ(msgs[2].type, nft(NFT_MSG_NEWSETELEM));
+  EXPECT_EQ(msgs[3].type, nft(NFT_MSG_NEWSETELEM));
+  EXPECT_EQ(msgs[4].type, nft(NFT_MSG_DELSETELEM));
+  for (size_t i = 1; i + 1 < msgs.size(); ++i) {
+    EXPECT_TRUE(msgs[i].flags & NLM_F_REQUEST);
+    EXPECT_FALSE(msgs[i].flags & NLM_F_ACK) << "errors only: acks would not scale";
+    auto op = b.opForSeq(msgs[i].seq);
+    ASSERT_TRUE(op);
+    EXPECT_EQ(*op, i - 1);
+  }
+  EXPECT_FALSE(b.opForSeq(msgs.front().seq));
+  EXPECT_FALSE(b.opForSeq(9999));
+}
+
+TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
+  NftConfig c;
+  c.uplink = "up0";
+  NftBuilder b(c, 1);
+  b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 7);
+  auto msgs = messages(b.finish());
+  // begin + table + 10 sets + 2 chains + 6 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 10 + 2 + 6 + 1);
+  EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
+  for (size_t i = 2; i < 12; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
+  for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opForSeq(msgs[i].seq), 7u);
+}
+
+TEST(NftBuilder, LargeBatchesGrowTheBuffer) {
+  NftConfig c;
+  c.uplink = "up0";
+  NftBuilder b(c, 1);
+  for (uint32_t i = 0; i < 20000; ++i)
+    b.append(
+        NftOp{K::kAddSnat, "a", IpAddress::v4(0x0A000000u + i), IpAddress::v4(0xCB007101u), ""}, i);
+  EXPECT_EQ(messages(b.finish()).size(), 20002u);
+  EXPECT_EQ(*b.opForSeq(2 + 12345), 12345u);
+}
+
+TEST(NftBuilder, FingerprintCoversUplink) {
+  NftConfig a, b;
+  a.uplink = "up0";
+  b.uplink = "eth1";
+  EXPECT_NE(structureFingerprint(a), structureFingerprint(b));
+}
+
+TEST(Garp, FrameIsAnArpAnnouncement) {
+  const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x01};
+  auto f = buildGratuitousArp(mac, *IpAddress::parse("203.0.113.10"));
+  ASSERT_EQ(f.size(), 28u);
+  EXPECT_EQ(f[7], 1);  // request
+  EXPECT_EQ(0, memcmp(&f[8], mac, 6));
+  const uint8_t ip[4] = {203, 0, 113, 10};
+  EXPECT_EQ(0, memcmp(&f[14], ip, 4)) << "sender address";
+  EXPECT_EQ(0, memcmp(&f[24], ip, 4)) << "target address equals sender";
+  for (int i = 18; i < 24; ++i) EXPECT_EQ(f[i], 0);
+}
+
+}  // namespace
+}  // namespace nsegress::netlink
