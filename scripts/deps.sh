@@ -14,7 +14,7 @@ PKGS=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # lab tooling: inspection in tests/demo, peers in benchmarks
-  iproute2 nftables iptables conntrack socat procps
+  iproute2 nftables iptables conntrack procps curl
 )
 
 missing=()

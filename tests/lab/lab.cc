@@ -1,0 +1,298 @@
+#include "lab.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "nsegress/gateway/state_source.h"
+
+namespace nsegress::lab {
+
+std::string labtoolPath() { return NSEGRESS_LABTOOL_BIN; }
+std::string gatewayPath() { return NSEGRESS_GATEWAY_BIN; }
+
+int run(const std::string& cmd, std::string* out) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  std::string buf;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) buf.append(chunk, n);
+  int st = pclose(p);
+  if (out) *out = buf;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+std::string must(const std::string& cmd) {
+  std::string out;
+  int rc = run(cmd, &out);
+  if (rc != 0) throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd + "\n" + out);
+  return out;
+}
+
+int cleanupAll() {
+  std::string out;
+  run("ip netns list", &out);
+  std::istringstream in(out);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    auto name = line.substr(0, line.find(' '));
+    if (name.rfind("nse-", 0) == 0) {
+      run("ip netns pids " + name + " | xargs -r kill -9");
+      run("ip netns del " + name);
+      ++n;
+    }
+  }
+  return n;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+// ---- Process -----------------------------------------------------------------
+
+Process::Process(std::vector<std::string> argv, std::string log) : log_(std::move(log)) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    setpgid(0, 0);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    wait();
+  }
+}
+
+void Process::signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool Process::running() {
+  if (status_ >= 0 || pid_ <= 0) return false;
+  int st;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+int Process::wait() {
+  if (status_ >= 0) return status_;
+  int st;
+  if (waitpid(pid_, &st, 0) == pid_) status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return status_;
+}
+
+std::string Process::log() const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ---- NetnsEnter --------------------------------------------------------------
+
+NetnsEnter::NetnsEnter(const std::string& netns) {
+  saved_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int fd = open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("setns " + netns + " failed");
+  }
+  close(fd);
+}
+
+NetnsEnter::~NetnsEnter() {
+  if (saved_ >= 0) {
+    setns(saved_, CLONE_NEWNET);
+    close(saved_);
+  }
+}
+
+// ---- Lab -----------------------------------------------------------------------
+
+Lab::Lab(const std::string& tag) {
+  prefix_ = "nse-" + tag + "-" + std::to_string(getpid()) + "-";
+  char tmpl[] = "/tmp/nsegress-lab-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  try {
+    build();
+  } catch (...) {
+    teardown();  // a destructor does not run for a half-built object
+    throw;
+  }
+}
+
+void Lab::build() {
+  auto mk = [&](const std::string& n) {
+    must("ip netns add " + n);
+    netns_.push_back(n);
+    must("ip -n " + n + " link set lo up");
+  };
+  mk(gw());
+  mk(outside());
+  must("ip -n " + gw() + " link add " + kUplink + " type veth peer name eth0 netns " + outside());
+  must("ip -n " + gw() + " addr add " + kGwUplinkIp + "/24 dev " + kUplink);
+  must("ip -n " + gw() + " link set " + kUplink + " up");
+  must("ip -n " + outside() + " addr add " + kOutsideIp + "/24 dev eth0");
+  must("ip -n " + outside() + " link set eth0 up");
+  // Egress addresses are resolved on-link, with ARP, like a real upstream.
+  must("ip -n " + outside() + " route add 203.0.113.0/24 dev eth0");
+  must("ip -n " + gw() + " route add default via " + kOutsideIp);
+  for (const char* k : {"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                        "net.ipv4.conf.default.rp_filter=0"})
+    must("ip netns exec " + gw() + " sysctl -qw " + k);
+  // Observer: every source address that reaches the outside host.
+  {
+    std::ofstream f(dir_ + "/observer.nft");
+    f << "table inet obs {\n"
+         "  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }\n"
+         "  chain pre { type filter hook prerouting priority -300; policy accept;\n"
+         "    meta nfproto ipv4 update @seen4 { ip saddr }\n"
+         "  }\n"
+         "}\n";
+  }
+  must("ip netns exec " + outside() + " nft -f " + dir_ + "/observer.nft");
+}
+
+Lab::~Lab() { teardown(); }
+
+void Lab::teardown() {
+  procs_.clear();  // kills
+  for (const auto& n : netns_) {
+    run("ip netns pids " + n + " | xargs -r kill -9");
+    run("ip netns del " + n);
+  }
+  netns_.clear();
+  if (!dir_.empty()) run("rm -rf " + dir_);
+  dir_.clear();
+}
+
+void Lab::addPod(const std::string& name, const std::string& ip) {
+  const std::string ns = pod(name);
+  must("ip netns add " + ns);
+  netns_.push_back(ns);
+  must("ip -n " + ns + " link set lo up");
+  const std::string gw_if = "p" + std::to_string(next_pod_++);
+  must("ip -n " + gw() + " link add " + gw_if + " type veth peer name eth0 netns " + ns);
+  must("ip -n " + gw() + " link set " + gw_if + " up");
+  must("ip -n " + gw() + " addr add 169.254.1.1/32 dev " + gw_if);
+  must("ip -n " + gw() + " route add " + ip + "/32 dev " + gw_if);
+  must("ip -n " + ns + " addr add " + ip + "/32 dev eth0");
+  must("ip -n " + ns + " link set eth0 up");
+  must("ip -n " + ns + " route add 169.254.1.1 dev eth0");
+  must("ip -n " + ns + " route add default via 169.254.1.1");
+}
+
+std::string Lab::exec(const std::string& netns, const std::string& cmd) {
+  return must("ip netns exec " + netns + " " + cmd);
+}
+
+Process& Lab::spawn(const std::string& netns, std::vector<std::string> argv,
+                    const std::string& log_name) {
+  std::vector<std::string> full = {"/usr/bin/ip", "netns", "exec", netns};
+  full.insert(full.end(), argv.begin(), argv.end());
+  procs_.push_back(std::make_unique<Process>(std::move(full), dir_ + "/" + log_name));
+  return *procs_.back();
+}
+
+void Lab::startServers() {
+  server_ = &spawn(outside(), {labtoolPath(), "serve"}, "server.log");
+  if (!eventually([&] { return server_->log().find("ready") != std::string::npos; }))
+    throw std::runtime_error("lab server did not start: " + server_->log());
+}
+
+std::vector<std::string> Lab::serverLines() const {
+  std::vector<std::string> out;
+  if (!server_) return out;
+  std::istringstream in(server_->log());
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("udp ", 0) == 0 || line.rfind("tcp ", 0) == 0) out.push_back(line);
+  return out;
+}
+
+std::set<std::string> Lab::peersOf(const std::string& tag) const {
+  std::set<std::string> out;
+  for (const auto& l : serverLines()) {
+    std::istringstream in(l);
+    std::string proto, peer, t;
+    in >> proto >> peer >> t;
+    if (t == tag) out.insert(peer);
+  }
+  return out;
+}
+
+std::map<std::string, uint64_t> Lab::seenSources() {
+  auto j = nlohmann::json::parse(must("ip netns exec " + outside() + " nft -j list set inet obs seen4"));
+  std::map<std::string, uint64_t> out;
+  for (const auto& item : j["nftables"]) {
+    if (!item.contains("set")) continue;
+    const auto& set = item["set"];
+    if (!set.contains("elem")) continue;
+    for (const auto& e : set["elem"]) {
+      if (e.is_string()) {
+        out[e.get<std::string>()] += 1;
+      } else if (e.contains("elem")) {
+        const auto& el = e["elem"];
+        uint64_t pk = el.contains("counter") ? el["counter"]["packets"].get<uint64_t>() : 1;
+        out[el["val"].get<std::string>()] += pk;
+      }
+    }
+  }
+  return out;
+}
+
+void Lab::clearSeen() { must("ip netns exec " + outside() + " nft flush set inet obs seen4"); }
+
+std::string Lab::send(const std::string& p, const std::string& proto, const std::string& tag,
+                      int count, int interval_ms, bool fresh, int timeout_ms) {
+  std::string cmd = "ip netns exec " + pod(p) + " " + labtoolPath() + " send --proto " + proto +
+                    " --dst " + kOutsideIp + " --port " + (proto == "udp" ? "9000" : "9001") +
+                    " --tag " + tag + " --count " + std::to_string(count) + " --interval-ms " +
+                    std::to_string(interval_ms) + " --connect-timeout-ms " +
+                    std::to_string(timeout_ms) + (fresh ? " --fresh" : "");
+  return must(cmd);
+}
+
+Process& Lab::startGateway(const std::string& state_file, std::vector<std::string> extra) {
+  std::vector<std::string> argv = {gatewayPath(), "--uplink", kUplink, "--state-file", state_file,
+                                   "--resync-seconds", "1", "--garp-interval-ms", "50"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return spawn(gw(), argv, "gateway-" + std::to_string(procs_.size()) + ".log");
+}
+
+void Lab::writeState(const std::string& json) {
+  auto r = gateway::writeFileAtomically(statePath(), json);
+  if (!r) throw std::runtime_error(r.error().message);
+}
+
+}  // namespace nsegress::lab

@@ -1,0 +1,125 @@
+// A lab of network namespaces for privileged tests, the demo and benchmarks:
+//
+//   pod netns (one per pod) --veth--+
+//                                   gw netns --veth (uplink "up0")-- outside netns
+//   pod netns ---------------------+  198.51.100.1/24          198.51.100.2/24
+//
+// Pods have a /32 address and a default route via 169.254.1.1 on the gateway
+// (the routed model of Calico and others). The outside host routes
+// 203.0.113.0/24 on-link to the uplink, so it resolves egress addresses with
+// ARP like a real upstream router. Nothing here touches the host namespace.
+//
+// Every namespace is named "nse-<tag>-<pid>-<role>"; the destructor removes
+// them all, and `cleanupAll()` removes leftovers of crashed runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace nsegress::lab {
+
+// Runs a shell command; returns its exit status and captures stdout.
+int run(const std::string& cmd, std::string* out = nullptr);
+// Runs a shell command and throws if it fails.
+std::string must(const std::string& cmd);
+
+// Deletes every namespace whose name starts with "nse-" (crashed runs).
+int cleanupAll();
+
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+class Process {
+ public:
+  // argv[0] is an absolute path. stdout and stderr go to `log`.
+  Process(std::vector<std::string> argv, std::string log);
+  ~Process();  // SIGKILL if still running
+  Process(const Process&) = delete;
+  void signal(int sig);
+  int wait();  // exit status (128+sig if killed)
+  bool running();
+  pid_t pid() const { return pid_; }
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
+  int status_ = -1;
+};
+
+// Enters a network namespace for the calling thread; restores on destruction.
+class NetnsEnter {
+ public:
+  explicit NetnsEnter(const std::string& netns);
+  ~NetnsEnter();
+  NetnsEnter(const NetnsEnter&) = delete;
+
+ private:
+  int saved_ = -1;
+};
+
+class Lab {
+ public:
+  static constexpr const char* kUplink = "up0";
+  static constexpr const char* kGwUplinkIp = "198.51.100.1";
+  static constexpr const char* kOutsideIp = "198.51.100.2";
+
+  explicit Lab(const std::string& tag);
+  ~Lab();
+  Lab(const Lab&) = delete;
+
+  std::string gw() const { return prefix_ + "gw"; }
+  std::string outside() const { return prefix_ + "out"; }
+  std::string pod(const std::string& name) const { return prefix_ + name; }
+  const std::string& dir() const { return dir_; }
+
+  // A pod namespace attached to the gateway with address `ip` (IPv4).
+  void addPod(const std::string& name, const std::string& ip);
+  // Moves a pod to a new address (as after a pod restart).
+  std::string exec(const std::string& netns, const std::string& cmd);
+
+  // Processes, killed by the destructor.
+  Process& spawn(const std::string& netns, std::vector<std::string> argv, const std::string& log_name);
+
+  // Outside host: labtool servers (UDP 9000, TCP 9001) recording peers.
+  void startServers();
+  // Lines "udp|tcp <peer> <payload>" the servers have printed so far.
+  std::vector<std::string> serverLines() const;
+  // Peers of the server lines whose payload starts with `tag`.
+  std::set<std::string> peersOf(const std::string& tag) const;
+  // Source addresses (with packet counts) of every IPv4 packet that reached
+  // the outside host since the last clearSeen().
+  std::map<std::string, uint64_t> seenSources();
+  void clearSeen();
+
+  // Runs labtool send in a pod and returns its summary line.
+  std::string send(const std::string& pod, const std::string& proto, const std::string& tag,
+                   int count, int interval_ms, bool fresh = false, int timeout_ms = 1000);
+
+  // The gateway agent, started in the gw namespace.
+  Process& startGateway(const std::string& state_file, std::vector<std::string> extra = {});
+  std::string statePath() const { return dir_ + "/desired.json"; }
+  void writeState(const std::string& json);
+
+ private:
+  void build();
+  void teardown();
+  std::string prefix_;
+  std::string dir_;
+  std::vector<std::string> netns_;
+  std::vector<std::unique_ptr<Process>> procs_;
+  Process* server_ = nullptr;
+  int next_pod_ = 0;
+};
+
+std::string labtoolPath();
+std::string gatewayPath();
+
+}  // namespace nsegress::lab

@@ -1,0 +1,211 @@
+// The gateway agent as a process, in a lab: pods -> gateway -> outside host.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include "nsegress/netlink/conntrack.h"
+#include "nsegress/netlink/nft.h"
+#include "privileged_test.h"
+
+namespace nsegress::testing {
+namespace {
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+class Datapath : public LabTest {
+ protected:
+  // Two annotated namespaces with IPs, one annotated namespace still pending.
+  void standardLab() {
+    lab->addPod("a1", "10.244.1.2");
+    lab->addPod("a2", "10.244.1.3");
+    lab->addPod("b1", "10.244.2.2");
+    lab->addPod("c1", "10.244.3.2");
+    lab->writeState(stateJson({{"team-a", "203.0.113.10", {"10.244.1.2", "10.244.1.3"}},
+                               {"team-b", "203.0.113.11", {"10.244.2.2"}},
+                               {"team-c", "", {"10.244.3.2"}}}));
+    lab->startServers();
+  }
+  lab::Process& startAndWait() {
+    auto& gw = lab->startGateway(lab->statePath());
+    EXPECT_TRUE(lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; }))
+        << gw.log();
+    return gw;
+  }
+  gateway::ObservedNft kernel() {
+    lab::NetnsEnter in(lab->gw());
+    auto nft = netlink::NftTable::open({"nsegress", "up0"});
+    auto obs = (*nft)->observe();
+    EXPECT_TRUE(obs) << obs.error().message;
+    return *obs;
+  }
+  size_t flowsOf(const char* egress) {
+    lab::NetnsEnter in(lab->gw());
+    auto ct = netlink::Conntrack::open();
+    auto c = (*ct)->countByEgress();
+    return (*c)[ip(egress)];
+  }
+  std::set<std::string> allowedSources() { return {"203.0.113.10", "203.0.113.11", "198.51.100.1"}; }
+};
+
+TEST_F(Datapath, EachNamespaceLeavesWithItsEgressIpAndNothingElse) {
+  standardLab();
+  startAndWait();
+  for (const char* proto : {"udp", "tcp"}) {
+    for (const char* pod : {"a1", "a2", "b1"}) {
+      const std::string tag = std::string(proto) + "-" + pod;
+      EXPECT_EQ(lab->send(pod, proto, tag, 5, 5, /*fresh=*/true), "sent 5 failed 0\n") << tag;
+    }
+  }
+  for (const char* proto : {"udp", "tcp"}) {
+    const std::string p(proto);
+    EXPECT_EQ(lab->peersOf(p + "-a1"), std::set<std::string>{"203.0.113.10"});
+    EXPECT_EQ(lab->peersOf(p + "-a2"), std::set<std::string>{"203.0.113.10"});
+    EXPECT_EQ(lab->peersOf(p + "-b1"), std::set<std::string>{"203.0.113.11"});
+  }
+  // At packet level too: nothing reached the outside with any other source.
+  for (const auto& [src, n] : lab->seenSources())
+    EXPECT_TRUE(allowedSources().count(src)) << src << " leaked (" << n << " packets)";
+  auto k = kernel();
+  EXPECT_GT(k.counters["tx-team-a"].first, 0u);
+  EXPECT_GT(k.counters["tx-team-b"].first, 0u);
+}
+
+TEST_F(Datapath, PendingNamespaceReachesNothingAndDropsAreCounted) {
+  standardLab();
+  startAndWait();
+  lab->send("c1", "udp", "udp-c1", 5, 5, true);
+  lab->send("c1", "tcp", "tcp-c1", 2, 5, true, /*timeout_ms=*/300);
+  EXPECT_TRUE(lab->peersOf("udp-c1").empty());
+  EXPECT_TRUE(lab->peersOf("tcp-c1").empty());
+  EXPECT_FALSE(lab->seenSources().count("10.244.3.2"));
+  auto k = kernel();
+  EXPECT_GE(k.counters["drop-team-c"].first, 5u + 2u) << "5 datagrams + at least one SYN each";
+  // Assigning the IP makes it live; the same pod now leaves with it.
+  lab->writeState(stateJson({{"team-a", "203.0.113.10", {"10.244.1.2", "10.244.1.3"}},
+                             {"team-b", "203.0.113.11", {"10.244.2.2"}},
+                             {"team-c", "203.0.113.12", {"10.244.3.2"}}},
+                            2));
+  ASSERT_TRUE(lab::eventually([&] { return kernel().snat.count(ip("10.244.3.2")) == 1; }));
+  EXPECT_EQ(lab->send("c1", "udp", "udp-c1-live", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->peersOf("udp-c1-live"), std::set<std::string>{"203.0.113.12"});
+}
+
+TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {
+  standardLab();
+  startAndWait();
+  // Long-running streams of both namespaces: a persistent TCP connection each.
+  auto& sa = lab->spawn(lab->pod("a1"),
+                        {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2",
+                         "--port", "9001", "--tag", "stream-a", "--count", "400", "--interval-ms", "20"},
+                        "stream-a.log");
+  auto& sb = lab->spawn(lab->pod("b1"),
+                        {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2",
+                         "--port", "9001", "--tag", "stream-b", "--count", "400", "--interval-ms", "20"},
+                        "stream-b.log");
+  ASSERT_TRUE(lab::eventually([&] { return flowsOf("203.0.113.10") > 0 && flowsOf("203.0.113.11") > 0; }));
+  ASSERT_EQ(lab->peersOf("stream-a"), std::set<std::string>{"203.0.113.10"});
+
+  lab->writeState(stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}},
+                             {"team-c", "", {"10.244.3.2"}}},
+                            2));
+  ASSERT_TRUE(lab::eventually([&] { return kernel().owned.count(ip("203.0.113.10")) == 0; }));
+  // Same reconcile: elements, counters, address and flows are all gone.
+  auto k = kernel();
+  for (const char* pod : {"10.244.1.2", "10.244.1.3"}) {
+    EXPECT_FALSE(k.snat.count(ip(pod)));
+    EXPECT_FALSE(k.tx_counter.count(ip(pod)));
+  }
+  EXPECT_FALSE(k.counters.count("tx-team-a"));
+  EXPECT_TRUE(k.flush_pending.empty());
+  EXPECT_EQ(flowsOf("203.0.113.10"), 0u);
+  EXPECT_EQ(lab->exec(lab->gw(), "ip -4 addr show dev up0").find("203.0.113.10"), std::string::npos);
+
+  // From now on nothing leaves with the old address, while the stream goes on.
+  lab->clearSeen();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto seen = lab->seenSources();
+  EXPECT_FALSE(seen.count("203.0.113.10")) << "old IP still leaving: " << seen["203.0.113.10"];
+  // The other namespace was not disturbed.
+  EXPECT_GT(seen["203.0.113.11"], 0u);
+  EXPECT_GT(flowsOf("203.0.113.11"), 0u);
+  EXPECT_TRUE(sb.running());
+  sa.signal(SIGKILL);
+  sb.signal(SIGKILL);
+}
+
+TEST_F(Datapath, AgentRestartDuringStreamLosesNothingAndChangesNothing) {
+  standardLab();
+  auto& gw1 = startAndWait();
+  // Every datagram opens a new flow, so every one needs the map to be live.
+  auto& stream = lab->spawn(lab->pod("a1"),
+                            {lab::labtoolPath(), "send", "--proto", "udp", "--dst", "198.51.100.2",
+                             "--port", "9000", "--tag", "rs", "--count", "300", "--interval-ms",
+                             "10", "--fresh"},
+                            "stream.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  gw1.signal(SIGKILL);  // the harshest restart
+  gw1.wait();
+  auto& gw2 = lab->startGateway(lab->statePath());
+  ASSERT_EQ(stream.wait(), 0);
+  ASSERT_TRUE(lab::eventually([&] { return gw2.log().find("desired state generation") != std::string::npos; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  std::set<int> seqs;
+  for (const auto& l : lab->serverLines()) {
+    std::istringstream in(l);
+    std::string proto, peer, tag;
+    int seq;
+    in >> proto >> peer >> tag >> seq;
+    if (tag != "rs") continue;
+    EXPECT_EQ(peer, "203.0.113.10") << l;
+    seqs.insert(seq);
+  }
+  EXPECT_EQ(seqs.size(), 300u) << "datagrams lost across the restart";
+  // The new agent adopted the table: it planned no change at all.
+  EXPECT_EQ(gw2.log().find("reconciled in"), std::string::npos) << gw2.log();
+}
+
+TEST_F(Datapath, MalformedStateIsRejectedNamingTheFieldAndLastGoodStaysProgrammed) {
+  standardLab();
+  auto& gw = startAndWait();
+  const auto before = kernel();
+  lab->writeState(R"({"apiVersion":"nsegress.io/v1alpha1","kind":"GatewayDesiredState",
+    "namespaces":[{"name":"team-a","egressIPs":["203.0.113.10"],"podIPs":["10.244.1.300"]}]})");
+  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("namespaces[0].podIPs[0]") != std::string::npos; }))
+      << gw.log();
+  lab->writeState("{ truncated");
+  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("not valid JSON") != std::string::npos; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a resync passes too
+  const auto after = kernel();
+  EXPECT_EQ(after.snat, before.snat);
+  EXPECT_EQ(after.pending, before.pending);
+  EXPECT_EQ(after.owned, before.owned);
+  EXPECT_EQ(lab->send("a1", "udp", "still", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->peersOf("still"), std::set<std::string>{"203.0.113.10"});
+  EXPECT_TRUE(gw.running());
+}
+
+TEST_F(Datapath, DriftIsRepairedAndCleanupRemovesEverything) {
+  standardLab();
+  auto& gw = startAndWait();
+  // Someone deletes our SNAT rules and an element by hand.
+  lab->exec(lab->gw(), "nft flush chain inet nsegress postrouting");
+  lab->exec(lab->gw(), "nft delete element inet nsegress pending4 '{ 10.244.3.2 }'");
+  ASSERT_TRUE(lab::eventually([&] {
+    auto k = kernel();
+    return k.structure_ok && k.pending.count(ip("10.244.3.2")) == 1;
+  })) << gw.log();
+  EXPECT_EQ(lab->send("a1", "udp", "healed", 2, 5, true), "sent 2 failed 0\n");
+  EXPECT_EQ(lab->peersOf("healed"), std::set<std::string>{"203.0.113.10"});
+
+  gw.signal(SIGTERM);
+  EXPECT_EQ(gw.wait(), 0);
+  lab->exec(lab->gw(), lab::gatewayPath() + " --uplink up0 --cleanup");
+  EXPECT_FALSE(kernel().table_present);
+  const auto addrs = lab->exec(lab->gw(), "ip -4 addr show dev up0");
+  EXPECT_EQ(addrs.find("203.0.113."), std::string::npos) << addrs;
+  EXPECT_NE(addrs.find("198.51.100.1"), std::string::npos) << "the node's own address stays";
+}
+
+}  // namespace
+}  // namespace nsegress::testing
