@@ -24,7 +24,7 @@ void Agent::start() {
     watch_.emplace(io_, ::dup(source_.watchFd()));
     armWatch();
   }
-  loadAndReconcile();
+  loadAndReconcile(/*full=*/true);
   armResync();
 }
 
@@ -36,7 +36,7 @@ void Agent::armWatch() {
                        // Coalesce a burst of file events into one reload.
                        debounce_timer_.expires_after(std::chrono::milliseconds(20));
                        debounce_timer_.async_wait([this](const boost::system::error_code& e) {
-                         if (!e) loadAndReconcile();
+                         if (!e) loadAndReconcile(/*full=*/false);
                        });
                        armWatch();
                      });
@@ -46,12 +46,12 @@ void Agent::armResync() {
   resync_timer_.expires_after(opts_.resync);
   resync_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    loadAndReconcile();
+    loadAndReconcile(/*full=*/true);
     armResync();
   });
 }
 
-void Agent::loadAndReconcile() {
+void Agent::loadAndReconcile(bool full) {
   auto s = source_.load();
   if (!s) {
     // Keep the last good state programmed; never act on a bad document.
@@ -65,13 +65,13 @@ void Agent::loadAndReconcile() {
                    s->namespaces.size(), source_.describe());
     last_good_ = std::move(*s);
   }
-  reconcile();
+  reconcile(full);
 }
 
-void Agent::reconcile() {
+void Agent::reconcile(bool full) {
   if (!last_good_) return;
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = reconciler_.reconcile(*last_good_);
+  auto r = reconciler_.reconcile(*last_good_, full);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!r) {
     if (metrics_) metrics_->reconcile_error.Increment();
@@ -104,7 +104,8 @@ void Agent::reconcile() {
       else if (ns.egress_v6)
         ns_egress[ns.name] = ns.egress_v6->str();
     }
-    metrics_->snapshot()->update(std::move(r->counters), std::move(ns_egress));
+    if (r->observed_kernel)
+      metrics_->snapshot()->update(std::move(r->counters), std::move(ns_egress));
     if (conntrack_) {
       if (auto flows = conntrack_->countByEgress()) {
         std::map<std::string, size_t> by_ip;
@@ -122,7 +123,7 @@ void Agent::scheduleRetry() {
   backoff_ = std::min(backoff_ * 2, opts_.retry_max);
   retry_timer_.async_wait([this](const boost::system::error_code& ec) {
     retry_pending_ = false;
-    if (!ec) reconcile();
+    if (!ec) reconcile(/*full=*/true);
   });
 }
 

@@ -196,11 +196,21 @@ Plan plan(const DesiredState& desired, const Observed& observed) {
   // Deletes first: a pod whose mapping changes is deleted and re-added inside
   // the same transaction, so no packet ever sees it unmapped.
   txn.insert(txn.end(), dels.begin(), dels.end());
-  if (rebuild) {
-    // The rebuild transaction runs before addresses are added. A pod whose
-    // egress address is not on the uplink yet starts fail-closed and switches
-    // to its mapping in the main transaction, after the address exists: no
-    // packet leaves with an address this node does not hold.
+  if (rebuild && !observed.nft.table_present) {
+    // Cold start (no table: nothing was enforced before us). The first
+    // transaction creates the table, ownership records, counters and the
+    // fail-closed entries; the mappings follow in the main transaction, after
+    // the addresses exist.
+    for (const auto& a : adds) {
+      const bool mapping = a.kind == NftOp::Kind::kAddSnat || a.kind == NftOp::Kind::kAddTx;
+      (mapping ? p.main : txn).push_back(a);
+    }
+  } else if (rebuild) {
+    // Rebuild of a table of the wrong structure, which may be enforcing
+    // mappings now: the rebuild transaction runs before addresses are added. A
+    // pod whose egress address is not on the uplink yet starts fail-closed and
+    // switches to its mapping in the main transaction, after the address
+    // exists: no packet leaves with an address this node does not hold.
     const std::set<IpAddress> arriving(p.addr_add.begin(), p.addr_add.end());
     for (const auto& a : adds) {
       const bool waits = (a.kind == NftOp::Kind::kAddSnat && arriving.count(a.egress)) ||

@@ -1,5 +1,7 @@
 #include "nsegress/gateway/reconciler.h"
 
+#include "nsegress/gateway/model.h"
+
 namespace nsegress::gateway {
 
 Result<Observed> Reconciler::observe() {
@@ -10,15 +12,34 @@ Result<Observed> Reconciler::observe() {
   return Observed{std::move(*nft), std::move(*addrs)};
 }
 
-Result<ReconcileOutcome> Reconciler::reconcile(const DesiredState& desired) {
-  auto obs = observe();
-  if (!obs) return obs.error();
+Result<ReconcileOutcome> Reconciler::reconcile(const DesiredState& desired, bool full) {
   ReconcileOutcome out;
-  out.counters = countersByNamespace(obs->nft);
-  Plan p = plan(desired, *obs);
+  if (full || !model_) {
+    auto obs = observe();
+    if (!obs) {
+      model_.reset();
+      return obs.error();
+    }
+    model_ = std::move(*obs);
+    out.counters = countersByNamespace(model_->nft);
+    out.observed_kernel = true;
+  }
+  Plan p = plan(desired, *model_);
   out.planned_ops = p.size();
   if (p.empty()) return out;
-  if (auto r = execute(p, k_, &out.stats); !r) return r.error();
+  if (auto r = execute(p, k_, &out.stats); !r) {
+    model_.reset();  // partly applied: read the kernel again next time
+    return r.error();
+  }
+  // Committed: advance the model exactly as the kernel advanced.
+  for (const auto* txn : {&p.intent, &p.main, &p.forget}) {
+    if (auto r = applyCommitted(model_->nft, *txn); !r) {
+      model_.reset();
+      return r.error();
+    }
+  }
+  for (const auto& a : p.addr_add) model_->uplink_addresses.insert(a);
+  for (const auto& a : p.addr_del) model_->uplink_addresses.erase(a);
   return out;
 }
 

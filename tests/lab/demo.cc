@@ -31,8 +31,9 @@ std::string setToString(const std::set<std::string>& s) {
   return out;
 }
 
-std::string state(const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>& nss,
-                  uint64_t gen) {
+std::string state(
+    const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>& nss,
+    uint64_t gen) {
   DesiredState s;
   s.gateway = "gw";
   s.generation = gen;
@@ -77,19 +78,22 @@ int main() {
     lab.send(pod, "tcp", "t-" + pod, 3, 5, true);
     auto peers = lab.peersOf("u-" + pod);
     for (auto& p : lab.peersOf("t-" + pod)) peers.insert(p);
-    std::cout << "   " << ns << "/" << pod << " -> outside saw source " << setToString(peers) << "\n";
+    std::cout << "   " << ns << "/" << pod << " -> outside saw source " << setToString(peers)
+              << "\n";
   }
   check(lab.peersOf("u-pay-1") == std::set<std::string>{"203.0.113.10"} &&
             lab.peersOf("t-pay-2") == std::set<std::string>{"203.0.113.10"},
         "payments leaves as 203.0.113.10 (UDP and TCP)");
-  check(lab.peersOf("t-web-1") == std::set<std::string>{"203.0.113.11"}, "web leaves as 203.0.113.11");
+  check(lab.peersOf("t-web-1") == std::set<std::string>{"203.0.113.11"},
+        "web leaves as 203.0.113.11");
   lab.send("new-1", "udp", "u-new-1", 3, 5, true);
   lab.send("new-1", "tcp", "t-new-1", 1, 5, true, 300);
-  std::cout << "   analytics/new-1 -> outside saw source "
-            << setToString(lab.peersOf("u-new-1")) << "\n";
+  std::cout << "   analytics/new-1 -> outside saw source " << setToString(lab.peersOf("u-new-1"))
+            << "\n";
   check(lab.peersOf("u-new-1").empty() && !lab.seenSources().count("10.244.3.2"),
         "analytics reaches nothing before its IP is live; drops counted:");
-  std::cout << "     " << lab.exec(lab.gw(), "nft list counter inet nsegress drop-analytics | grep packets");
+  std::cout << "     "
+            << lab.exec(lab.gw(), "nft list counter inet nsegress drop-analytics | grep packets");
 
   std::cout << "\n2. 'analytics' gets 203.0.113.12: one atomic switch from drop to SNAT.\n";
   lab.writeState(state({{"payments", "203.0.113.10", {"10.244.1.2", "10.244.1.3"}},
@@ -97,18 +101,21 @@ int main() {
                         {"analytics", "203.0.113.12", {"10.244.3.2"}}},
                        2));
   lab::eventually([&] {
-    return lab.exec(lab.gw(), "nft list map inet nsegress snat4").find("10.244.3.2") != std::string::npos;
+    return lab.exec(lab.gw(), "nft list map inet nsegress snat4").find("10.244.3.2") !=
+           std::string::npos;
   });
   lab.send("new-1", "udp", "u2-new-1", 3, 5, true);
-  std::cout << "   analytics/new-1 -> outside saw source " << setToString(lab.peersOf("u2-new-1")) << "\n";
-  check(lab.peersOf("u2-new-1") == std::set<std::string>{"203.0.113.12"}, "analytics leaves as 203.0.113.12");
+  std::cout << "   analytics/new-1 -> outside saw source " << setToString(lab.peersOf("u2-new-1"))
+            << "\n";
+  check(lab.peersOf("u2-new-1") == std::set<std::string>{"203.0.113.12"},
+        "analytics leaves as 203.0.113.12");
 
   std::cout << "\n3. The agent is killed (SIGKILL) and restarted during a stream of new flows.\n";
-  auto& stream = lab.spawn(lab.pod("pay-1"),
-                           {lab::labtoolPath(), "send", "--proto", "udp", "--dst", lab::Lab::kOutsideIp,
-                            "--port", "9000", "--tag", "restart", "--count", "200", "--interval-ms", "10",
-                            "--fresh"},
-                           "stream.log");
+  auto& stream = lab.spawn(
+      lab.pod("pay-1"),
+      {lab::labtoolPath(), "send", "--proto", "udp", "--dst", lab::Lab::kOutsideIp, "--port",
+       "9000", "--tag", "restart", "--count", "200", "--interval-ms", "10", "--fresh"},
+      "stream.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   gw.signal(SIGKILL);
   gw.wait();
@@ -123,26 +130,30 @@ int main() {
         "no loss, no other source across the restart");
 
   std::cout << "\n4. 'payments' is released while a TCP stream runs.\n";
-  auto& tcp = lab.spawn(lab.pod("pay-2"),
-                        {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", lab::Lab::kOutsideIp,
-                         "--port", "9001", "--tag", "long", "--count", "300", "--interval-ms", "20"},
-                        "tcp.log");
+  auto& tcp =
+      lab.spawn(lab.pod("pay-2"),
+                {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", lab::Lab::kOutsideIp,
+                 "--port", "9001", "--tag", "long", "--count", "300", "--interval-ms", "20"},
+                "tcp.log");
   lab::eventually([&] { return !lab.peersOf("long").empty(); });
-  std::string ct_before = lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
-  lab.writeState(state({{"web", "203.0.113.11", {"10.244.2.2"}},
-                        {"analytics", "203.0.113.12", {"10.244.3.2"}}},
-                       3));
+  std::string ct_before =
+      lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
+  lab.writeState(state(
+      {{"web", "203.0.113.11", {"10.244.2.2"}}, {"analytics", "203.0.113.12", {"10.244.3.2"}}}, 3));
   // The ownership record is cleared last, after the address and the flows.
   lab::eventually([&] {
-    return lab.exec(lab.gw(), "nft list set inet nsegress owned4").find("203.0.113.10") == std::string::npos;
+    return lab.exec(lab.gw(), "nft list set inet nsegress owned4").find("203.0.113.10") ==
+           std::string::npos;
   });
-  std::string ct_after = lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
+  std::string ct_after =
+      lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
   lab.clearSeen();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   auto seen = lab.seenSources();
   const uint64_t leaked = seen.count("203.0.113.10") ? seen.at("203.0.113.10") : 0;
-  std::cout << "   conntrack flows via 203.0.113.10: before " << ct_before.substr(0, ct_before.find('\n'))
-            << ", after " << ct_after.substr(0, ct_after.find('\n')) << "\n"
+  std::cout << "   conntrack flows via 203.0.113.10: before "
+            << ct_before.substr(0, ct_before.find('\n')) << ", after "
+            << ct_after.substr(0, ct_after.find('\n')) << "\n"
             << "   packets from 203.0.113.10 at the outside since: " << leaked << "\n";
   check(ct_after.rfind("0", 0) == 0 && leaked == 0,
         "address, mappings and flows gone in the same reconcile; old IP never leaves again");
@@ -154,11 +165,12 @@ int main() {
   lab::run("ip netns exec " + lab.gw() + " curl -s http://127.0.0.1:9464/metrics", &metrics);
   std::istringstream ms(metrics);
   for (std::string line; std::getline(ms, line);) {
-    if (line.rfind("nsegress_gateway_namespace_", 0) == 0 || line.rfind("nsegress_gateway_conntrack_flows{", 0) == 0)
+    if (line.rfind("nsegress_gateway_namespace_", 0) == 0 ||
+        line.rfind("nsegress_gateway_conntrack_flows{", 0) == 0)
       std::cout << "   " << line << "\n";
   }
-  check(metrics.find("nsegress_gateway_namespace_egress_packets_total{namespace=\"web\",egress_ip=\"203.0.113.11\"}") !=
-            std::string::npos,
+  check(metrics.find("nsegress_gateway_namespace_egress_packets_total{namespace=\"web\",egress_ip="
+                     "\"203.0.113.11\"}") != std::string::npos,
         "per-namespace egress counters exported");
 
   std::cout << (failures == 0 ? "== demo OK: every promise held\n" : "== demo FAILED\n");

@@ -17,8 +17,12 @@
 
 namespace nsegress::lab {
 
-std::string labtoolPath() { return NSEGRESS_LABTOOL_BIN; }
-std::string gatewayPath() { return NSEGRESS_GATEWAY_BIN; }
+std::string labtoolPath() {
+  return NSEGRESS_LABTOOL_BIN;
+}
+std::string gatewayPath() {
+  return NSEGRESS_GATEWAY_BIN;
+}
 
 int run(const std::string& cmd, std::string* out) {
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
@@ -35,7 +39,8 @@ int run(const std::string& cmd, std::string* out) {
 std::string must(const std::string& cmd) {
   std::string out;
   int rc = run(cmd, &out);
-  if (rc != 0) throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd + "\n" + out);
+  if (rc != 0)
+    throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd + "\n" + out);
   return out;
 }
 
@@ -183,7 +188,9 @@ void Lab::build() {
   must("ip netns exec " + outside() + " nft -f " + dir_ + "/observer.nft");
 }
 
-Lab::~Lab() { teardown(); }
+Lab::~Lab() {
+  teardown();
+}
 
 void Lab::teardown() {
   procs_.clear();  // kills
@@ -252,7 +259,8 @@ std::set<std::string> Lab::peersOf(const std::string& tag) const {
 }
 
 std::map<std::string, uint64_t> Lab::seenSources() {
-  auto j = nlohmann::json::parse(must("ip netns exec " + outside() + " nft -j list set inet obs seen4"));
+  auto j =
+      nlohmann::json::parse(must("ip netns exec " + outside() + " nft -j list set inet obs seen4"));
   std::map<std::string, uint64_t> out;
   for (const auto& item : j["nftables"]) {
     if (!item.contains("set")) continue;
@@ -271,7 +279,9 @@ std::map<std::string, uint64_t> Lab::seenSources() {
   return out;
 }
 
-void Lab::clearSeen() { must("ip netns exec " + outside() + " nft flush set inet obs seen4"); }
+void Lab::clearSeen() {
+  must("ip netns exec " + outside() + " nft flush set inet obs seen4");
+}
 
 std::string Lab::send(const std::string& p, const std::string& proto, const std::string& tag,
                       int count, int interval_ms, bool fresh, int timeout_ms) {
@@ -284,8 +294,9 @@ std::string Lab::send(const std::string& p, const std::string& proto, const std:
 }
 
 Process& Lab::startGateway(const std::string& state_file, std::vector<std::string> extra) {
-  std::vector<std::string> argv = {gatewayPath(), "--uplink", kUplink, "--state-file", state_file,
-                                   "--resync-seconds", "1", "--garp-interval-ms", "50"};
+  std::vector<std::string> argv = {gatewayPath(), "--uplink",         kUplink, "--state-file",
+                                   state_file,    "--resync-seconds", "1",     "--garp-interval-ms",
+                                   "50"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return spawn(gw(), argv, "gateway-" + std::to_string(procs_.size()) + ".log");
 }

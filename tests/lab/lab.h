@@ -86,7 +86,8 @@ class Lab {
   std::string exec(const std::string& netns, const std::string& cmd);
 
   // Processes, killed by the destructor.
-  Process& spawn(const std::string& netns, std::vector<std::string> argv, const std::string& log_name);
+  Process& spawn(const std::string& netns, std::vector<std::string> argv,
+                 const std::string& log_name);
 
   // Outside host: labtool servers (UDP 9000, TCP 9001) recording peers.
   void startServers();

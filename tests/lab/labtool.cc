@@ -26,13 +26,15 @@ sockaddr_storage addrOf(const std::string& ip, int port, socklen_t* len) {
     auto* s = reinterpret_cast<sockaddr_in*>(&ss);
     s->sin_family = AF_INET;
     s->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, ip.c_str(), &s->sin_addr) != 1) throw std::runtime_error("bad address " + ip);
+    if (inet_pton(AF_INET, ip.c_str(), &s->sin_addr) != 1)
+      throw std::runtime_error("bad address " + ip);
     *len = sizeof(sockaddr_in);
   } else {
     auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
     s->sin6_family = AF_INET6;
     s->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, ip.c_str(), &s->sin6_addr) != 1) throw std::runtime_error("bad address " + ip);
+    if (inet_pton(AF_INET6, ip.c_str(), &s->sin6_addr) != 1)
+      throw std::runtime_error("bad address " + ip);
     *len = sizeof(sockaddr_in6);
   }
   return ss;

@@ -1,10 +1,11 @@
 // Fakes of the data-path interfaces, for unit tests of pure logic only. The
 // real implementations (netlink/) are exercised by tests/privileged.
 //
-// FakeNft models the kernel semantics that matter to the planner: one
+// FakeNft applies ops with gateway::applyOps (the kernel's semantics: one
 // transaction is all-or-nothing; adding an element whose key exists with a
 // different value fails with EEXIST; deleting what is absent fails with
-// ENOENT; an element must reference an existing counter.
+// ENOENT; an element must reference an existing counter). The privileged tests
+// check the same semantics against the real kernel.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "nsegress/gateway/dataplane.h"
+#include "nsegress/gateway/model.h"
 
 namespace nsegress::testing {
 
@@ -29,95 +31,15 @@ class FakeNft : public gateway::NftKernel {
 
   Status apply(const std::vector<NftOp>& ops) override {
     transactions.push_back(ops);
-    gateway::ObservedNft next = state;
-    for (size_t i = 0; i < ops.size(); ++i) {
-      if (auto e = step(next, ops[i])) {
-        e->message = "op " + std::to_string(i) + " (" + ops[i].describe() + "): " + e->message;
-        return *e;  // all or nothing: `state` untouched
-      }
-    }
-    state = std::move(next);
-    return okStatus();
-  }
-
- private:
-  std::optional<Error> step(gateway::ObservedNft& s, const NftOp& op) {
     if (fail_on) {
-      if (auto e = fail_on(op)) return e;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        if (auto e = fail_on(ops[i])) {
+          e->message = "op " + std::to_string(i) + " (" + ops[i].describe() + "): " + e->message;
+          return *e;
+        }
+      }
     }
-    auto need_table = [&]() -> std::optional<Error> {
-      if (!s.table_present) return makeError(ENOENT, "no table");
-      return std::nullopt;
-    };
-    auto need_counter = [&](const std::string& c) -> std::optional<Error> {
-      if (!s.counters.count(c)) return makeError(ENOENT, "no counter " + c);
-      return std::nullopt;
-    };
-    switch (op.kind) {
-      case NftOp::Kind::kCreateTable:
-        if (s.table_present) return makeError(EEXIST, "table exists");
-        s = {};
-        s.table_present = true;
-        s.structure_ok = true;
-        return std::nullopt;
-      case NftOp::Kind::kDeleteTable:
-        if (!s.table_present) return makeError(ENOENT, "no table");
-        s = {};
-        return std::nullopt;
-      case NftOp::Kind::kAddCounter:
-        if (auto e = need_table()) return e;
-        s.counters.emplace(op.counter, std::pair<uint64_t, uint64_t>{0, 0});
-        return std::nullopt;
-      case NftOp::Kind::kDelCounter: {
-        if (!s.counters.erase(op.counter)) return makeError(ENOENT, "no counter");
-        for (auto* m : {&s.tx_counter, &s.pending})
-          for (auto& [k, v] : *m)
-            if (v == op.counter) return makeError(EBUSY, "counter in use");
-        return std::nullopt;
-      }
-      case NftOp::Kind::kAddSnat:
-        return add(s.snat, op.key, op.egress, need_table());
-      case NftOp::Kind::kDelSnat:
-        return del(s.snat, op.key);
-      case NftOp::Kind::kAddTx: {
-        if (auto e = need_counter(op.counter)) return e;
-        return add(s.tx_counter, op.key, op.counter, need_table());
-      }
-      case NftOp::Kind::kDelTx:
-        return del(s.tx_counter, op.key);
-      case NftOp::Kind::kAddPending: {
-        if (auto e = need_counter(op.counter)) return e;
-        return add(s.pending, op.key, op.counter, need_table());
-      }
-      case NftOp::Kind::kDelPending:
-        return del(s.pending, op.key);
-      case NftOp::Kind::kAddOwned:
-        if (auto e = need_table()) return e;
-        s.owned.insert(op.key);
-        return std::nullopt;
-      case NftOp::Kind::kDelOwned:
-        if (!s.owned.erase(op.key)) return makeError(ENOENT, "not owned");
-        return std::nullopt;
-      case NftOp::Kind::kAddFlushRec:
-        return add(s.flush_pending, op.key, op.egress, need_table());
-      case NftOp::Kind::kDelFlushRec:
-        return del(s.flush_pending, op.key);
-    }
-    return makeError(EINVAL, "unknown op");
-  }
-
-  template <typename V>
-  static std::optional<Error> add(std::map<IpAddress, V>& m, const IpAddress& k, const V& v,
-                                  std::optional<Error> table_err) {
-    if (table_err) return table_err;
-    auto [it, inserted] = m.emplace(k, v);
-    if (!inserted && it->second != v) return makeError(EEXIST, "element exists");
-    return std::nullopt;
-  }
-  template <typename V>
-  static std::optional<Error> del(std::map<IpAddress, V>& m, const IpAddress& k) {
-    if (!m.erase(k)) return makeError(ENOENT, "no element");
-    return std::nullopt;
+    return gateway::applyOps(state, ops);  // the kernel's semantics, all or nothing
   }
 };
 

@@ -10,7 +10,9 @@
 namespace nsegress::testing {
 namespace {
 
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+IpAddress ip(const char* s) {
+  return *IpAddress::parse(s);
+}
 
 class Datapath : public LabTest {
  protected:
@@ -27,8 +29,9 @@ class Datapath : public LabTest {
   }
   lab::Process& startAndWait() {
     auto& gw = lab->startGateway(lab->statePath());
-    EXPECT_TRUE(lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; }))
-        << gw.log();
+    EXPECT_TRUE(lab::eventually([&] {
+      return gw.log().find("reconciled in") != std::string::npos;
+    })) << gw.log();
     return gw;
   }
   gateway::ObservedNft kernel() {
@@ -44,7 +47,9 @@ class Datapath : public LabTest {
     auto c = (*ct)->countByEgress();
     return (*c)[ip(egress)];
   }
-  std::set<std::string> allowedSources() { return {"203.0.113.10", "203.0.113.11", "198.51.100.1"}; }
+  std::set<std::string> allowedSources() {
+    return {"203.0.113.10", "203.0.113.11", "198.51.100.1"};
+  }
 };
 
 TEST_F(Datapath, EachNamespaceLeavesWithItsEgressIpAndNothingElse) {
@@ -94,20 +99,22 @@ TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {
   standardLab();
   startAndWait();
   // Long-running streams of both namespaces: a persistent TCP connection each.
-  auto& sa = lab->spawn(lab->pod("a1"),
-                        {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2",
-                         "--port", "9001", "--tag", "stream-a", "--count", "400", "--interval-ms", "20"},
-                        "stream-a.log");
-  auto& sb = lab->spawn(lab->pod("b1"),
-                        {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2",
-                         "--port", "9001", "--tag", "stream-b", "--count", "400", "--interval-ms", "20"},
-                        "stream-b.log");
-  ASSERT_TRUE(lab::eventually([&] { return flowsOf("203.0.113.10") > 0 && flowsOf("203.0.113.11") > 0; }));
+  auto& sa =
+      lab->spawn(lab->pod("a1"),
+                 {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2", "--port",
+                  "9001", "--tag", "stream-a", "--count", "400", "--interval-ms", "20"},
+                 "stream-a.log");
+  auto& sb =
+      lab->spawn(lab->pod("b1"),
+                 {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", "198.51.100.2", "--port",
+                  "9001", "--tag", "stream-b", "--count", "400", "--interval-ms", "20"},
+                 "stream-b.log");
+  ASSERT_TRUE(
+      lab::eventually([&] { return flowsOf("203.0.113.10") > 0 && flowsOf("203.0.113.11") > 0; }));
   ASSERT_EQ(lab->peersOf("stream-a"), std::set<std::string>{"203.0.113.10"});
 
-  lab->writeState(stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}},
-                             {"team-c", "", {"10.244.3.2"}}},
-                            2));
+  lab->writeState(
+      stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}}, {"team-c", "", {"10.244.3.2"}}}, 2));
   ASSERT_TRUE(lab::eventually([&] { return kernel().owned.count(ip("203.0.113.10")) == 0; }));
   // Same reconcile: elements, counters, address and flows are all gone.
   auto k = kernel();
@@ -118,7 +125,8 @@ TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {
   EXPECT_FALSE(k.counters.count("tx-team-a"));
   EXPECT_TRUE(k.flush_pending.empty());
   EXPECT_EQ(flowsOf("203.0.113.10"), 0u);
-  EXPECT_EQ(lab->exec(lab->gw(), "ip -4 addr show dev up0").find("203.0.113.10"), std::string::npos);
+  EXPECT_EQ(lab->exec(lab->gw(), "ip -4 addr show dev up0").find("203.0.113.10"),
+            std::string::npos);
 
   // From now on nothing leaves with the old address, while the stream goes on.
   lab->clearSeen();
@@ -137,17 +145,18 @@ TEST_F(Datapath, AgentRestartDuringStreamLosesNothingAndChangesNothing) {
   standardLab();
   auto& gw1 = startAndWait();
   // Every datagram opens a new flow, so every one needs the map to be live.
-  auto& stream = lab->spawn(lab->pod("a1"),
-                            {lab::labtoolPath(), "send", "--proto", "udp", "--dst", "198.51.100.2",
-                             "--port", "9000", "--tag", "rs", "--count", "300", "--interval-ms",
-                             "10", "--fresh"},
-                            "stream.log");
+  auto& stream =
+      lab->spawn(lab->pod("a1"),
+                 {lab::labtoolPath(), "send", "--proto", "udp", "--dst", "198.51.100.2", "--port",
+                  "9000", "--tag", "rs", "--count", "300", "--interval-ms", "10", "--fresh"},
+                 "stream.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   gw1.signal(SIGKILL);  // the harshest restart
   gw1.wait();
   auto& gw2 = lab->startGateway(lab->statePath());
   ASSERT_EQ(stream.wait(), 0);
-  ASSERT_TRUE(lab::eventually([&] { return gw2.log().find("desired state generation") != std::string::npos; }));
+  ASSERT_TRUE(lab::eventually(
+      [&] { return gw2.log().find("desired state generation") != std::string::npos; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
   std::set<int> seqs;
@@ -171,10 +180,12 @@ TEST_F(Datapath, MalformedStateIsRejectedNamingTheFieldAndLastGoodStaysProgramme
   const auto before = kernel();
   lab->writeState(R"({"apiVersion":"nsegress.io/v1alpha1","kind":"GatewayDesiredState",
     "namespaces":[{"name":"team-a","egressIPs":["203.0.113.10"],"podIPs":["10.244.1.300"]}]})");
-  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("namespaces[0].podIPs[0]") != std::string::npos; }))
-      << gw.log();
+  ASSERT_TRUE(lab::eventually([&] {
+    return gw.log().find("namespaces[0].podIPs[0]") != std::string::npos;
+  })) << gw.log();
   lab->writeState("{ truncated");
-  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("not valid JSON") != std::string::npos; }));
+  ASSERT_TRUE(
+      lab::eventually([&] { return gw.log().find("not valid JSON") != std::string::npos; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a resync passes too
   const auto after = kernel();
   EXPECT_EQ(after.snat, before.snat);

@@ -12,7 +12,9 @@ namespace {
 
 using gateway::NftOp;
 using K = NftOp::Kind;
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+IpAddress ip(const char* s) {
+  return *IpAddress::parse(s);
+}
 
 class NetlinkKernel : public LabTest {};
 
@@ -25,8 +27,8 @@ TEST_F(NetlinkKernel, ApplyThenObserveRoundTripsAndReplanIsEmpty) {
   EXPECT_FALSE(obs0->table_present);
 
   DesiredState d;
-  NamespaceEgress a{"team-a", ip("203.0.113.10"), ip("2001:db8::10"),
-                    {ip("10.244.1.2"), ip("fd00::2")}};
+  NamespaceEgress a{
+      "team-a", ip("203.0.113.10"), ip("2001:db8::10"), {ip("10.244.1.2"), ip("fd00::2")}};
   NamespaceEgress b{"team-b", std::nullopt, std::nullopt, {ip("10.244.2.2")}};
   d.namespaces = {a, b};
   gateway::Observed o{*obs0, {}};
@@ -63,8 +65,9 @@ TEST_F(NetlinkKernel, KernelRefusalNamesTheOpAndAbortsTheWholeTransaction) {
   };
   auto r = (*nft)->apply(ops);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("op 2 (add accounting 10.244.9.9 -> tx-ghost (namespace ghost))"),
-            std::string::npos)
+  EXPECT_NE(
+      r.error().message.find("op 2 (add accounting 10.244.9.9 -> tx-ghost (namespace ghost))"),
+      std::string::npos)
       << r.error().message;
   auto obs = (*nft)->observe();
   ASSERT_TRUE(obs);
@@ -108,7 +111,8 @@ TEST_F(NetlinkKernel, GratuitousArpMovesAStaleNeighbourEntryWithoutTraffic) {
   // The upstream router still believes 203.0.113.10 is at another MAC (the
   // previous gateway). After the address is added here and announced, its
   // cache points at us without waiting for the entry to expire.
-  lab->exec(lab->outside(), "ip neigh replace 203.0.113.10 lladdr 02:00:00:00:00:99 dev eth0 nud stale");
+  lab->exec(lab->outside(),
+            "ip neigh replace 203.0.113.10 lladdr 02:00:00:00:00:99 dev eth0 nud stale");
   std::string mac = lab->exec(lab->gw(), "cat /sys/class/net/up0/address");
   mac.erase(mac.find_last_not_of("\n") + 1);
   {
@@ -122,15 +126,16 @@ TEST_F(NetlinkKernel, GratuitousArpMovesAStaleNeighbourEntryWithoutTraffic) {
     EXPECT_EQ((*g)->failed(), 0u);
   }
   EXPECT_TRUE(lab::eventually([&] {
-    return lab->exec(lab->outside(), "ip neigh show 203.0.113.10 dev eth0").find(mac) != std::string::npos;
+    return lab->exec(lab->outside(), "ip neigh show 203.0.113.10 dev eth0").find(mac) !=
+           std::string::npos;
   })) << lab->exec(lab->outside(), "ip neigh show dev eth0");
 }
 
 TEST_F(NetlinkKernel, ConntrackFlushIsExactAndCountsPerEgress) {
   lab->addPod("a1", "10.244.1.2");
   lab->addPod("b1", "10.244.2.2");
-  lab->writeState(stateJson({{"team-a", "203.0.113.10", {"10.244.1.2"}},
-                             {"team-b", "203.0.113.11", {"10.244.2.2"}}}));
+  lab->writeState(stateJson(
+      {{"team-a", "203.0.113.10", {"10.244.1.2"}}, {"team-b", "203.0.113.11", {"10.244.2.2"}}}));
   lab->startServers();
   auto& gw = lab->startGateway(lab->statePath());
   ASSERT_TRUE(lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; }))

@@ -14,7 +14,8 @@ namespace nsegress::testing {
 class LabTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: creates network namespaces, nftables, conntrack";
+    if (geteuid() != 0)
+      GTEST_SKIP() << "needs root: creates network namespaces, nftables, conntrack";
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string tag = info->name();
     tag = tag.substr(0, 10);

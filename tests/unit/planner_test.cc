@@ -60,11 +60,9 @@ TEST(Planner, ColdStartBuildsTableAndEverythingInOneTransaction) {
   Plan p = w.planFor(d);
   ASSERT_FALSE(p.intent.empty());
   EXPECT_EQ(p.intent.front().kind, K::kCreateTable);
-  // Pods whose address is not on the uplink yet start fail-closed in the
-  // rebuild transaction and switch to their mapping after the address exists.
+  // Mappings come in the main transaction, after the address exists.
   EXPECT_EQ(count(p.intent, K::kAddSnat), 0u);
-  EXPECT_EQ(count(p.intent, K::kAddPending), 3u);
-  EXPECT_EQ(count(p.main, K::kDelPending), 2u);
+  EXPECT_EQ(count(p.intent, K::kAddPending), 1u);
   EXPECT_EQ(count(p.main, K::kAddSnat), 2u);
   EXPECT_EQ(count(p.main, K::kAddTx), 2u);
   EXPECT_EQ(count(p.intent, K::kAddCounter), 4u);
@@ -182,9 +180,24 @@ TEST(Planner, WrongStructureIsRebuiltInOneTransactionKeepingOwnership) {
   EXPECT_EQ(p.intent[0].kind, K::kDeleteTable);
   EXPECT_EQ(p.intent[1].kind, K::kCreateTable);
   EXPECT_EQ(count(p.intent, K::kAddOwned), 1u);
-  EXPECT_EQ(count(p.intent, K::kAddSnat), 1u);
+  EXPECT_EQ(count(p.intent, K::kAddSnat), 1u) << "address present: mapping in the rebuild txn";
   EXPECT_TRUE(p.main.empty());
   EXPECT_TRUE(p.addr_add.empty()) << "address already there";
+  w.converge(d);
+}
+
+TEST(Planner, RebuildHoldsPodsFailClosedUntilTheirNewAddressExists) {
+  World w;
+  DesiredState d{"gw", 1, {ns("a", "203.0.113.10", {"10.244.1.2"})}};
+  w.converge(d);
+  w.nft.state.structure_ok = false;
+  d.namespaces.push_back(ns("b", "203.0.113.11", {"10.244.2.2"}));
+  Plan p = w.planFor(d);
+  EXPECT_EQ(p.intent[0].kind, K::kDeleteTable);
+  EXPECT_EQ(count(p.intent, K::kAddSnat), 1u) << "a: address already there";
+  EXPECT_EQ(count(p.intent, K::kAddPending), 1u) << "b: held until 203.0.113.11 exists";
+  EXPECT_EQ(count(p.main, K::kDelPending), 1u);
+  EXPECT_EQ(count(p.main, K::kAddSnat), 1u);
   w.converge(d);
 }
 
@@ -210,10 +223,8 @@ TEST(Executor, StopsAtFirstFailureAndNextReconcileFinishes) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("add refused"), std::string::npos);
   // The table (and the ownership record) exist, but no mapping was committed:
-  // nothing leaves with an address the node does not hold: the pod is held
-  // fail-closed instead.
+  // nothing leaves with an address the node does not hold.
   EXPECT_TRUE(w.nft.state.snat.empty());
-  EXPECT_EQ(w.nft.state.pending.count(ip("10.244.1.2")), 1u);
   w.addrs.fail_add = false;
   w.converge(d);
 }
@@ -235,6 +246,46 @@ TEST(Executor, KernelRefusalNamesTheOpAndChangesNothing) {
       << r.error().message;
   EXPECT_EQ(w.nft.state.snat, before.snat);
   EXPECT_EQ(w.nft.state.counters, before.counters);
+}
+
+TEST(Reconciler, ChangesUseTheModelAndResyncRepairsDrift) {
+  World w;
+  Reconciler rec(w.kernel);
+  DesiredState d{"gw", 1, {ns("a", "203.0.113.10", {"10.244.1.2"})}};
+  auto r = rec.reconcile(d, /*full=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->observed_kernel);
+  // A change is planned against the model: no kernel read needed.
+  d.namespaces.push_back(ns("b", "203.0.113.11", {"10.244.2.2"}));
+  r = rec.reconcile(d, /*full=*/false);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->observed_kernel);
+  EXPECT_EQ(w.nft.state.snat.size(), 2u);
+  // Someone deletes an element behind our back: only a full resync sees it.
+  w.nft.state.snat.erase(ip("10.244.2.2"));
+  r = rec.reconcile(d, /*full=*/false);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->planned_ops, 0u);
+  r = rec.reconcile(d, /*full=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->planned_ops, 1u);
+  EXPECT_EQ(w.nft.state.snat.size(), 2u);
+}
+
+TEST(Reconciler, AFailureDropsTheModelSoTheNextRunReadsTheKernel) {
+  World w;
+  Reconciler rec(w.kernel);
+  DesiredState d{"gw", 1, {ns("a", "203.0.113.10", {"10.244.1.2"})}};
+  ASSERT_TRUE(rec.reconcile(d, true));
+  w.addrs.fail_add = true;
+  d.namespaces.push_back(ns("b", "203.0.113.11", {"10.244.2.2"}));
+  EXPECT_FALSE(rec.reconcile(d, false));
+  EXPECT_FALSE(rec.hasModel());
+  w.addrs.fail_add = false;
+  auto r = rec.reconcile(d, false);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->observed_kernel);
+  EXPECT_EQ(w.nft.state.snat.size(), 2u);
 }
 
 // Random walks over desired states, with crashes (a plan cut short at a random

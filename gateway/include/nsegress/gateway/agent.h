@@ -29,8 +29,8 @@ class Agent {
   const std::optional<DesiredState>& lastGood() const { return last_good_; }
 
  private:
-  void loadAndReconcile();
-  void reconcile();
+  void loadAndReconcile(bool full);
+  void reconcile(bool full);
   void armWatch();
   void armResync();
   void scheduleRetry();

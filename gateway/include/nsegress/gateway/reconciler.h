@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "nsegress/common/desired_state.h"
@@ -20,19 +21,28 @@ struct NamespaceCounters {
 struct ReconcileOutcome {
   size_t planned_ops = 0;
   ExecStats stats;
-  // Counters as observed before the changes (namespace -> counters).
+  // Counters as observed before the changes (namespace -> counters); only
+  // filled when the kernel was read (observed_kernel).
   std::map<std::string, NamespaceCounters> counters;
+  bool observed_kernel = false;
 };
 
+// Keeps a model of the kernel: after a committed plan the model is updated
+// with the same op semantics instead of dumping the kernel again, so a change
+// costs O(change), not O(table). The kernel is read in full on the first
+// reconcile, after any failure, and when `full` is requested (the agent's
+// periodic resync, which repairs drift made by others).
 class Reconciler {
  public:
   explicit Reconciler(Kernel k) : k_(k) {}
-  Result<ReconcileOutcome> reconcile(const DesiredState& desired);
+  Result<ReconcileOutcome> reconcile(const DesiredState& desired, bool full = true);
   // Read-only: the kernel as it is (for metrics and `--status`).
   Result<Observed> observe();
+  bool hasModel() const { return model_.has_value(); }
 
  private:
   Kernel k_;
+  std::optional<Observed> model_;
 };
 
 std::map<std::string, NamespaceCounters> countersByNamespace(const ObservedNft& nft);
