@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (as root) and writes bench/results/*.md (tables) and
+# *.json (raw numbers). Usage: bench/run.sh [conn_rate|cold_start]...
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$("$ROOT/scripts/build.sh")"
+cd "$ROOT"
+which=("$@")
+((${#which[@]})) || which=(conn_rate cold_start)
+for b in "${which[@]}"; do
+  case "$b" in
+    conn_rate) "$BUILD/bench/bench_conn_rate" --rounds 5 --seconds 0.5 --out bench/results ;;
+    cold_start) "$BUILD/bench/bench_cold_start" --runs 3 --out bench/results ;;
+    *) echo "unknown benchmark $b" >&2; exit 2 ;;
+  esac
+done
