@@ -5,6 +5,7 @@
 #include <string>
 
 #include "nsegress/common/desired_state.h"
+#include "nsegress/common/file.h"
 
 namespace nsegress::gateway {
 
@@ -36,8 +37,6 @@ class FileStateSource final : public DesiredStateSource {
   int inotify_fd_ = -1;
 };
 
-// Writes `content` to `path` atomically (temp file + rename), so a reader never
-// sees a half-written file.
-Status writeFileAtomically(const std::string& path, const std::string& content);
+using nsegress::writeFileAtomically;
 
 }  // namespace nsegress::gateway

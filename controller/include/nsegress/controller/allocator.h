@@ -1,0 +1,51 @@
+// The allocator: world + ledger + clock -> ledger changes, per-namespace
+// status, audit events. Pure and deterministic: namespaces are processed in
+// name order and a pool request gets the lowest free address.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nsegress/common/desired_state.h"
+#include "nsegress/controller/objects.h"
+
+namespace nsegress::controller {
+
+enum class Phase { kAssigned, kPending, kRefused };
+std::string toString(Phase p);
+
+struct NamespaceStatus {
+  std::string ns;
+  Phase phase = Phase::kPending;
+  std::optional<IpAddress> ip;
+  std::string pool;
+  std::string node;
+  std::string request;  // what was asked, e.g. "pool dmz" or "ip 203.0.113.7"
+  std::string reason;   // why Pending/Refused, or a warning while Assigned
+  bool operator==(const NamespaceStatus&) const = default;
+};
+
+using Ledger = std::map<IpAddress, AddressRecord>;
+
+struct Allocation {
+  Ledger ledger;                                    // the complete new ledger
+  std::vector<AddressRecord> changed;               // records that differ from the input
+  std::vector<AuditEvent> events;                   // what happened, in order
+  std::map<std::string, NamespaceStatus> statuses;  // every annotated namespace
+};
+
+// `previous` statuses suppress repeated Refused/Pending/Conflict events: an
+// event is emitted when a namespace's status changes, not on every reconcile.
+Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
+                    const std::map<std::string, NamespaceStatus>& previous = {});
+
+// Per gateway node: namespaces hosted there with their egress address and pod
+// IPs, and every other annotated namespace without an address (fail-closed).
+std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
+
+// Who held `ip` at time `at`, from the audit history (NAT attribution).
+std::optional<std::string> whoHad(const std::vector<AuditEvent>& history, const IpAddress& ip,
+                                  Seconds at);
+
+}  // namespace nsegress::controller

@@ -1,0 +1,45 @@
+// The controller's HTTP API, as a pure function of a request and a View, so
+// every route (and every malformed request) is unit-testable without sockets.
+//
+//   GET /healthz
+//   GET /api/v1/namespaces                 statuses of annotated namespaces
+//   GET /api/v1/namespaces/<ns>            one status, with "explain"
+//   GET /api/v1/addresses                  the ledger
+//   GET /api/v1/who-had?ip=A&at=T          NAT attribution from the audit log
+//   GET /api/v1/errors                     manifest errors
+//   GET /feeds/edl/<pool>                  External Dynamic List: one address per line
+//   GET /feeds/assignments.json | .csv     namespace, ip, pool, since
+//   GET /audit?since=ID&limit=N            append-only event log (JSON lines)
+//   GET /metrics                           Prometheus text
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "nsegress/controller/controller.h"
+
+namespace nsegress::controller {
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+struct ApiContext {
+  std::shared_ptr<const View> view;
+  LedgerStore* store = nullptr;               // audit log
+  std::function<std::string()> metrics_text;  // Prometheus exposition
+};
+
+HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,
+                           const std::string& target);
+
+// "why has this namespace no IP?" in words.
+std::string explain(const View& v, const std::string& ns);
+
+// Parses a Unix time or an RFC 3339 UTC time ("2026-11-25T12:00:00Z").
+std::optional<Seconds> parseTime(const std::string& s);
+std::string formatTime(Seconds t);
+
+}  // namespace nsegress::controller

@@ -1,0 +1,113 @@
+// The objects the controller reads (same schema in standalone manifests and,
+// later, the Kubernetes API) and the ledger it keeps. Pure value types.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsegress/common/ip.h"
+#include "nsegress/common/result.h"
+
+namespace nsegress::controller {
+
+inline constexpr const char* kPoolAnnotation = "nsegress.io/pool";
+inline constexpr const char* kIpAnnotation = "nsegress.io/ip";
+inline constexpr const char* kAssignedAnnotation = "nsegress.io/assigned-ip";
+
+using Labels = std::map<std::string, std::string>;
+using Seconds = int64_t;  // Unix time, seconds (the ledger's clock)
+
+// A Kubernetes label selector (matchLabels + matchExpressions).
+struct Selector {
+  struct Requirement {
+    std::string key;
+    enum class Op { kIn, kNotIn, kExists, kDoesNotExist } op;
+    std::vector<std::string> values;
+  };
+  std::vector<Requirement> requirements;  // all must hold; empty selects everything
+  bool matches(const Labels& labels) const;
+};
+
+struct AddressRange {
+  IpAddress first, last;  // inclusive, same family
+  bool contains(const IpAddress& a) const {
+    return a.family() == first.family() && first <= a && a <= last;
+  }
+};
+
+struct Pool {
+  std::string name;
+  std::vector<AddressRange> ranges;  // in spec order
+  std::vector<AddressRange> excluded;
+  Selector namespace_selector;
+  Selector node_selector;
+  Seconds quarantine = 7 * 24 * 3600;
+  std::string source;  // file it came from
+  std::optional<std::string>
+      invalid;  // why the spec is unusable (kept, so namespaces see the reason)
+
+  bool contains(const IpAddress& a) const;
+  bool excludes(const IpAddress& a) const;
+  uint64_t size() const;  // addresses in ranges minus exclusions (approximate when overlapping)
+};
+
+struct Namespace {
+  std::string name;
+  Labels labels;
+  std::map<std::string, std::string> annotations;
+};
+
+struct Pod {
+  std::string ns, name, node;
+  std::vector<IpAddress> ips;
+};
+
+struct Node {
+  std::string name;
+  Labels labels;
+  bool ready = true;
+};
+
+// Everything the controller knows about the world at one moment.
+struct World {
+  std::map<std::string, Pool> pools;
+  std::map<std::string, Namespace> namespaces;
+  std::vector<Pod> pods;
+  std::map<std::string, Node> nodes;
+};
+
+// ---- ledger -------------------------------------------------------------------
+
+enum class AddressState { kAssigned, kQuarantined, kFree };
+std::string toString(AddressState s);
+std::optional<AddressState> addressStateFrom(const std::string& s);
+
+struct AddressRecord {
+  IpAddress ip;
+  std::string pool;
+  AddressState state = AddressState::kFree;
+  std::string ns;           // Assigned: holder; Quarantined/Free: previous holder (tombstone)
+  std::string node;         // gateway node hosting it (Assigned)
+  Seconds assigned_at = 0;  // when the current/last holder got it
+  Seconds released_at = 0;  // when it entered quarantine
+  Seconds quarantine_until = 0;
+  bool operator==(const AddressRecord&) const = default;
+};
+
+// One append-only audit entry (also the source of Kubernetes Events later).
+struct AuditEvent {
+  Seconds at = 0;
+  std::string kind;  // Assigned, Released, Reclaimed, QuarantineExpired, Moved, Refused, Conflict
+  std::string ns;
+  std::string ip;
+  std::string pool;
+  std::string node;
+  std::string message;  // for a person
+  bool operator==(const AuditEvent&) const = default;
+};
+
+}  // namespace nsegress::controller

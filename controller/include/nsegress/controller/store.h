@@ -1,0 +1,67 @@
+// The ledger's storage, behind an interface: embedded SQLite in standalone
+// mode (SqliteStore), the Kubernetes API in cluster mode (a later issue), and
+// an in-memory fake for unit tests (MemoryStore).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nsegress/controller/allocator.h"
+
+namespace nsegress::controller {
+
+struct StoredEvent {
+  int64_t id = 0;
+  AuditEvent event;
+};
+
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+  virtual Result<Ledger> load() = 0;
+  // One atomic commit: the changed records, the audit events, and meta values.
+  virtual Status commit(const std::vector<AddressRecord>& changed,
+                        const std::vector<AuditEvent>& events,
+                        const std::map<std::string, std::string>& meta = {}) = 0;
+  // Audit entries with id > since, oldest first, at most `limit`.
+  virtual Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) = 0;
+  virtual Result<std::optional<std::string>> meta(const std::string& key) = 0;
+};
+
+// Embedded SQLite: WAL journal, synchronous=FULL, one transaction per commit.
+// The schema makes double ownership impossible: one row per address (primary
+// key) and at most one Assigned address per namespace (partial unique index).
+// The audit table is append-only (triggers refuse UPDATE and DELETE).
+class SqliteStore final : public LedgerStore {
+ public:
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
+  ~SqliteStore() override;
+  Result<Ledger> load() override;
+  Status commit(const std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
+                const std::map<std::string, std::string>& meta = {}) override;
+  Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
+  Result<std::optional<std::string>> meta(const std::string& key) override;
+
+ private:
+  struct Impl;
+  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A fake for unit tests of pure logic. Same contract, in memory.
+class MemoryStore final : public LedgerStore {
+ public:
+  Ledger ledger;
+  std::vector<StoredEvent> events;
+  std::map<std::string, std::string> metas;
+  bool fail_next_commit = false;
+  Result<Ledger> load() override { return ledger; }
+  Status commit(const std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,
+                const std::map<std::string, std::string>& meta = {}) override;
+  Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
+  Result<std::optional<std::string>> meta(const std::string& key) override;
+};
+
+}  // namespace nsegress::controller

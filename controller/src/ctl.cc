@@ -1,0 +1,123 @@
+// nsegressctl: the operator's view of the controller's API.
+#include <CLI/CLI.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = boost::asio::ip::tcp;
+using nlohmann::json;
+
+namespace {
+
+std::pair<int, std::string> get(const std::string& server, const std::string& target) {
+  auto colon = server.rfind(':');
+  boost::asio::io_context io;
+  tcp::resolver res(io);
+  beast::tcp_stream stream(io);
+  stream.expires_after(std::chrono::seconds(10));
+  stream.connect(res.resolve(server.substr(0, colon), server.substr(colon + 1)));
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, server);
+  http::write(stream, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> resp;
+  http::read(stream, buf, resp);
+  return {resp.result_int(), resp.body()};
+}
+
+std::string orDash(const json& j) {
+  if (j.is_null()) return "-";
+  std::string s = j.is_string() ? j.get<std::string>() : j.dump();
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nsegressctl: list, explain, who-had-this-IP, feeds"};
+  std::string server = "127.0.0.1:8080";
+  app.add_option("--server", server, "controller host:port");
+  app.require_subcommand(1);
+  auto* list = app.add_subcommand("list", "annotated namespaces and their egress IPs");
+  std::string ns;
+  auto* show = app.add_subcommand("show", "one namespace, in full");
+  show->add_option("namespace", ns)->required();
+  auto* expl = app.add_subcommand("explain", "why a namespace has (no) egress IP");
+  expl->add_option("namespace", ns)->required();
+  auto* addrs = app.add_subcommand("addresses", "the ledger: every address's state");
+  std::string ip, at;
+  auto* who = app.add_subcommand("who-had", "which namespace held an address at a time");
+  who->add_option("ip", ip)->required();
+  who->add_option("--at", at, "Unix time or RFC 3339 UTC (default: now)");
+  std::string pool;
+  auto* feed = app.add_subcommand("feed", "a pool's firewall feed (EDL)");
+  feed->add_option("pool", pool)->required();
+  int64_t since = 0;
+  auto* audit = app.add_subcommand("audit", "the append-only event log");
+  audit->add_option("--since", since);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::pair<int, std::string> r;
+    if (list->parsed())
+      r = get(server, "/api/v1/namespaces");
+    else if (show->parsed() || expl->parsed())
+      r = get(server, "/api/v1/namespaces/" + ns);
+    else if (addrs->parsed())
+      r = get(server, "/api/v1/addresses");
+    else if (who->parsed())
+      r = get(server, "/api/v1/who-had?ip=" + ip + (at.empty() ? "" : "&at=" + at));
+    else if (feed->parsed())
+      r = get(server, "/feeds/edl/" + pool);
+    else
+      r = get(server, "/audit?since=" + std::to_string(since));
+    if (r.first != 200) {
+      auto j = json::parse(r.second, nullptr, false);
+      std::cerr << "error " << r.first << ": "
+                << (j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.second)
+                << "\n";
+      return 1;
+    }
+    if (feed->parsed() || audit->parsed()) {
+      std::cout << r.second;
+      return 0;
+    }
+    auto j = json::parse(r.second);
+    if (list->parsed()) {
+      std::cout << std::left << std::setw(20) << "NAMESPACE" << std::setw(10) << "PHASE"
+                << std::setw(18) << "IP" << std::setw(10) << "POOL" << std::setw(12) << "GATEWAY"
+                << "REASON\n";
+      for (const auto& s : j)
+        std::cout << std::setw(20) << orDash(s["namespace"]) << std::setw(10) << orDash(s["phase"])
+                  << std::setw(18) << orDash(s["ip"]) << std::setw(10) << orDash(s["pool"])
+                  << std::setw(12) << orDash(s["node"]) << (s["reason"].get<std::string>()) << "\n";
+    } else if (expl->parsed()) {
+      std::cout << j["explain"].get<std::string>() << "\n";
+    } else if (addrs->parsed()) {
+      std::cout << std::left << std::setw(18) << "IP" << std::setw(10) << "POOL" << std::setw(13)
+                << "STATE" << std::setw(18) << "NAMESPACE" << std::setw(10) << "GATEWAY"
+                << "QUARANTINE-UNTIL\n";
+      for (const auto& a : j)
+        std::cout << std::setw(18) << orDash(a["ip"]) << std::setw(10) << orDash(a["pool"])
+                  << std::setw(13) << orDash(a["state"]) << std::setw(18) << orDash(a["namespace"])
+                  << std::setw(10) << orDash(a["node"]) << orDash(a["quarantineUntil"]) << "\n";
+    } else if (who->parsed()) {
+      std::cout << j["ip"].get<std::string>() << " at " << j["at"].get<std::string>() << ": "
+                << (j["namespace"].is_null() ? "nobody" : j["namespace"].get<std::string>())
+                << "\n";
+    } else {
+      std::cout << j.dump(2) << "\n";
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "nsegressctl: " << e.what() << " (is the controller listening on " << server
+              << "?)\n";
+    return 1;
+  }
+  return 0;
+}

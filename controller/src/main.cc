@@ -1,0 +1,130 @@
+// nsegress-controller (standalone mode): objects from a directory of YAML
+// manifests, ledger in embedded SQLite, desired state for each gateway written
+// as <gateway-state-dir>/<node>.json, HTTP API and feeds.
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "nsegress/controller/api.h"
+#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/metrics.h"
+
+using namespace nsegress;
+using namespace nsegress::controller;
+
+int main(int argc, char** argv) {
+  CLI::App app{"nsegress-controller: stable per-namespace egress IPs (standalone mode)"};
+  std::string manifests, ledger_path, listen = "127.0.0.1:8080", state_dir, log_level = "info";
+  int resync_s = 30;
+  bool once = false;
+  app.add_option("--manifests", manifests, "Directory of YAML manifests (watched)")->required();
+  app.add_option("--ledger", ledger_path, "SQLite ledger file")->required();
+  app.add_option("--listen", listen, "host:port of the HTTP API, feeds and /metrics (empty: off)");
+  app.add_option("--gateway-state-dir", state_dir,
+                 "Where to write <node>.json desired states for gateways");
+  app.add_option("--resync-seconds", resync_s,
+                 "Full reconcile period (quarantine expiry, safety net)")
+      ->check(CLI::Range(1, 86400));
+  app.add_flag("--once", once, "Reconcile once and exit");
+  app.add_option("--log-level", log_level);
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ controller: %v");
+
+  auto store = SqliteStore::open(ledger_path);
+  if (!store) {
+    spdlog::error("{}", store.error().message);
+    return 1;
+  }
+  Controller ctl(
+      **store, [] { return static_cast<Seconds>(time(nullptr)); }, state_dir);
+  if (auto r = ctl.start(); !r) {
+    spdlog::error("{}", r.error().message);
+    return 1;
+  }
+  ManifestDirectory dir(manifests);
+  ControllerMetrics metrics(ctl);
+
+  auto reconcile = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    World w = dir.load();
+    for (const auto& e : dir.errors()) spdlog::warn("{}", e.message);
+    auto r = ctl.reconcile(w, dir.errors());
+    metrics.reconcile_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (!r) {
+      metrics.reconcile_error.Increment();
+      spdlog::error("reconcile: {}", r.error().message);
+      return false;
+    }
+    metrics.reconcile_ok.Increment();
+    if (r->changed || r->events || r->gateways_written)
+      spdlog::info("reconciled: {} ledger changes, {} events, {} gateway states written",
+                   r->changed, r->events, r->gateways_written);
+    return true;
+  };
+  if (once) return reconcile() ? 0 : 1;
+
+  boost::asio::io_context io;
+  std::unique_ptr<HttpServer> server;
+  if (!listen.empty()) {
+    auto colon = listen.rfind(':');
+    const std::string host = listen.substr(0, colon);
+    const auto port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+    ApiContext base{nullptr, store->get(), [&] { return metrics.text(); }};
+    auto s =
+        HttpServer::listen(io, host, port, [&, base](const std::string& m, const std::string& t) {
+          ApiContext c = base;
+          c.view = ctl.view();
+          return handleRequest(c, m, t);
+        });
+    if (!s) {
+      spdlog::error("{}", s.error().message);
+      return 1;
+    }
+    server = std::move(*s);
+    spdlog::info("HTTP API on {}:{}", host, server->port());
+  }
+
+  int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  inotify_add_watch(ino, manifests.c_str(),
+                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
+  boost::asio::posix::stream_descriptor watch(io, ino);
+  boost::asio::steady_timer debounce(io), resync(io);
+  std::function<void()> arm_watch = [&] {
+    watch.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                     [&](const boost::system::error_code& ec) {
+                       if (ec) return;
+                       char buf[4096];
+                       while (read(ino, buf, sizeof buf) > 0) {
+                       }
+                       debounce.expires_after(std::chrono::milliseconds(50));
+                       debounce.async_wait([&](const boost::system::error_code& e) {
+                         if (!e) reconcile();
+                       });
+                       arm_watch();
+                     });
+  };
+  std::function<void()> arm_resync = [&] {
+    resync.expires_after(std::chrono::seconds(resync_s));
+    resync.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      reconcile();
+      arm_resync();
+    });
+  };
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  reconcile();
+  arm_watch();
+  arm_resync();
+  spdlog::info("started: manifests {}, ledger {}", manifests, ledger_path);
+  io.run();
+  return 0;
+}

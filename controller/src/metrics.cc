@@ -1,0 +1,91 @@
+#include "nsegress/controller/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace nsegress::controller {
+
+namespace {
+class ViewMetrics : public prometheus::Collectable {
+ public:
+  explicit ViewMetrics(const Controller& c) : c_(c) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    auto v = c_.view();
+    auto fam = [](std::string n, std::string h) {
+      prometheus::MetricFamily f;
+      f.name = std::move(n);
+      f.help = std::move(h);
+      f.type = prometheus::MetricType::Gauge;
+      return f;
+    };
+    auto addrs = fam("nsegress_controller_addresses", "Ledger addresses by pool and state");
+    auto size =
+        fam("nsegress_controller_pool_size", "Usable addresses in a pool (after exclusions)");
+    auto nss = fam("nsegress_controller_namespaces", "Annotated namespaces by phase");
+    auto errs =
+        fam("nsegress_controller_manifest_errors", "Manifest errors now (last good objects kept)");
+    std::map<std::pair<std::string, std::string>, double> by;
+    for (const auto& [pn, p] : v->pools)
+      for (const char* st : {"Assigned", "Quarantined", "Free"}) by[{pn, st}] = 0;
+    for (const auto& [ip, r] : v->ledger) by[{r.pool, toString(r.state)}]++;
+    for (const auto& [k, n] : by) {
+      prometheus::ClientMetric m;
+      m.label = {{"pool", k.first}, {"state", k.second}};
+      m.gauge.value = n;
+      addrs.metric.push_back(m);
+    }
+    for (const auto& [pn, p] : v->pools) {
+      prometheus::ClientMetric m;
+      m.label = {{"pool", pn}};
+      m.gauge.value = p.invalid ? 0 : static_cast<double>(p.size());
+      size.metric.push_back(m);
+    }
+    std::map<std::string, double> phases = {{"Assigned", 0}, {"Pending", 0}, {"Refused", 0}};
+    for (const auto& [n, s] : v->statuses) phases[toString(s.phase)]++;
+    for (const auto& [ph, n] : phases) {
+      prometheus::ClientMetric m;
+      m.label = {{"phase", ph}};
+      m.gauge.value = n;
+      nss.metric.push_back(m);
+    }
+    prometheus::ClientMetric e;
+    e.gauge.value = static_cast<double>(v->errors.size());
+    errs.metric.push_back(e);
+    return {addrs, size, nss, errs};
+  }
+
+ private:
+  const Controller& c_;
+};
+}  // namespace
+
+ControllerMetrics::ControllerMetrics(const Controller& c)
+    : ControllerMetrics(c, std::make_shared<prometheus::Registry>()) {}
+
+ControllerMetrics::ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r)
+    : reconcile_ok(prometheus::BuildCounter()
+                       .Name("nsegress_controller_reconcile_total")
+                       .Help("Reconciles by result")
+                       .Register(*r)
+                       .Add({{"result", "success"}})),
+      reconcile_error(prometheus::BuildCounter()
+                          .Name("nsegress_controller_reconcile_total")
+                          .Help("Reconciles by result")
+                          .Register(*r)
+                          .Add({{"result", "error"}})),
+      reconcile_seconds(
+          prometheus::BuildHistogram()
+              .Name("nsegress_controller_reconcile_seconds")
+              .Help("Time of one reconcile (allocate, commit, publish)")
+              .Register(*r)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.05, 0.1, 0.5, 1, 5})),
+      registry_(std::move(r)),
+      view_metrics_(std::make_shared<ViewMetrics>(c)) {}
+
+std::string ControllerMetrics::text() const {
+  auto fams = registry_->Collect();
+  auto more = view_metrics_->Collect();
+  fams.insert(fams.end(), more.begin(), more.end());
+  return prometheus::TextSerializer().Serialize(fams);
+}
+
+}  // namespace nsegress::controller

@@ -1,0 +1,254 @@
+#include "nsegress/controller/store.h"
+
+#include <sqlite3.h>
+
+namespace nsegress::controller {
+
+// ---- MemoryStore ---------------------------------------------------------------
+
+Status MemoryStore::commit(const std::vector<AddressRecord>& changed,
+                           const std::vector<AuditEvent>& evs,
+                           const std::map<std::string, std::string>& meta) {
+  if (fail_next_commit) {
+    fail_next_commit = false;
+    return makeError(EIO, "memory store: injected commit failure");
+  }
+  Ledger next = ledger;
+  for (const auto& r : changed) next[r.ip] = r;
+  std::map<std::string, IpAddress> owner;
+  for (const auto& [ip, r] : next) {
+    if (r.state != AddressState::kAssigned) continue;
+    if (!owner.emplace(r.ns, ip).second)
+      return makeError(EEXIST, "memory store: namespace " + r.ns + " would hold two addresses");
+  }
+  ledger = std::move(next);
+  for (const auto& e : evs) events.push_back({static_cast<int64_t>(events.size()) + 1, e});
+  for (const auto& [k, v] : meta) metas[k] = v;
+  return okStatus();
+}
+
+Result<std::vector<StoredEvent>> MemoryStore::audit(int64_t since, size_t limit) {
+  std::vector<StoredEvent> out;
+  for (const auto& e : events)
+    if (e.id > since && out.size() < limit) out.push_back(e);
+  return out;
+}
+
+Result<std::optional<std::string>> MemoryStore::meta(const std::string& key) {
+  auto it = metas.find(key);
+  return it == metas.end() ? std::optional<std::string>() : std::optional<std::string>(it->second);
+}
+
+// ---- SqliteStore ---------------------------------------------------------------
+
+namespace {
+struct DbDel {
+  void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
+};
+struct StmtDel {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbDel>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtDel>;
+
+constexpr const char* kSchema = R"sql(
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=FULL;
+CREATE TABLE IF NOT EXISTS addresses(
+  ip TEXT PRIMARY KEY,
+  pool TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('Assigned','Quarantined','Free')),
+  namespace TEXT NOT NULL,
+  node TEXT NOT NULL,
+  assigned_at INTEGER NOT NULL,
+  released_at INTEGER NOT NULL,
+  quarantine_until INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_address_per_namespace ON addresses(namespace) WHERE state = 'Assigned';
+CREATE TABLE IF NOT EXISTS audit(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, ip TEXT NOT NULL,
+  pool TEXT NOT NULL, node TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+Error dbError(sqlite3* db, const std::string& what) {
+  return makeError(EIO, "ledger: " + what + ": " + sqlite3_errmsg(db));
+}
+}  // namespace
+
+struct SqliteStore::Impl {
+  DbPtr db;
+  std::string path;
+  Result<StmtPtr> prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.get(), sql, -1, &s, nullptr) != SQLITE_OK)
+      return dbError(db.get(), "prepare");
+    return StmtPtr(s);
+  }
+  Status exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string m = err ? err : "?";
+      sqlite3_free(err);
+      return makeError(EIO, "ledger: " + m);
+    }
+    return okStatus();
+  }
+};
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  sqlite3* db = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  impl->db.reset(db);
+  if (rc != SQLITE_OK)
+    return makeError(EIO, "ledger " + path + ": " + (db ? sqlite3_errmsg(db) : "cannot open"));
+  sqlite3_busy_timeout(db, 5000);
+  if (auto r = impl->exec(kSchema); !r) return r.error();
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<Ledger> SqliteStore::load() {
+  auto st = impl_->prepare(
+      "SELECT ip, pool, state, namespace, node, assigned_at, released_at, quarantine_until FROM "
+      "addresses");
+  if (!st) return st.error();
+  Ledger out;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    auto col = [&](int i) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), i)));
+    };
+    auto ip = IpAddress::parse(col(0));
+    auto state = addressStateFrom(col(2));
+    if (!ip || !state)
+      return makeError(EINVAL, "ledger " + impl_->path + ": corrupt row for " + col(0));
+    out[*ip] = AddressRecord{*ip,
+                             col(1),
+                             *state,
+                             col(3),
+                             col(4),
+                             sqlite3_column_int64(st->get(), 5),
+                             sqlite3_column_int64(st->get(), 6),
+                             sqlite3_column_int64(st->get(), 7)};
+  }
+  if (rc != SQLITE_DONE) return dbError(impl_->db.get(), "load");
+  return out;
+}
+
+Status SqliteStore::commit(const std::vector<AddressRecord>& changed,
+                           const std::vector<AuditEvent>& events,
+                           const std::map<std::string, std::string>& meta) {
+  if (auto r = impl_->exec("BEGIN IMMEDIATE"); !r) return r;
+  // Statements live inside `write`, so they are finalized before COMMIT.
+  auto write = [&]() -> Status {
+    auto up = impl_->prepare(
+        "INSERT INTO addresses(ip, pool, state, namespace, node, assigned_at, released_at, "
+        "quarantine_until) "
+        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(ip) DO UPDATE SET pool=excluded.pool, "
+        "state=excluded.state, "
+        "namespace=excluded.namespace, node=excluded.node, assigned_at=excluded.assigned_at, "
+        "released_at=excluded.released_at, quarantine_until=excluded.quarantine_until");
+    if (!up) return up.error();
+    // Releases before assignments: the per-namespace unique index is checked
+    // per statement, and a namespace moving addresses releases one first.
+    std::vector<const AddressRecord*> ordered;
+    for (const auto& r : changed)
+      if (r.state != AddressState::kAssigned) ordered.push_back(&r);
+    for (const auto& r : changed)
+      if (r.state == AddressState::kAssigned) ordered.push_back(&r);
+    for (const auto* r : ordered) {
+      sqlite3_stmt* s = up->get();
+      sqlite3_reset(s);
+      const std::string ip = r->ip.str(), state = toString(r->state);
+      sqlite3_bind_text(s, 1, ip.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 2, r->pool.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 3, state.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 4, r->ns.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 5, r->node.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 6, r->assigned_at);
+      sqlite3_bind_int64(s, 7, r->released_at);
+      sqlite3_bind_int64(s, 8, r->quarantine_until);
+      if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "write " + ip);
+    }
+    auto ev = impl_->prepare(
+        "INSERT INTO audit(at, kind, namespace, ip, pool, node, message) VALUES(?,?,?,?,?,?,?)");
+    if (!ev) return ev.error();
+    for (const auto& e : events) {
+      sqlite3_stmt* s = ev->get();
+      sqlite3_reset(s);
+      sqlite3_bind_int64(s, 1, e.at);
+      sqlite3_bind_text(s, 2, e.kind.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 3, e.ns.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 4, e.ip.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 5, e.pool.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 6, e.node.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 7, e.message.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "append audit");
+    }
+    auto mt = impl_->prepare(
+        "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
+        "value=excluded.value");
+    if (!mt) return mt.error();
+    for (const auto& [k, v] : meta) {
+      sqlite3_stmt* s = mt->get();
+      sqlite3_reset(s);
+      sqlite3_bind_text(s, 1, k.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 2, v.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "write meta");
+    }
+    return okStatus();
+  };
+  if (auto r = write(); !r) {
+    (void)impl_->exec("ROLLBACK");  // best effort: the commit error is what matters
+    return r;
+  }
+  if (auto r = impl_->exec("COMMIT"); !r) {
+    (void)impl_->exec("ROLLBACK");  // best effort: the commit error is what matters
+    return r;
+  }
+  return okStatus();
+}
+
+Result<std::vector<StoredEvent>> SqliteStore::audit(int64_t since, size_t limit) {
+  auto st = impl_->prepare(
+      "SELECT id, at, kind, namespace, ip, pool, node, message FROM audit WHERE id > ? ORDER BY id "
+      "LIMIT ?");
+  if (!st) return st.error();
+  sqlite3_bind_int64(st->get(), 1, since);
+  sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(limit));
+  std::vector<StoredEvent> out;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    auto col = [&](int i) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), i)));
+    };
+    out.push_back(
+        {sqlite3_column_int64(st->get(), 0), AuditEvent{sqlite3_column_int64(st->get(), 1), col(2),
+                                                        col(3), col(4), col(5), col(6), col(7)}});
+  }
+  if (rc != SQLITE_DONE) return dbError(impl_->db.get(), "read audit");
+  return out;
+}
+
+Result<std::optional<std::string>> SqliteStore::meta(const std::string& key) {
+  auto st = impl_->prepare("SELECT value FROM meta WHERE key = ?");
+  if (!st) return st.error();
+  sqlite3_bind_text(st->get(), 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st->get()) == SQLITE_ROW)
+    return std::optional<std::string>(
+        reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0)));
+  return std::optional<std::string>();
+}
+
+}  // namespace nsegress::controller
