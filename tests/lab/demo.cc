@@ -1,17 +1,15 @@
-// nsegress-demo: the whole story in a lab of network namespaces. Prints what
-// the outside host saw, step by step, and exits non-zero if any step's
-// promise was broken (the e2e test runs it).
+// nsegress-demo: the whole story, controller and gateway together, in a lab of
+// network namespaces. Prints what the outside host saw and what the ledger
+// says, step by step, and exits non-zero if any promise was broken (the e2e
+// test runs it).
 #include <unistd.h>
 
 #include <csignal>
-
-#include <cstdio>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 #include "lab.h"
-#include "nsegress/common/desired_state.h"
 
 using namespace nsegress;
 
@@ -24,27 +22,29 @@ void check(bool ok, const std::string& what) {
   if (!ok) ++failures;
 }
 
-std::string setToString(const std::set<std::string>& s) {
+std::string join(const std::set<std::string>& s) {
   if (s.empty()) return "(nothing)";
   std::string out;
   for (const auto& x : s) out += (out.empty() ? "" : ", ") + x;
   return out;
 }
 
-std::string state(
-    const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>& nss,
-    uint64_t gen) {
-  DesiredState s;
-  s.gateway = "gw";
-  s.generation = gen;
-  for (const auto& [name, egress, pods] : nss) {
-    NamespaceEgress e;
-    e.name = name;
-    if (!egress.empty()) e.egress_v4 = *IpAddress::parse(egress);
-    for (const auto& p : pods) e.pod_ips.push_back(*IpAddress::parse(p));
-    s.namespaces.push_back(e);
-  }
-  return serializeDesiredState(s);
+std::string indent(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string l; std::getline(in, l);) out += "     " + l + "\n";
+  return out;
+}
+
+std::string nsManifest(const std::string& name, const std::string& pool_or_ip,
+                       const std::string& pod, const std::string& pod_ip) {
+  const bool ip = pool_or_ip.find('.') != std::string::npos &&
+                  std::isdigit(static_cast<unsigned char>(pool_or_ip[0]));
+  return "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + name +
+         "\n  labels: {tier: app}\n" + "  annotations: {nsegress.io/" + (ip ? "ip" : "pool") +
+         ": \"" + pool_or_ip + "\"}\n---\n" + "apiVersion: v1\nkind: Pod\nmetadata: {name: " + pod +
+         ", namespace: " + name + "}\n" +
+         "spec: {nodeName: gw-1}\nstatus: {podIPs: [{ip: " + pod_ip + "}]}\n";
 }
 
 }  // namespace
@@ -54,125 +54,176 @@ int main() {
     std::cerr << "the demo needs root: it builds network namespaces\n";
     return 2;
   }
-  lab::Lab lab("demo");
-  std::cout << "== nsegress demo: per-namespace egress IPs, in a lab of network namespaces\n"
-            << "   pods -> gateway (" << lab.gw() << ", uplink up0 198.51.100.1) -> outside host "
-            << lab::Lab::kOutsideIp << "\n\n";
-  lab.addPod("pay-1", "10.244.1.2");
-  lab.addPod("pay-2", "10.244.1.3");
-  lab.addPod("web-1", "10.244.2.2");
-  lab.addPod("new-1", "10.244.3.2");
-  lab.startServers();
+  try {
+    lab::Lab lab("demo");
+    std::cout
+        << "== nsegress demo: a stable egress IP per namespace, controller + gateway in a lab\n"
+        << "   pods -> gateway node gw-1 (" << lab.gw() << ") -> outside host "
+        << lab::Lab::kOutsideIp << "\n   controller: standalone, manifests in " << lab.manifestDir()
+        << ", SQLite ledger\n\n";
+    lab.addPod("pay-1", "10.244.1.2");
+    lab.addPod("web-1", "10.244.2.2");
+    lab.addPod("ana-1", "10.244.3.2");
+    lab.addPod("bil-1", "10.244.4.2");
+    lab.addPod("rog-1", "10.244.5.2");
+    lab.startServers();
 
-  std::cout << "1. Namespace 'payments' gets 203.0.113.10, 'web' gets 203.0.113.11,\n"
-               "   'analytics' is annotated but has no IP yet (fail-closed).\n";
-  lab.writeState(state({{"payments", "203.0.113.10", {"10.244.1.2", "10.244.1.3"}},
-                        {"web", "203.0.113.11", {"10.244.2.2"}},
-                        {"analytics", "", {"10.244.3.2"}}},
-                       1));
-  auto& gw = lab.startGateway(lab.statePath(), {"--metrics-address", "127.0.0.1:9464"});
-  lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; });
-  for (const auto& [pod, ns] : std::vector<std::pair<std::string, std::string>>{
-           {"pay-1", "payments"}, {"pay-2", "payments"}, {"web-1", "web"}}) {
-    lab.send(pod, "udp", "u-" + pod, 3, 5, true);
-    lab.send(pod, "tcp", "t-" + pod, 3, 5, true);
-    auto peers = lab.peersOf("u-" + pod);
-    for (auto& p : lab.peersOf("t-" + pod)) peers.insert(p);
-    std::cout << "   " << ns << "/" << pod << " -> outside saw source " << setToString(peers)
-              << "\n";
+    lab.writeManifest("00-cluster.yaml", R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: dmz}
+spec:
+  addresses: ["203.0.113.10-203.0.113.19"]
+  namespaceSelector: {matchLabels: {tier: app}}
+  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
+  quarantine: 7d
+---
+apiVersion: v1
+kind: Node
+metadata: {name: gw-1, labels: {nsegress.io/gateway: "true"}}
+)");
+    lab.writeManifest("payments.yaml", nsManifest("payments", "dmz", "pay-1", "10.244.1.2"));
+    lab.writeManifest("web.yaml", nsManifest("web", "dmz", "web-1", "10.244.2.2"));
+    lab.writeManifest("analytics.yaml", nsManifest("analytics", "reports", "ana-1", "10.244.3.2"));
+
+    std::cout << "1. 'payments' and 'web' ask for pool dmz; 'analytics' asks for pool 'reports',\n"
+                 "   which does not exist yet.\n";
+    lab.startController();
+    const std::string state = lab.gatewayStateDir() + "/gw-1.json";
+    lab::eventually([&] { return lab::run("test -s " + state) == 0; });
+    auto& gw = lab.startGateway(state, {"--metrics-address", "127.0.0.1:9464"});
+    lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; });
+    std::cout << indent(lab.ctl("list"));
+    for (const auto& [pod, tag] :
+         std::vector<std::pair<std::string, std::string>>{{"pay-1", "pay"}, {"web-1", "web"}}) {
+      lab.send(pod, "udp", "u-" + tag, 3, 5, true);
+      lab.send(pod, "tcp", "t-" + tag, 3, 5, true);
+    }
+    std::cout << "   outside saw payments as " << join(lab.peersOf("t-pay")) << ", web as "
+              << join(lab.peersOf("t-web")) << "\n";
+    check(lab.peersOf("u-pay") == std::set<std::string>{"203.0.113.10"} &&
+              lab.peersOf("t-pay") == std::set<std::string>{"203.0.113.10"},
+          "payments got the lowest free address, 203.0.113.10, and leaves with it (UDP and TCP)");
+    check(lab.peersOf("t-web") == std::set<std::string>{"203.0.113.11"},
+          "web leaves as 203.0.113.11");
+    lab.send("ana-1", "udp", "u-ana", 3, 5, true);
+    std::cout << indent(lab.ctl("explain analytics"));
+    check(lab.peersOf("u-ana").empty() && !lab.seenSources().count("10.244.3.2"),
+          "analytics (no IP yet) reaches nothing: fail-closed, drops counted");
+
+    std::cout << "\n2. The platform team adds pool 'reports'.\n";
+    lab.writeManifest("10-reports.yaml", R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: reports}
+spec:
+  addresses: ["203.0.113.200/30"]
+  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
+)");
+    lab::eventually([&] {
+      return lab.exec(lab.gw(), "nft list map inet nsegress snat4").find("10.244.3.2") !=
+             std::string::npos;
+    });
+    lab.send("ana-1", "udp", "u2-ana", 3, 5, true);
+    std::cout << "   outside saw analytics as " << join(lab.peersOf("u2-ana")) << "\n";
+    check(lab.peersOf("u2-ana") == std::set<std::string>{"203.0.113.200"},
+          "analytics now leaves as 203.0.113.200");
+
+    std::cout << "\n3. The gateway agent is killed (SIGKILL) and restarted during a stream of new "
+                 "flows.\n";
+    auto& stream = lab.spawn(
+        lab.pod("web-1"),
+        {lab::labtoolPath(), "send", "--proto", "udp", "--dst", lab::Lab::kOutsideIp, "--port",
+         "9000", "--tag", "restart", "--count", "200", "--interval-ms", "10", "--fresh"},
+        "stream.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    gw.signal(SIGKILL);
+    gw.wait();
+    auto& gw2 = lab.startGateway(state, {"--metrics-address", "127.0.0.1:9464"});
+    stream.wait();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    size_t got = 0;
+    for (const auto& l : lab.serverLines()) got += l.find(" restart ") != std::string::npos;
+    std::cout << "   outside received " << got << "/200 datagrams, from "
+              << join(lab.peersOf("restart")) << "\n";
+    check(got == 200 && lab.peersOf("restart") == std::set<std::string>{"203.0.113.11"},
+          "no loss and no other source across the restart");
+
+    std::cout << "\n4. Namespace 'payments' is deleted while a TCP stream of its pod runs.\n";
+    const auto t_before_release =
+        static_cast<long>(time(nullptr)) - 1;  // the ledger counts seconds
+    auto& tcp =
+        lab.spawn(lab.pod("pay-1"),
+                  {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", lab::Lab::kOutsideIp,
+                   "--port", "9001", "--tag", "long", "--count", "400", "--interval-ms", "20"},
+                  "tcp.log");
+    lab::eventually([&] { return !lab.peersOf("long").empty(); });
+    lab.removeManifest("payments.yaml");
+    lab::eventually([&] {
+      return lab.exec(lab.gw(), "nft list set inet nsegress owned4").find("203.0.113.10") ==
+             std::string::npos;
+    });
+    std::string flows =
+        lab.exec(lab.gw(), "sh -c 'conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l'");
+    lab.clearSeen();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto seen = lab.seenSources();
+    const uint64_t leaked = seen.count("203.0.113.10") ? seen.at("203.0.113.10") : 0;
+    std::cout << indent(lab.ctl("addresses"));
+    std::cout << "   conntrack flows via 203.0.113.10 now: " << flows.substr(0, flows.find('\n'))
+              << "; packets from it at the outside since: " << leaked << "\n";
+    check(lab.ctl("addresses").find("Quarantined") != std::string::npos,
+          "203.0.113.10 is quarantined (7 days)");
+    check(flows.rfind("0", 0) == 0 && leaked == 0,
+          "its flows are gone and the old IP never leaves again");
+    tcp.signal(SIGKILL);
+
+    std::cout
+        << "\n5. A new namespace 'billing' asks for pool dmz; 'rogue' asks for web's address.\n";
+    lab.writeManifest("billing.yaml", nsManifest("billing", "dmz", "bil-1", "10.244.4.2"));
+    lab.writeManifest("rogue.yaml", nsManifest("rogue", "203.0.113.11", "rog-1", "10.244.5.2"));
+    lab::eventually([&] { return lab.ctl("list").find("billing") != std::string::npos; });
+    lab::eventually([&] {
+      return lab.exec(lab.gw(), "nft list map inet nsegress snat4").find("10.244.4.2") !=
+             std::string::npos;
+    });
+    lab.send("bil-1", "udp", "u-bil", 3, 5, true);
+    lab.send("web-1", "udp", "u2-web", 3, 5, true);
+    lab.send("rog-1", "udp", "u-rog", 3, 5, true);
+    std::cout << indent(lab.ctl("list"));
+    std::cout << "   outside saw billing as " << join(lab.peersOf("u-bil")) << "\n";
+    check(lab.peersOf("u-bil") == std::set<std::string>{"203.0.113.12"},
+          "billing gets 203.0.113.12, not the quarantined 203.0.113.10");
+    check(lab.peersOf("u-rog").empty() &&
+              lab.peersOf("u2-web") == std::set<std::string>{"203.0.113.11"},
+          "rogue is refused with a reason and reaches nothing; web is unaffected");
+
+    std::cout << "\n6. What the firewall team reads.\n";
+    std::string edl;
+    lab::run("ip netns exec " + lab.gw() + " curl -s http://127.0.0.1:8080/feeds/edl/dmz", &edl);
+    std::cout << "   GET /feeds/edl/dmz:\n" << indent(edl);
+    check(edl == "203.0.113.11\n203.0.113.12\n",
+          "the EDL lists exactly the live addresses of pool dmz");
+    const std::string who =
+        lab.ctl("who-had 203.0.113.10 --at " + std::to_string(t_before_release));
+    std::cout << "   nsegressctl who-had 203.0.113.10 (before the release): " << who;
+    check(who.find("payments") != std::string::npos,
+          "the audit log answers who was behind an IP at a time");
+
+    std::cout << "\n7. Per-namespace data-path metrics (gateway /metrics):\n";
+    std::string metrics;
+    lab::run("ip netns exec " + lab.gw() + " curl -s http://127.0.0.1:9464/metrics", &metrics);
+    std::istringstream ms(metrics);
+    for (std::string line; std::getline(ms, line);)
+      if (line.rfind("nsegress_gateway_namespace_egress_packets_total", 0) == 0 ||
+          line.rfind("nsegress_gateway_namespace_failclosed_drops_total", 0) == 0)
+        std::cout << "     " << line << "\n";
+    check(metrics.find("nsegress_gateway_namespace_egress_packets_total{namespace=\"web\",egress_"
+                       "ip=\"203.0.113.11\"}") != std::string::npos,
+          "per-namespace counters exported");
+    (void)gw2;
+    std::cout << (failures == 0 ? "\n== demo OK: every promise held\n" : "\n== demo FAILED\n");
+  } catch (const std::exception& e) {
+    std::cerr << "demo error: " << e.what() << "\n";
+    return 1;
   }
-  check(lab.peersOf("u-pay-1") == std::set<std::string>{"203.0.113.10"} &&
-            lab.peersOf("t-pay-2") == std::set<std::string>{"203.0.113.10"},
-        "payments leaves as 203.0.113.10 (UDP and TCP)");
-  check(lab.peersOf("t-web-1") == std::set<std::string>{"203.0.113.11"},
-        "web leaves as 203.0.113.11");
-  lab.send("new-1", "udp", "u-new-1", 3, 5, true);
-  lab.send("new-1", "tcp", "t-new-1", 1, 5, true, 300);
-  std::cout << "   analytics/new-1 -> outside saw source " << setToString(lab.peersOf("u-new-1"))
-            << "\n";
-  check(lab.peersOf("u-new-1").empty() && !lab.seenSources().count("10.244.3.2"),
-        "analytics reaches nothing before its IP is live; drops counted:");
-  std::cout << "     "
-            << lab.exec(lab.gw(), "nft list counter inet nsegress drop-analytics | grep packets");
-
-  std::cout << "\n2. 'analytics' gets 203.0.113.12: one atomic switch from drop to SNAT.\n";
-  lab.writeState(state({{"payments", "203.0.113.10", {"10.244.1.2", "10.244.1.3"}},
-                        {"web", "203.0.113.11", {"10.244.2.2"}},
-                        {"analytics", "203.0.113.12", {"10.244.3.2"}}},
-                       2));
-  lab::eventually([&] {
-    return lab.exec(lab.gw(), "nft list map inet nsegress snat4").find("10.244.3.2") !=
-           std::string::npos;
-  });
-  lab.send("new-1", "udp", "u2-new-1", 3, 5, true);
-  std::cout << "   analytics/new-1 -> outside saw source " << setToString(lab.peersOf("u2-new-1"))
-            << "\n";
-  check(lab.peersOf("u2-new-1") == std::set<std::string>{"203.0.113.12"},
-        "analytics leaves as 203.0.113.12");
-
-  std::cout << "\n3. The agent is killed (SIGKILL) and restarted during a stream of new flows.\n";
-  auto& stream = lab.spawn(
-      lab.pod("pay-1"),
-      {lab::labtoolPath(), "send", "--proto", "udp", "--dst", lab::Lab::kOutsideIp, "--port",
-       "9000", "--tag", "restart", "--count", "200", "--interval-ms", "10", "--fresh"},
-      "stream.log");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  gw.signal(SIGKILL);
-  gw.wait();
-  auto& gw2 = lab.startGateway(lab.statePath(), {"--metrics-address", "127.0.0.1:9464"});
-  stream.wait();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  size_t got = 0;
-  for (const auto& l : lab.serverLines()) got += l.find(" restart ") != std::string::npos;
-  std::cout << "   outside received " << got << "/200 datagrams, all from "
-            << setToString(lab.peersOf("restart")) << "\n";
-  check(got == 200 && lab.peersOf("restart") == std::set<std::string>{"203.0.113.10"},
-        "no loss, no other source across the restart");
-
-  std::cout << "\n4. 'payments' is released while a TCP stream runs.\n";
-  auto& tcp =
-      lab.spawn(lab.pod("pay-2"),
-                {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", lab::Lab::kOutsideIp,
-                 "--port", "9001", "--tag", "long", "--count", "300", "--interval-ms", "20"},
-                "tcp.log");
-  lab::eventually([&] { return !lab.peersOf("long").empty(); });
-  std::string ct_before =
-      lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
-  lab.writeState(state(
-      {{"web", "203.0.113.11", {"10.244.2.2"}}, {"analytics", "203.0.113.12", {"10.244.3.2"}}}, 3));
-  // The ownership record is cleared last, after the address and the flows.
-  lab::eventually([&] {
-    return lab.exec(lab.gw(), "nft list set inet nsegress owned4").find("203.0.113.10") ==
-           std::string::npos;
-  });
-  std::string ct_after =
-      lab.exec(lab.gw(), "conntrack -L --reply-dst 203.0.113.10 2>/dev/null | wc -l");
-  lab.clearSeen();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  auto seen = lab.seenSources();
-  const uint64_t leaked = seen.count("203.0.113.10") ? seen.at("203.0.113.10") : 0;
-  std::cout << "   conntrack flows via 203.0.113.10: before "
-            << ct_before.substr(0, ct_before.find('\n')) << ", after "
-            << ct_after.substr(0, ct_after.find('\n')) << "\n"
-            << "   packets from 203.0.113.10 at the outside since: " << leaked << "\n";
-  check(ct_after.rfind("0", 0) == 0 && leaked == 0,
-        "address, mappings and flows gone in the same reconcile; old IP never leaves again");
-  tcp.signal(SIGKILL);
-  (void)gw2;
-
-  std::cout << "\n5. Per-namespace metrics, scraped from the agent's /metrics:\n";
-  std::string metrics;
-  lab::run("ip netns exec " + lab.gw() + " curl -s http://127.0.0.1:9464/metrics", &metrics);
-  std::istringstream ms(metrics);
-  for (std::string line; std::getline(ms, line);) {
-    if (line.rfind("nsegress_gateway_namespace_", 0) == 0 ||
-        line.rfind("nsegress_gateway_conntrack_flows{", 0) == 0)
-      std::cout << "   " << line << "\n";
-  }
-  check(metrics.find("nsegress_gateway_namespace_egress_packets_total{namespace=\"web\",egress_ip="
-                     "\"203.0.113.11\"}") != std::string::npos,
-        "per-namespace egress counters exported");
-
-  std::cout << (failures == 0 ? "== demo OK: every promise held\n" : "== demo FAILED\n");
   return failures == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -22,6 +23,12 @@ std::string labtoolPath() {
 }
 std::string gatewayPath() {
   return NSEGRESS_GATEWAY_BIN;
+}
+std::string controllerPath() {
+  return NSEGRESS_CONTROLLER_BIN;
+}
+std::string ctlPath() {
+  return NSEGRESS_CTL_BIN;
 }
 
 int run(const std::string& cmd, std::string* out) {
@@ -299,6 +306,42 @@ Process& Lab::startGateway(const std::string& state_file, std::vector<std::strin
                                    "50"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return spawn(gw(), argv, "gateway-" + std::to_string(procs_.size()) + ".log");
+}
+
+Process& Lab::startController(std::vector<std::string> extra) {
+  std::filesystem::create_directories(manifestDir());
+  std::vector<std::string> argv = {controllerPath(),
+                                   "--manifests",
+                                   manifestDir(),
+                                   "--ledger",
+                                   dir_ + "/ledger.db",
+                                   "--gateway-state-dir",
+                                   gatewayStateDir(),
+                                   "--listen",
+                                   "127.0.0.1:8080",
+                                   "--resync-seconds",
+                                   "1"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto& p = spawn(gw(), argv, "controller-" + std::to_string(procs_.size()) + ".log");
+  if (!eventually([&] { return p.log().find("started") != std::string::npos; }))
+    throw std::runtime_error("controller did not start: " + p.log());
+  return p;
+}
+
+void Lab::writeManifest(const std::string& name, const std::string& yaml) {
+  std::filesystem::create_directories(manifestDir());
+  auto r = writeFileAtomically(manifestDir() + "/" + name, yaml);
+  if (!r) throw std::runtime_error(r.error().message);
+}
+
+void Lab::removeManifest(const std::string& name) {
+  std::filesystem::remove(manifestDir() + "/" + name);
+}
+
+std::string Lab::ctl(const std::string& args) {
+  std::string out;
+  run("ip netns exec " + gw() + " " + ctlPath() + " --server 127.0.0.1:8080 " + args, &out);
+  return out;
 }
 
 void Lab::writeState(const std::string& json) {

@@ -107,6 +107,17 @@ class Lab {
   // The gateway agent, started in the gw namespace.
   Process& startGateway(const std::string& state_file, std::vector<std::string> extra = {});
   std::string statePath() const { return dir_ + "/desired.json"; }
+
+  // The controller (standalone) in the gw namespace: manifests in
+  // manifestDir(), ledger in dir()/ledger.db, gateway state in
+  // gatewayStateDir()/<node>.json, API on 127.0.0.1:8080 of the gw namespace.
+  Process& startController(std::vector<std::string> extra = {});
+  std::string manifestDir() const { return dir_ + "/manifests"; }
+  std::string gatewayStateDir() const { return dir_ + "/gateway-state"; }
+  void writeManifest(const std::string& name, const std::string& yaml);
+  void removeManifest(const std::string& name);
+  // Runs nsegressctl against the lab's controller; returns its output.
+  std::string ctl(const std::string& args);
   void writeState(const std::string& json);
 
  private:
@@ -122,5 +133,7 @@ class Lab {
 
 std::string labtoolPath();
 std::string gatewayPath();
+std::string controllerPath();
+std::string ctlPath();
 
 }  // namespace nsegress::lab
