@@ -16,6 +16,9 @@ PKGS=(
   # lab tooling: inspection in tests/demo, peers in benchmarks
   iproute2 nftables iptables conntrack procps curl
 )
+# `kubectl kustomize` renders manifests/ in the tests: Debian's kubectl, unless
+# a kubectl is already installed (another package may own /usr/bin/kubectl).
+command -v kubectl >/dev/null || PKGS+=(kubernetes-client)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,100 @@
+// manifests/ renders with `kubectl kustomize` and keeps its security promises.
+// (Acceptance by a real API server is checked by the `kube` tests.)
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <set>
+
+namespace {
+
+std::string render() {
+  std::string out;
+  FILE* p = popen("kubectl kustomize " NSEGRESS_SOURCE_DIR "/manifests 2>&1", "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  if (pclose(p) != 0) return "ERROR: " + out;
+  return out;
+}
+
+class Manifests : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (system("command -v kubectl >/dev/null 2>&1") != 0) GTEST_SKIP() << "kubectl not installed";
+    const std::string text = render();
+    ASSERT_EQ(text.rfind("ERROR", 0), std::string::npos) << text;
+    docs = YAML::LoadAll(text);
+  }
+  YAML::Node find(const std::string& kind, const std::string& name) {
+    for (const auto& d : docs)
+      if (d["kind"].as<std::string>() == kind && d["metadata"]["name"].as<std::string>() == name)
+        return d;
+    ADD_FAILURE() << kind << " " << name << " not rendered";
+    return YAML::Node();
+  }
+  std::vector<YAML::Node> docs;
+};
+
+TEST_F(Manifests, RenderEverything) {
+  std::set<std::string> got;
+  for (const auto& d : docs)
+    got.insert(d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>());
+  for (const char* want : {"CustomResourceDefinition/egresspools.nsegress.io",
+                           "CustomResourceDefinition/egressips.nsegress.io",
+                           "Deployment/nsegress-controller", "DaemonSet/nsegress-gateway",
+                           "ClusterRole/nsegress-controller", "ClusterRole/nsegress-gateway",
+                           "Role/nsegress-controller-leader", "Service/nsegress-controller"})
+    EXPECT_TRUE(got.count(want)) << want;
+}
+
+TEST_F(Manifests, ControllerIsUnprivilegedWithTwoReplicas) {
+  auto d = find("Deployment", "nsegress-controller");
+  EXPECT_EQ(d["spec"]["replicas"].as<int>(), 2);
+  auto pod = d["spec"]["template"]["spec"];
+  EXPECT_TRUE(pod["securityContext"]["runAsNonRoot"].as<bool>());
+  auto c = pod["containers"][0]["securityContext"];
+  EXPECT_TRUE(c["readOnlyRootFilesystem"].as<bool>());
+  EXPECT_FALSE(c["allowPrivilegeEscalation"].as<bool>());
+  EXPECT_EQ(c["capabilities"]["drop"][0].as<std::string>(), "ALL");
+  EXPECT_FALSE(c["capabilities"]["add"]);
+}
+
+TEST_F(Manifests, GatewayHasHostNetworkAndOnlyNetAdminNetRaw) {
+  auto d = find("DaemonSet", "nsegress-gateway");
+  auto pod = d["spec"]["template"]["spec"];
+  EXPECT_TRUE(pod["hostNetwork"].as<bool>());
+  EXPECT_EQ(pod["nodeSelector"]["nsegress.io/gateway"].as<std::string>(), "true");
+  auto caps = pod["containers"][0]["securityContext"]["capabilities"];
+  std::set<std::string> add;
+  for (const auto& c : caps["add"]) add.insert(c.as<std::string>());
+  EXPECT_EQ(add, (std::set<std::string>{"NET_ADMIN", "NET_RAW"}));
+  EXPECT_FALSE(pod["containers"][0]["securityContext"]["privileged"]);
+}
+
+TEST_F(Manifests, GatewayRoleOnlyReadsAndNobodyGetsWildcards) {
+  for (const auto& d : docs) {
+    const auto kind = d["kind"].as<std::string>();
+    if (kind != "ClusterRole" && kind != "Role") continue;
+    for (const auto& rule : d["rules"])
+      for (const auto& v : rule["verbs"]) {
+        EXPECT_NE(v.as<std::string>(), "*") << d["metadata"]["name"];
+        if (d["metadata"]["name"].as<std::string>() == "nsegress-gateway") {
+          const auto verb = v.as<std::string>();
+          EXPECT_TRUE(verb == "get" || verb == "list" || verb == "watch") << verb;
+        }
+      }
+  }
+}
+
+TEST_F(Manifests, CrdsAreStructuralWithStatusAndPrinterColumns) {
+  for (const char* name : {"egresspools.nsegress.io", "egressips.nsegress.io"}) {
+    auto v = find("CustomResourceDefinition", name)["spec"]["versions"][0];
+    EXPECT_TRUE(v["subresources"]["status"]) << name;
+    EXPECT_GE(v["additionalPrinterColumns"].size(), 4u) << name;
+    EXPECT_EQ(v["schema"]["openAPIV3Schema"]["type"].as<std::string>(), "object") << name;
+  }
+}
+
+}  // namespace
