@@ -1,0 +1,66 @@
+// A small Kubernetes API client: requests (GET/POST/PUT/PATCH/DELETE) and
+// streaming watches over HTTPS (Boost.Beast + OpenSSL), with a client-side
+// token-bucket rate limiter. One connection per request or watch.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "nsegress/kube/config.h"
+
+namespace nsegress::kube {
+
+// Token bucket: `qps` tokens per second, up to `burst`. Pure: time is passed in.
+class RateLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  RateLimiter(double qps, double burst) : qps_(qps), burst_(burst), tokens_(burst) {}
+  // How long the caller must wait before its request may go (0 = now); takes the token.
+  std::chrono::nanoseconds reserve(Clock::time_point now);
+
+ private:
+  std::mutex mu_;
+  double qps_, burst_, tokens_;
+  std::optional<Clock::time_point> last_;
+};
+
+struct Response {
+  int status = 0;
+  std::string body;
+};
+
+struct ClientOptions {
+  double qps = 20, burst = 40;
+  std::chrono::seconds timeout{30};
+  size_t max_body = 64u << 20;  // responses larger than this are refused
+};
+
+class Client {
+ public:
+  explicit Client(KubeConfig config, ClientOptions opts = {});
+  ~Client();
+  // `content_type` e.g. application/merge-patch+json for PATCH.
+  Result<Response> request(const std::string& verb, const std::string& path,
+                           const std::string& body = "",
+                           const std::string& content_type = "application/json");
+  // Streams a watch (path with ?watch=1...): `on_event` gets each JSON line;
+  // returning false stops. Ends when the server closes the stream.
+  Result<int> watch(const std::string& path,
+                    const std::function<bool(const std::string&)>& on_event,
+                    std::chrono::seconds timeout);
+  const KubeConfig& config() const { return cfg_; }
+  uint64_t throttled() const { return throttled_; }
+
+ private:
+  struct Impl;
+  KubeConfig cfg_;
+  ClientOptions opts_;
+  RateLimiter limiter_;
+  std::unique_ptr<Impl> impl_;
+  uint64_t throttled_ = 0;
+};
+
+}  // namespace nsegress::kube

@@ -1,0 +1,176 @@
+#include "nsegress/kube/client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <thread>
+
+namespace nsegress::kube {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
+
+std::chrono::nanoseconds RateLimiter::reserve(Clock::time_point now) {
+  std::lock_guard l(mu_);
+  if (last_)
+    tokens_ =
+        std::min(burst_, tokens_ + std::chrono::duration<double>(now - *last_).count() * qps_);
+  last_ = now;
+  tokens_ -= 1;
+  if (tokens_ >= 0) return std::chrono::nanoseconds(0);
+  return std::chrono::nanoseconds(static_cast<int64_t>(-tokens_ / qps_ * 1e9));
+}
+
+struct Client::Impl {
+  boost::asio::io_context io;
+  std::unique_ptr<ssl::context> tls;
+};
+
+Client::Client(KubeConfig config, ClientOptions opts)
+    : cfg_(std::move(config)),
+      opts_(opts),
+      limiter_(opts.qps, opts.burst),
+      impl_(std::make_unique<Impl>()) {
+  if (!cfg_.tls) return;
+  impl_->tls = std::make_unique<ssl::context>(ssl::context::tls_client);
+  boost::system::error_code ec;
+  if (cfg_.insecure_skip_verify) {
+    impl_->tls->set_verify_mode(ssl::verify_none);
+  } else {
+    impl_->tls->set_verify_mode(ssl::verify_peer);
+    if (cfg_.ca_pem.empty())
+      impl_->tls->set_default_verify_paths(ec);
+    else
+      impl_->tls->add_certificate_authority(boost::asio::buffer(cfg_.ca_pem), ec);
+  }
+  if (!cfg_.client_cert_pem.empty()) {
+    impl_->tls->use_certificate_chain(boost::asio::buffer(cfg_.client_cert_pem), ec);
+    impl_->tls->use_private_key(boost::asio::buffer(cfg_.client_key_pem), ssl::context::pem, ec);
+  }
+}
+
+Client::~Client() = default;
+
+namespace {
+
+template <typename Stream, typename Req>
+void prepare(Req& req, const KubeConfig& cfg) {
+  req.set(http::field::host, cfg.host);
+  req.set(http::field::user_agent, "nsegress/0.1");
+  req.set(http::field::accept, "application/json");
+  if (!cfg.token.empty()) req.set(http::field::authorization, "Bearer " + cfg.token);
+}
+
+// Runs `fn(stream)` on a connected plain or TLS stream.
+template <typename Fn>
+Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const KubeConfig& cfg,
+                       std::chrono::seconds timeout, Fn&& fn) {
+  try {
+    tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(cfg.host, cfg.port);
+    if (!tls) {
+      beast::tcp_stream stream(io);
+      stream.expires_after(timeout);
+      stream.connect(endpoints);
+      return fn(stream);
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(io, *tls);
+    if (!cfg.insecure_skip_verify) {
+      boost::system::error_code ec;
+      (void)boost::asio::ip::make_address(cfg.host, ec);  // ec set: a name, not an IP literal
+      if (ec) stream.set_verify_callback(ssl::host_name_verification(cfg.host));
+      // An IP literal: OpenSSL checks it against the certificate's IP SANs.
+      else
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), cfg.host.c_str());
+      if (ec) SSL_set_tlsext_host_name(stream.native_handle(), cfg.host.c_str());
+    }
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::get_lowest_layer(stream).connect(endpoints);
+    stream.handshake(ssl::stream_base::client);
+    return fn(stream);
+  } catch (const boost::system::system_error& e) {
+    return makeError(e.code().value() ? e.code().value() : EIO,
+                     "kube " + cfg.host + ":" + cfg.port + ": " + e.code().message());
+  }
+}
+
+}  // namespace
+
+Result<Response> Client::request(const std::string& verb, const std::string& path,
+                                 const std::string& body, const std::string& content_type) {
+  if (auto wait = limiter_.reserve(RateLimiter::Clock::now()); wait.count() > 0) {
+    ++throttled_;
+    std::this_thread::sleep_for(wait);
+  }
+  Response out;
+  auto r = withStream(impl_->io, impl_->tls.get(), cfg_, opts_.timeout,
+                      [&](auto& stream) -> Result<int> {
+                        http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
+                        prepare<decltype(stream)>(req, cfg_);
+                        if (!body.empty()) {
+                          req.set(http::field::content_type, content_type);
+                          req.body() = body;
+                        }
+                        req.prepare_payload();
+                        http::write(stream, req);
+                        beast::flat_buffer buf;
+                        http::response_parser<http::string_body> parser;
+                        parser.body_limit(opts_.max_body);
+                        http::read(stream, buf, parser);
+                        out.status = static_cast<int>(parser.get().result_int());
+                        out.body = std::move(parser.get().body());
+                        return out.status;
+                      });
+  if (!r) return r.error();
+  return out;
+}
+
+Result<int> Client::watch(const std::string& path,
+                          const std::function<bool(const std::string&)>& on_event,
+                          std::chrono::seconds timeout) {
+  if (auto wait = limiter_.reserve(RateLimiter::Clock::now()); wait.count() > 0) {
+    ++throttled_;
+    std::this_thread::sleep_for(wait);
+  }
+  return withStream(impl_->io, impl_->tls.get(), cfg_, timeout, [&](auto& stream) -> Result<int> {
+    http::request<http::empty_body> req{http::verb::get, path, 11};
+    prepare<decltype(stream)>(req, cfg_);
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    http::read_header(stream, buf, parser);
+    const int status = static_cast<int>(parser.get().result_int());
+    std::string pending;
+    bool stop = false;
+    char chunk[16384];
+    while (!parser.is_done() && !stop) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      boost::system::error_code ec;
+      http::read(stream, buf, parser, ec);
+      if (ec && ec != http::error::need_buffer) {
+        if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
+        throw boost::system::system_error(ec);
+      }
+      pending.append(chunk, sizeof chunk - parser.get().body().size);
+      if (pending.size() > opts_.max_body)
+        throw boost::system::system_error(make_error_code(http::error::body_limit));
+      size_t pos;
+      while (!stop && (pos = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, pos);
+        pending.erase(0, pos + 1);
+        if (!line.empty()) stop = !on_event(line);
+      }
+    }
+    if (!stop && !pending.empty()) on_event(pending);
+    return status;
+  });
+}
+
+}  // namespace nsegress::kube
