@@ -32,7 +32,8 @@ std::string ctlPath() {
 }
 
 int run(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  // A subshell, so stderr of every command (and heredocs) is captured.
+  FILE* p = popen(("(" + cmd + "\n) 2>&1").c_str(), "r");
   if (!p) return -1;
   std::string buf;
   char chunk[4096];

@@ -1,0 +1,43 @@
+// A real kube-apiserver (built from Debian's source by build-apiserver.sh)
+// with etcd, inside a private network namespace with only loopback. Tokens:
+// admin (system:masters), the controller's and the gateway's service accounts,
+// and "nobody" (no rights).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "lab.h"
+#include "nsegress/kube/client.h"
+
+namespace nsegress::testing {
+
+class KubeEnv {
+ public:
+  // Starts etcd and kube-apiserver; throws with the logs if they do not come up.
+  KubeEnv();
+  ~KubeEnv();
+  KubeEnv(const KubeEnv&) = delete;
+
+  static std::string binDir();  // $NSEGRESS_KUBE_BIN or /var/cache/nsegress-kube/bin
+  static bool available();
+
+  const std::string& netns() const { return netns_; }
+  kube::KubeConfig config(const std::string& token) const;
+  kube::KubeConfig admin() const { return config("admin-token"); }
+  // kubectl as `token` against this server; returns rc, output in *out.
+  int kubectl(const std::string& args, std::string* out,
+              const std::string& token = "admin-token") const;
+  // Restarts kube-apiserver (etcd keeps the data).
+  void restartApiserver();
+  void stopApiserver();
+  void startApiserver();
+  std::string apiserverLog() const;
+
+ private:
+  void waitReady();
+  std::string dir_, netns_;
+  std::unique_ptr<lab::Process> etcd_, apiserver_;
+};
+
+}  // namespace nsegress::testing
