@@ -2,6 +2,9 @@
 // client's list/watch/patch, RBAC, 410 Gone after compaction, API server restart.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -9,6 +12,7 @@
 #include <thread>
 
 #include "kube_env.h"
+#include "nsegress/kube/leader.h"
 
 namespace nsegress::testing {
 namespace {
@@ -196,6 +200,117 @@ TEST_F(KubeApi, ApiServerRestartIsAnErrorThenRecovers) {
   auto up = c.request("GET", "/api/v1/namespaces");
   ASSERT_TRUE(up) << up.error().message;
   EXPECT_EQ(up->status, 200);
+}
+
+// ---- leader election -----------------------------------------------------------
+
+int64_t monoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+volatile sig_atomic_t stop_requested = 0;
+
+// A replica, shaped like the controller: one thread ticks the elector every
+// retry period; the work loop checks isLeader() every 10 ms and "acts" (logs
+// the time) only while it is leader.
+[[noreturn]] void replica(const std::string& id, const std::string& log) {
+  signal(SIGTERM, [](int) { stop_requested = 1; });
+  kube::Client c(env->config("controller-token"),
+                 kube::ClientOptions{100, 100, std::chrono::seconds(2)});
+  kube::LeaderElector e(
+      c, kube::LeaderOptions{"nsegress-system", "nsegress-controller", id,
+                             std::chrono::milliseconds(2000), std::chrono::milliseconds(1500),
+                             std::chrono::milliseconds(200)});
+  std::thread ticker([&] {
+    while (!stop_requested) {
+      e.tick();
+      usleep(200000);
+    }
+  });
+  FILE* f = fopen(log.c_str(), "w");
+  const int64_t end = monoMs() + 30000;
+  while (!stop_requested && monoMs() < end) {
+    if (e.isLeader()) {
+      fprintf(f, "%lld\n", static_cast<long long>(monoMs()));
+      fflush(f);
+    }
+    usleep(10000);
+  }
+  stop_requested = 1;
+  ticker.join();
+  e.release();
+  fclose(f);
+  _exit(0);
+}
+
+std::vector<int64_t> acts(const std::string& log) {
+  std::vector<int64_t> out;
+  std::ifstream in(log);
+  for (long long t; in >> t;) out.push_back(t);
+  return out;
+}
+
+// Leadership terms: runs of acts with gaps under 300 ms.
+std::vector<std::pair<int64_t, int64_t>> terms(const std::vector<int64_t>& a) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (auto t : a) {
+    if (out.empty() || t - out.back().second > 300)
+      out.push_back({t, t});
+    else
+      out.back().second = t;
+  }
+  return out;
+}
+
+TEST_F(KubeApi, TwoReplicasNeverBothActAsLeader) {
+  applyManifests();
+  const std::string la = "/tmp/nsegress-leader-a-" + std::to_string(getpid());
+  const std::string lb = "/tmp/nsegress-leader-b-" + std::to_string(getpid());
+  pid_t a = fork();
+  if (a == 0) replica("replica-a", la);
+  ASSERT_TRUE(lab::eventually([&] { return !acts(la).empty(); }, std::chrono::seconds(15)))
+      << "a never led";
+  pid_t b = fork();
+  if (b == 0) replica("replica-b", lb);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_TRUE(acts(lb).empty()) << "b acted while a held the lease";
+  // a freezes (a long GC pause, a partition) for longer than the lease.
+  kill(a, SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  kill(a, SIGCONT);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // b leaves gracefully: a takes over without waiting for the lease to expire.
+  const int64_t bye = monoMs();
+  kill(b, SIGTERM);
+  waitpid(b, nullptr, 0);
+  ASSERT_TRUE(lab::eventually(
+      [&] {
+        auto x = acts(la);
+        return !x.empty() && x.back() > bye;
+      },
+      std::chrono::seconds(10)));
+  kill(a, SIGTERM);
+  waitpid(a, nullptr, 0);
+
+  const auto ta = terms(acts(la)), tb = terms(acts(lb));
+
+  ASSERT_FALSE(tb.empty()) << "b took over while a was frozen";
+  for (const auto& x : ta)
+    for (const auto& y : tb)
+      EXPECT_TRUE(x.second < y.first || y.second < x.first)
+          << "a led [" << x.first << "," << x.second << "] while b led [" << y.first << ","
+          << y.second << "]";
+  int64_t first_after = 0;
+  for (auto t : acts(la))
+    if (t > bye) {
+      first_after = t;
+      break;
+    }
+  EXPECT_LT(first_after - bye, 1500) << "graceful hand-over must not wait for the lease to expire";
+  std::remove(la.c_str());
+  std::remove(lb.c_str());
 }
 
 }  // namespace
