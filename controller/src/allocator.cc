@@ -367,7 +367,9 @@ class Allocator {
     if (held) release(*held, "moved on request to " + req.text);
     AddressRecord& r = out_.ledger[o.ip];
     const std::string keep_node = r.state == AddressState::kQuarantined ? "" : r.node;
+    const std::string version = r.version;
     r = AddressRecord{o.ip, o.pool, AddressState::kAssigned, ns.name, keep_node, now_, 0, 0};
+    r.version = version;
     st.phase = Phase::kAssigned;
     st.ip = o.ip;
     st.pool = o.pool;

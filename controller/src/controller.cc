@@ -54,8 +54,13 @@ Result<ReconcileReport> Controller::reconcile(const World& world,
     nlohmann::json st = nlohmann::json::array();
     for (const auto& [n, s] : a.statuses)
       st.push_back({{"ns", n}, {"phase", toString(s.phase)}, {"reason", s.reason}});
-    if (auto r = store_.commit(a.changed, a.events, {{"statuses", st.dump()}}); !r)
+    if (auto r = store_.commit(a.changed, a.events, {{"statuses", st.dump()}}); !r) {
+      // Nothing (SQLite) or only part (Kubernetes API) was written, possibly
+      // because another controller wrote first: start over from the store.
+      if (auto fresh = store_.load()) ledger_ = std::move(*fresh);
       return r.error();
+    }
+    for (const auto& c : a.changed) a.ledger[c.ip] = c;  // new storage versions
   }
   ledger_ = a.ledger;
   statuses_ = a.statuses;

@@ -6,8 +6,7 @@ namespace nsegress::controller {
 
 // ---- MemoryStore ---------------------------------------------------------------
 
-Status MemoryStore::commit(const std::vector<AddressRecord>& changed,
-                           const std::vector<AuditEvent>& evs,
+Status MemoryStore::commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,
                            const std::map<std::string, std::string>& meta) {
   if (fail_next_commit) {
     fail_next_commit = false;
@@ -146,7 +145,7 @@ Result<Ledger> SqliteStore::load() {
   return out;
 }
 
-Status SqliteStore::commit(const std::vector<AddressRecord>& changed,
+Status SqliteStore::commit(std::vector<AddressRecord>& changed,
                            const std::vector<AuditEvent>& events,
                            const std::map<std::string, std::string>& meta) {
   if (auto r = impl_->exec("BEGIN IMMEDIATE"); !r) return r;

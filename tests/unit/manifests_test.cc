@@ -45,7 +45,7 @@ TEST_F(Manifests, RenderEverything) {
                            "CustomResourceDefinition/egressips.nsegress.io",
                            "Deployment/nsegress-controller", "DaemonSet/nsegress-gateway",
                            "ClusterRole/nsegress-controller", "ClusterRole/nsegress-gateway",
-                           "Role/nsegress-controller-leader", "Service/nsegress-controller"})
+                           "Role/nsegress-controller-local", "Service/nsegress-controller"})
     EXPECT_TRUE(got.count(want)) << want;
 }
 

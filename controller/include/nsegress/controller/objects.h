@@ -95,6 +95,10 @@ struct AddressRecord {
   Seconds assigned_at = 0;  // when the current/last holder got it
   Seconds released_at = 0;  // when it entered quarantine
   Seconds quarantine_until = 0;
+  // Opaque storage version (the Kubernetes resourceVersion) of the stored
+  // object this record was read from; writes are conditional on it. Empty
+  // for SQLite and for addresses never stored.
+  std::string version;
   bool operator==(const AddressRecord&) const = default;
 };
 

@@ -22,9 +22,13 @@ class LedgerStore {
   virtual ~LedgerStore() = default;
   virtual Result<Ledger> load() = 0;
   // One atomic commit: the changed records, the audit events, and meta values.
-  virtual Status commit(const std::vector<AddressRecord>& changed,
-                        const std::vector<AuditEvent>& events,
+  // A versioned store checks each record's `version` and sets the new one.
+  virtual Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
                         const std::map<std::string, std::string>& meta = {}) = 0;
+  Status commit(std::vector<AddressRecord>&& changed, const std::vector<AuditEvent>& events,
+                const std::map<std::string, std::string>& meta = {}) {
+    return commit(changed, events, meta);
+  }
   // Audit entries with id > since, oldest first, at most `limit`.
   virtual Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) = 0;
   virtual Result<std::optional<std::string>> meta(const std::string& key) = 0;
@@ -39,7 +43,8 @@ class SqliteStore final : public LedgerStore {
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
   ~SqliteStore() override;
   Result<Ledger> load() override;
-  Status commit(const std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
+  using LedgerStore::commit;
+  Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
                 const std::map<std::string, std::string>& meta = {}) override;
   Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
   Result<std::optional<std::string>> meta(const std::string& key) override;
@@ -58,7 +63,8 @@ class MemoryStore final : public LedgerStore {
   std::map<std::string, std::string> metas;
   bool fail_next_commit = false;
   Result<Ledger> load() override { return ledger; }
-  Status commit(const std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,
+  using LedgerStore::commit;
+  Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,
                 const std::map<std::string, std::string>& meta = {}) override;
   Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
   Result<std::optional<std::string>> meta(const std::string& key) override;

@@ -1,0 +1,53 @@
+// The ledger in the Kubernetes API: one cluster-scoped EgressIP object per
+// address (named after it; IPv6 ':' becomes '-'). Safety comes from the API
+// server's optimistic concurrency:
+//  - a new address is claimed by creating its object: create-if-absent, so of
+//    two controllers only one succeeds (409 AlreadyExists for the other);
+//  - every change of an existing address is a status update carrying the
+//    resourceVersion this controller read: a stale writer gets 409 Conflict.
+// A conflict fails the commit; the controller reloads and converges.
+// Kubernetes has no multi-object transactions: a commit that conflicts part
+// way has written its earlier records (each one individually safe).
+#pragma once
+
+#include <map>
+#include <mutex>
+
+#include "nsegress/controller/store.h"
+#include "nsegress/kube/client.h"
+
+namespace nsegress::kube {
+
+std::string egressIpObjectName(const IpAddress& ip);
+
+class KubeLedgerStore final : public controller::LedgerStore {
+ public:
+  KubeLedgerStore(Client& client, std::string state_namespace = "nsegress-system");
+  Result<controller::Ledger> load() override;
+  using LedgerStore::commit;
+  Status commit(std::vector<controller::AddressRecord>& changed,
+                const std::vector<controller::AuditEvent>& events,
+                const std::map<std::string, std::string>& meta = {}) override;
+  // This process's audit events (Kubernetes Events are the durable record).
+  Result<std::vector<controller::StoredEvent>> audit(int64_t since, size_t limit) override;
+  Result<std::optional<std::string>> meta(const std::string& key) override;
+
+  // Every successful write: (resourceVersion, record). Tests use it to replay
+  // the writes of several controllers in the API server's order.
+  std::vector<std::pair<int64_t, controller::AddressRecord>> writes() const;
+  uint64_t conflicts() const { return conflicts_; }
+
+ private:
+  Status writeRecord(controller::AddressRecord& r);
+  Status putStatus(controller::AddressRecord& r, const std::string& rv);
+  void emitEvent(const controller::AuditEvent& e);
+
+  Client& client_;
+  std::string state_ns_;
+  std::vector<controller::StoredEvent> events_;
+  std::vector<std::pair<int64_t, controller::AddressRecord>> writes_;
+  uint64_t conflicts_ = 0;
+  mutable std::mutex mu_;
+};
+
+}  // namespace nsegress::kube

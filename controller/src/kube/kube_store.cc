@@ -1,0 +1,206 @@
+#include "nsegress/kube/kube_store.h"
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+namespace nsegress::kube {
+
+using controller::AddressRecord;
+using controller::AddressState;
+using nlohmann::json;
+
+namespace {
+constexpr const char* kBase = "/apis/nsegress.io/v1alpha1/egressips";
+
+std::string rfc3339(controller::Seconds t) {
+  if (t <= 0) return "";
+  char buf[32];
+  time_t tt = static_cast<time_t>(t);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
+  return buf;
+}
+
+controller::Seconds parse3339(const std::string& s) {
+  if (s.empty()) return 0;
+  std::tm tm{};
+  if (!strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return 0;
+  return static_cast<controller::Seconds>(timegm(&tm));
+}
+
+json statusOf(const AddressRecord& r) {
+  // Empty optional fields are omitted (absent reads back as empty): the test
+  // API server (1.20 built with Go 1.19) decodes "" in a CRD status as null.
+  json s{{"state", controller::toString(r.state)}};
+  if (!r.ns.empty()) s["namespace"] = r.ns;
+  if (!r.node.empty()) s["node"] = r.node;
+  if (r.assigned_at) s["assignedAt"] = rfc3339(r.assigned_at);
+  if (r.released_at) s["releasedAt"] = rfc3339(r.released_at);
+  if (r.quarantine_until) s["quarantineUntil"] = rfc3339(r.quarantine_until);
+  return s;
+}
+
+Error apiError(const std::string& what, const Response& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  std::string msg = j.is_object() ? j.value("message", r.body) : r.body;
+  return makeError(r.status == 409 ? EAGAIN : EIO,
+                   what + ": HTTP " + std::to_string(r.status) + ": " + msg);
+}
+}  // namespace
+
+std::string egressIpObjectName(const IpAddress& ip) {
+  std::string n = ip.str();
+  for (auto& c : n)
+    if (c == ':') c = '-';
+  if (!n.empty() && n.front() == '-') n = "0" + n;
+  if (!n.empty() && n.back() == '-') n += "0";
+  return n;
+}
+
+KubeLedgerStore::KubeLedgerStore(Client& client, std::string state_namespace)
+    : client_(client), state_ns_(std::move(state_namespace)) {}
+
+Result<controller::Ledger> KubeLedgerStore::load() {
+  auto r = client_.request("GET", kBase);
+  if (!r) return r.error();
+  if (r->status != 200) return apiError("list egressips", *r);
+  auto j = json::parse(r->body, nullptr, false);
+  if (!j.is_object() || !j["items"].is_array())
+    return makeError(EPROTO, "list egressips: malformed response");
+  controller::Ledger out;
+  for (const auto& item : j["items"]) {
+    // Unknown fields are ignored; an object without a usable ip is skipped.
+    auto ip = IpAddress::parse(item["spec"].value("ip", ""));
+    if (!ip) continue;
+    const auto& st = item.value("status", json::object());
+    AddressRecord rec;
+    rec.ip = *ip;
+    rec.pool = item["spec"].value("pool", "");
+    rec.state =
+        controller::addressStateFrom(st.value("state", "Free")).value_or(AddressState::kFree);
+    rec.ns = st.value("namespace", "");
+    rec.node = st.value("node", "");
+    rec.assigned_at = parse3339(st.value("assignedAt", ""));
+    rec.released_at = parse3339(st.value("releasedAt", ""));
+    rec.quarantine_until = parse3339(st.value("quarantineUntil", ""));
+    rec.version = item["metadata"].value("resourceVersion", "");
+    out[*ip] = rec;
+  }
+  return out;
+}
+
+Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
+  json obj{{"apiVersion", "nsegress.io/v1alpha1"},
+           {"kind", "EgressIP"},
+           {"metadata", {{"name", egressIpObjectName(r.ip)}, {"resourceVersion", rv}}},
+           {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}},
+           {"status", statusOf(r)}};
+  auto resp = client_.request(
+      "PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status", obj.dump());
+  if (!resp) return resp.error();
+  if (resp->status == 409) ++conflicts_;
+  if (resp->status != 200) return apiError("update " + r.ip.str(), *resp);
+  auto j = json::parse(resp->body, nullptr, false);
+  const std::string new_rv = j.is_object() ? j["metadata"].value("resourceVersion", "") : "";
+  r.version = new_rv;
+  writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
+  return okStatus();
+}
+
+Status KubeLedgerStore::writeRecord(AddressRecord& r) {
+  // Conditional on the version the allocator's decision was based on.
+  if (!r.version.empty()) return putStatus(r, r.version);
+  // Claim the address: create-if-absent.
+  json obj{{"apiVersion", "nsegress.io/v1alpha1"},
+           {"kind", "EgressIP"},
+           {"metadata", {{"name", egressIpObjectName(r.ip)}}},
+           {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}}};
+  auto resp = client_.request("POST", kBase, obj.dump());
+  if (!resp) return resp.error();
+  if (resp->status == 409) {
+    ++conflicts_;
+    return apiError("claim " + r.ip.str() + " (another controller created it first)", *resp);
+  }
+  if (resp->status != 201) return apiError("create " + r.ip.str(), *resp);
+  auto j = json::parse(resp->body, nullptr, false);
+  return putStatus(r, j.is_object() ? j["metadata"].value("resourceVersion", "") : "");
+}
+
+Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
+                               const std::vector<controller::AuditEvent>& events,
+                               const std::map<std::string, std::string>& meta) {
+  std::lock_guard l(mu_);
+  // Releases first, as in the SQLite store, then assignments.
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto& r : changed)
+      if ((r.state == AddressState::kAssigned) == (pass == 1))
+        if (auto s = writeRecord(r); !s) return s;
+  for (const auto& e : events) {
+    events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
+    emitEvent(e);
+  }
+  if (!meta.empty()) {
+    const std::string path =
+        "/api/v1/namespaces/" + state_ns_ + "/configmaps/nsegress-controller-state";
+    json patch{{"data", meta}};
+    auto r = client_.request("PATCH", path, patch.dump(), "application/merge-patch+json");
+    if (r && r->status == 404) {
+      json cm{{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "nsegress-controller-state"}, {"namespace", state_ns_}}},
+              {"data", meta}};
+      r = client_.request("POST", "/api/v1/namespaces/" + state_ns_ + "/configmaps", cm.dump());
+    }
+    if (!r) return r.error();
+    if (r->status != 200 && r->status != 201) return apiError("write controller state", *r);
+  }
+  return okStatus();
+}
+
+void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
+  if (e.ns.empty()) return;
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", gmtime(&ts.tv_sec));
+  const bool warning = e.kind == "Refused" || e.kind == "Pending" || e.kind == "Conflict";
+  json ev{{"apiVersion", "events.k8s.io/v1"},
+          {"kind", "Event"},
+          {"metadata", {{"generateName", "nsegress-"}, {"namespace", e.ns}}},
+          {"eventTime", std::string(buf) + ".000000Z"},
+          {"reportingController", "nsegress.io/controller"},
+          {"reportingInstance", "nsegress-controller"},
+          {"action", e.kind},
+          {"reason", e.kind},
+          {"type", warning ? "Warning" : "Normal"},
+          {"note", e.message.substr(0, 1024)},
+          {"regarding", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}}}};
+  // Best effort: an event that cannot be written does not undo the ledger.
+  (void)client_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+}
+
+Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t since, size_t limit) {
+  std::lock_guard l(mu_);
+  std::vector<controller::StoredEvent> out;
+  for (const auto& e : events_)
+    if (e.id > since && out.size() < limit) out.push_back(e);
+  return out;
+}
+
+Result<std::optional<std::string>> KubeLedgerStore::meta(const std::string& key) {
+  auto r = client_.request(
+      "GET", "/api/v1/namespaces/" + state_ns_ + "/configmaps/nsegress-controller-state");
+  if (!r) return r.error();
+  if (r->status == 404) return std::optional<std::string>();
+  if (r->status != 200) return apiError("read controller state", *r);
+  auto j = json::parse(r->body, nullptr, false);
+  if (!j.is_object() || !j.contains("data") || !j["data"].contains(key))
+    return std::optional<std::string>();
+  return std::optional<std::string>(j["data"][key].get<std::string>());
+}
+
+std::vector<std::pair<int64_t, AddressRecord>> KubeLedgerStore::writes() const {
+  std::lock_guard l(mu_);
+  return writes_;
+}
+
+}  // namespace nsegress::kube
