@@ -14,6 +14,7 @@
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/http_server.h"
 #include "nsegress/controller/metrics.h"
+#include "nsegress/kube/cluster_mode.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
@@ -23,8 +24,18 @@ int main(int argc, char** argv) {
   std::string manifests, ledger_path, listen = "127.0.0.1:8080", state_dir, log_level = "info";
   int resync_s = 30;
   bool once = false;
-  app.add_option("--manifests", manifests, "Directory of YAML manifests (watched)")->required();
-  app.add_option("--ledger", ledger_path, "SQLite ledger file")->required();
+  bool kubernetes = false;
+  kube::ClusterModeOptions km;
+  app.add_option("--manifests", manifests, "Standalone: directory of YAML manifests (watched)");
+  app.add_option("--ledger", ledger_path, "Standalone: SQLite ledger file");
+  app.add_flag("--kubernetes", kubernetes,
+               "Cluster mode: objects and ledger in the Kubernetes API");
+  app.add_option("--kubeconfig", km.kubeconfig,
+                 "Cluster mode: kubeconfig (default: $KUBECONFIG, in-cluster)");
+  app.add_option("--leader-election-namespace", km.lease_namespace,
+                 "Cluster mode: namespace of the Lease");
+  app.add_option("--identity", km.identity,
+                 "Cluster mode: leader-election identity (default: host-pid)");
   app.add_option("--listen", listen, "host:port of the HTTP API, feeds and /metrics (empty: off)");
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
@@ -36,6 +47,16 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ controller: %v");
+  if (kubernetes) {
+    km.listen = listen;
+    km.gateway_state_dir = state_dir;
+    km.resync_seconds = resync_s;
+    return kube::runClusterMode(km);
+  }
+  if (manifests.empty() || ledger_path.empty()) {
+    spdlog::error("standalone mode needs --manifests and --ledger (or use --kubernetes)");
+    return 2;
+  }
 
   auto store = SqliteStore::open(ledger_path);
   if (!store) {

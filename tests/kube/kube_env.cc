@@ -123,6 +123,17 @@ kube::KubeConfig KubeEnv::config(const std::string& token) const {
   return c;
 }
 
+std::string KubeEnv::writeKubeconfig(const std::string& token) const {
+  const std::string path = dir_ + "/" + token + ".kubeconfig";
+  std::ofstream(path) << "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+                      << "contexts: [{name: test, context: {cluster: test, user: test}}]\n"
+                      << "clusters: [{name: test, cluster: {server: \"https://127.0.0.1:6443\", "
+                         "certificate-authority: "
+                      << dir_ << "/ca.crt}}]\n"
+                      << "users: [{name: test, user: {token: " << token << "}}]\n";
+  return path;
+}
+
 int KubeEnv::kubectl(const std::string& args, std::string* out, const std::string& token) const {
   return lab::run("ip netns exec " + netns_ + " kubectl --server https://127.0.0.1:6443 --token " +
                       token + " --certificate-authority " + dir_ + "/ca.crt " + args,

@@ -33,6 +33,9 @@ class KubeEnv {
   void stopApiserver();
   void startApiserver();
   std::string apiserverLog() const;
+  // A kubeconfig for `token`; returns its path.
+  std::string writeKubeconfig(const std::string& token) const;
+  const std::string& dir() const { return dir_; }
 
  private:
   void waitReady();

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "kube_env.h"
+#include "nsegress/common/desired_state.h"
 #include "nsegress/controller/controller.h"
 #include "nsegress/kube/kube_store.h"
 #include "nsegress/kube/leader.h"
@@ -415,6 +416,81 @@ TEST_F(KubeApi, SplitBrainNeverDoubleAssignsOrBreaksQuarantine) {
   }
   std::cerr << "split brain: " << commits << " commits, " << conflicts
             << " refused by the API server, " << writes.size() << " writes replayed\n";
+}
+
+// ---- the controller in cluster mode -----------------------------------------------
+
+TEST_F(KubeApi, ClusterModeAnnotateAssignsThenDeletionQuarantines) {
+  applyManifests();
+  const std::string d = env->dir();
+  std::ofstream(d + "/cluster.yaml") << R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: lab}
+spec:
+  addresses: ["198.51.100.200-198.51.100.203"]
+  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: gw-k1, labels: {nsegress.io/gateway: "true"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
+)";
+  std::string out;
+  ASSERT_EQ(env->kubectl("apply -f " + d + "/cluster.yaml", &out), 0) << out;
+  lab::Process ctl({"/usr/bin/ip", "netns", "exec", env->netns(), NSEGRESS_CONTROLLER_BIN,
+                    "--kubernetes", "--kubeconfig", env->writeKubeconfig("controller-token"),
+                    "--identity", "cluster-test", "--gateway-state-dir", d + "/gw-state",
+                    "--listen", "127.0.0.1:18181", "--resync-seconds", "2"},
+                   d + "/controller.log");
+  auto annotation = [&] {
+    std::string v;
+    env->kubectl("get ns pay -o jsonpath='{.metadata.annotations.nsegress\\.io/assigned-ip}'", &v);
+    return v;
+  };
+  ASSERT_TRUE(
+      lab::eventually([&] { return annotation() == "198.51.100.200"; }, std::chrono::seconds(60)))
+      << "annotation: " << annotation() << "\n"
+      << ctl.log();
+  env->kubectl("get ns pay -o jsonpath='{.metadata.finalizers}'", &out);
+  EXPECT_NE(out.find("nsegress.io/release"), std::string::npos) << out;
+  env->kubectl("get events -n pay", &out);
+  EXPECT_NE(out.find("Assigned"), std::string::npos) << out << "\n" << ctl.log();
+  std::string state;
+  ASSERT_TRUE(
+      lab::eventually([&] { return lab::run("cat " + d + "/gw-state/gw-k1.json", &state) == 0; }));
+  auto gs = parseDesiredState(state);
+  ASSERT_TRUE(gs) << state;
+  ASSERT_EQ(gs->namespaces.size(), 1u);
+  EXPECT_EQ(gs->namespaces[0].name, "pay");
+  EXPECT_EQ(gs->namespaces[0].egress_v4, IpAddress::parse("198.51.100.200"));
+  env->kubectl("get egressips", &out);
+  EXPECT_NE(out.find("198.51.100.200"), std::string::npos) << out;
+
+  // Deletion: the finalizer holds the namespace until the release is recorded.
+  ASSERT_EQ(env->kubectl("delete ns pay --wait=false", &out), 0) << out;
+  auto eipState = [&] {
+    std::string v;
+    env->kubectl("get egressip 198.51.100.200 -o jsonpath='{.status.state}/{.status.namespace}'",
+                 &v);
+    return v;
+  };
+  EXPECT_TRUE(
+      lab::eventually([&] { return eipState() == "Quarantined/pay"; }, std::chrono::seconds(30)))
+      << eipState() << "\n"
+      << ctl.log();
+  EXPECT_TRUE(lab::eventually(
+      [&] {
+        std::string f;
+        env->kubectl("get ns pay -o jsonpath='{.metadata.finalizers}'", &f);
+        return f.find("nsegress.io/release") == std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << "the release finalizer must be removed once the address is quarantined";
+  ctl.signal(SIGTERM);
+  EXPECT_EQ(ctl.wait(), 0);
 }
 
 }  // namespace

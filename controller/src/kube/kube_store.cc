@@ -1,5 +1,7 @@
 #include "nsegress/kube/kube_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -173,9 +175,18 @@ void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
           {"reason", e.kind},
           {"type", warning ? "Warning" : "Normal"},
           {"note", e.message.substr(0, 1024)},
-          {"regarding", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}}}};
+          // A Namespace is referenced with itself as namespace, so the event
+          // lives in, and is listed by, that namespace.
+          {"regarding",
+           {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}, {"namespace", e.ns}}}};
   // Best effort: an event that cannot be written does not undo the ledger.
-  (void)client_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+  auto r =
+      client_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+  if (!r || r->status != 201) {
+    ++event_failures_;
+    spdlog::warn("event for namespace {} not written: {}", e.ns,
+                 r ? r->body.substr(0, 300) : r.error().message);
+  }
 }
 
 Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t since, size_t limit) {

@@ -47,6 +47,7 @@ class KubeLedgerStore final : public controller::LedgerStore {
   std::vector<controller::StoredEvent> events_;
   std::vector<std::pair<int64_t, controller::AddressRecord>> writes_;
   uint64_t conflicts_ = 0;
+  uint64_t event_failures_ = 0;
   mutable std::mutex mu_;
 };
 

@@ -1,0 +1,25 @@
+// nsegress-controller --kubernetes: the same allocator and controller core as
+// standalone mode, with informers as the source, EgressIP objects as the
+// ledger, a Lease for leader election, and write-back of
+// nsegress.io/assigned-ip plus a release finalizer on namespaces.
+#pragma once
+
+#include <string>
+
+namespace nsegress::kube {
+
+struct ClusterModeOptions {
+  std::string kubeconfig;  // empty: $KUBECONFIG, ~/.kube/config or in-cluster
+  std::string identity;    // lease holder identity (default: host name + pid)
+  std::string lease_namespace = "nsegress-system";
+  std::string listen;  // HTTP API, feeds, metrics ("" = off)
+  std::string gateway_state_dir;
+  int resync_seconds = 10;
+};
+
+inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
+
+// Runs until SIGINT/SIGTERM. Returns the process exit status.
+int runClusterMode(const ClusterModeOptions& o);
+
+}  // namespace nsegress::kube

@@ -1,0 +1,59 @@
+// List-then-watch cache of one resource (an informer, after client-go):
+// lists, then watches from the list's resourceVersion with bookmarks; a
+// watch that ends is resumed from the last version seen; 410 Gone relists;
+// errors back off exponentially with jitter (no busy loop). The cache keeps
+// only the fields nsegress uses (`trim`), so memory stays lean.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "nsegress/kube/client.h"
+
+namespace nsegress::kube {
+
+struct InformerStats {
+  uint64_t lists = 0, watches = 0, events = 0, relists_410 = 0, errors = 0, bookmarks = 0;
+};
+
+class Informer {
+ public:
+  using Trim = std::function<nlohmann::json(const nlohmann::json&)>;
+  Informer(KubeConfig cfg, std::string path, Trim trim, std::function<void()> on_change);
+  ~Informer();
+  void start();
+  void stop();
+  bool synced() const { return synced_; }
+  // name ("ns/name" for namespaced objects) -> trimmed object
+  std::map<std::string, nlohmann::json> snapshot() const;
+  InformerStats stats() const;
+
+ private:
+  void run();
+  bool list();
+  std::string keyOf(const nlohmann::json& o) const;
+
+  KubeConfig cfg_;
+  std::string path_;
+  Trim trim_;
+  std::function<void()> on_change_;
+  std::atomic<bool> stop_{false}, synced_{false};
+  std::string rv_;
+  mutable std::mutex mu_;
+  std::map<std::string, nlohmann::json> items_;
+  InformerStats stats_;
+  std::thread thread_;
+};
+
+// Trims for the kinds the controller watches.
+nlohmann::json trimNamespace(const nlohmann::json& o);
+nlohmann::json trimPod(const nlohmann::json& o);
+nlohmann::json trimNode(const nlohmann::json& o);
+nlohmann::json trimEgressPool(const nlohmann::json& o);
+
+}  // namespace nsegress::kube

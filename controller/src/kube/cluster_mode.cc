@@ -1,0 +1,224 @@
+#include "nsegress/kube/cluster_mode.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <thread>
+
+#include "nsegress/controller/api.h"
+#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/manifests.h"
+#include "nsegress/controller/metrics.h"
+#include "nsegress/kube/informer.h"
+#include "nsegress/kube/kube_store.h"
+#include "nsegress/kube/leader.h"
+
+namespace nsegress::kube {
+
+using nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// Objects from the API go through the same parser as manifests (JSON is YAML).
+controller::World buildWorld(const std::vector<const Informer*>& informers,
+                             std::vector<controller::ManifestError>& errors,
+                             std::map<std::string, json>& namespaces_raw) {
+  controller::World w;
+  for (const auto* inf : informers) {
+    for (const auto& [key, obj] : inf->snapshot()) {
+      if (obj["kind"] == "Namespace") {
+        namespaces_raw[key] = obj;
+        // A namespace being deleted is gone for the allocator: its address is
+        // released; the finalizer holds the namespace until that is recorded.
+        if (obj["metadata"].contains("deletionTimestamp")) continue;
+      }
+      auto parsed = controller::parseManifests(obj.dump(), "api:" + key);
+      if (!parsed) {
+        errors.push_back({"api:" + key, parsed.error().message});
+        continue;
+      }
+      for (auto& [n, p] : parsed->pools) w.pools[n] = p;
+      for (auto& [n, ns] : parsed->namespaces) w.namespaces[n] = ns;
+      for (auto& [n, nd] : parsed->nodes) w.nodes[n] = nd;
+      w.pods.insert(w.pods.end(), parsed->pods.begin(), parsed->pods.end());
+    }
+  }
+  return w;
+}
+
+// Writes nsegress.io/assigned-ip and the release finalizer; removes the
+// finalizer once a deleted namespace no longer holds an address.
+void writeBack(Client& c, const controller::View& v,
+               const std::map<std::string, json>& namespaces) {
+  for (const auto& [name, ns] : namespaces) {
+    const auto& m = ns["metadata"];
+    const auto ann = m.value("annotations", json::object());
+    std::vector<std::string> fins = m.value("finalizers", std::vector<std::string>{});
+    const bool has_fin = std::find(fins.begin(), fins.end(), kReleaseFinalizer) != fins.end();
+    const bool deleting = m.contains("deletionTimestamp");
+    const bool requested =
+        ann.contains(controller::kPoolAnnotation) || ann.contains(controller::kIpAnnotation);
+    bool holds = false;
+    for (const auto& [ip, r] : v.ledger)
+      holds |= r.state == controller::AddressState::kAssigned && r.ns == name;
+    json patch_meta = json::object();
+    if (!deleting) {
+      auto st = v.statuses.find(name);
+      const std::string want =
+          st != v.statuses.end() && st->second.phase == controller::Phase::kAssigned
+              ? st->second.ip->str()
+              : "";
+      const std::string have = ann.value(controller::kAssignedAnnotation, "");
+      if (want != have)
+        patch_meta["annotations"][controller::kAssignedAnnotation] =
+            want.empty() ? json(nullptr) : json(want);
+      if (requested && !has_fin) {
+        fins.push_back(kReleaseFinalizer);
+        patch_meta["finalizers"] = fins;
+      }
+    } else if (has_fin && !holds) {
+      fins.erase(std::remove(fins.begin(), fins.end(), kReleaseFinalizer), fins.end());
+      patch_meta["finalizers"] = fins;
+    }
+    if (patch_meta.empty()) continue;
+    // Conditional on the version we saw: never overwrite someone else's edit.
+    patch_meta["resourceVersion"] = m.value("resourceVersion", "");
+    auto r = c.request("PATCH", "/api/v1/namespaces/" + name, json{{"metadata", patch_meta}}.dump(),
+                       "application/merge-patch+json");
+    if (!r || (r->status != 200 && r->status != 404 && r->status != 409))
+      spdlog::warn("namespace {}: write-back failed: {}", name,
+                   r ? r->body.substr(0, 200) : r.error().message);
+  }
+}
+
+}  // namespace
+
+int runClusterMode(const ClusterModeOptions& o) {
+  auto cfg = o.kubeconfig.empty() ? autoDetect(Env::system()) : [&]() -> Result<KubeConfig> {
+    auto text = Env::system().read_file(o.kubeconfig);
+    if (!text) return text.error();
+    auto slash = o.kubeconfig.rfind('/');
+    return fromKubeconfig(*text, slash == std::string::npos ? "." : o.kubeconfig.substr(0, slash),
+                          "", Env::system());
+  }();
+  if (!cfg) {
+    spdlog::error("{}", cfg.error().message);
+    return 1;
+  }
+  const std::string identity = o.identity.empty() ? [] {
+    char h[256] = {};
+    gethostname(h, sizeof h - 1);
+    return std::string(h) + "-" + std::to_string(getpid());
+  }()
+                                                  : o.identity;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool dirty = true;
+  auto changed = [&] {
+    std::lock_guard l(mu);
+    dirty = true;
+    cv.notify_all();
+  };
+  Informer nss(*cfg, "/api/v1/namespaces", trimNamespace, changed);
+  Informer pods(*cfg, "/api/v1/pods", trimPod, changed);
+  Informer nodes(*cfg, "/api/v1/nodes", trimNode, changed);
+  Informer pools(*cfg, "/apis/nsegress.io/v1alpha1/egresspools", trimEgressPool, changed);
+  const std::vector<const Informer*> all = {&pools, &nodes, &nss, &pods};
+  for (auto* i : {&nss, &pods, &nodes, &pools}) i->start();
+
+  Client api(*cfg);
+  KubeLedgerStore store(api, o.lease_namespace);
+  controller::Controller ctl(
+      store, [] { return static_cast<controller::Seconds>(time(nullptr)); }, o.gateway_state_dir);
+  controller::ControllerMetrics metrics(ctl);
+
+  Client lease_client(*cfg);
+  LeaderElector elector(lease_client,
+                        LeaderOptions{o.lease_namespace, "nsegress-controller", identity});
+  std::thread elect([&] {
+    while (!g_stop) {
+      elector.tick();
+      for (int i = 0; i < 20 && !g_stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    elector.release();  // fast hand-over to the standby
+  });
+
+  boost::asio::io_context io;
+  std::unique_ptr<controller::HttpServer> server;
+  if (!o.listen.empty()) {
+    auto colon = o.listen.rfind(':');
+    auto s = controller::HttpServer::listen(
+        io, o.listen.substr(0, colon), static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))),
+        [&](const std::string& m, const std::string& t) {
+          return controller::handleRequest(
+              controller::ApiContext{ctl.view(), &store, [&] { return metrics.text(); }}, m, t);
+        });
+    if (!s) {
+      spdlog::error("{}", s.error().message);
+      g_stop = true;
+    } else {
+      server = std::move(*s);
+    }
+  }
+  std::thread http([&] {
+    auto guard = boost::asio::make_work_guard(io);
+    io.run();
+  });
+
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  spdlog::info("cluster mode: {} as {}", cfg->source, identity);
+  bool started = false, was_leader = false;
+  while (!g_stop) {
+    {
+      std::unique_lock l(mu);
+      cv.wait_for(l, std::chrono::seconds(o.resync_seconds),
+                  [&] { return dirty || g_stop.load(); });
+      dirty = false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // coalesce a burst of events
+    const bool leader = elector.isLeader();
+    if (leader != was_leader) spdlog::info("{} leadership", leader ? "acquired" : "lost");
+    was_leader = leader;
+    if (!leader) {
+      started = false;  // a new term starts from the API server's ledger
+      continue;
+    }
+    if (!std::all_of(all.begin(), all.end(), [](const Informer* i) { return i->synced(); }))
+      continue;
+    if (!started) {
+      if (auto r = ctl.start(); !r) {
+        spdlog::error("load ledger: {}", r.error().message);
+        continue;
+      }
+      started = true;
+    }
+    std::vector<controller::ManifestError> errors;
+    std::map<std::string, json> raw;
+    auto world = buildWorld(all, errors, raw);
+    auto r = ctl.reconcile(world, errors);
+    if (!r) {
+      metrics.reconcile_error.Increment();
+      spdlog::warn("reconcile: {} (retrying)", r.error().message);
+      changed();
+      continue;
+    }
+    metrics.reconcile_ok.Increment();
+    if (r->changed || r->events)
+      spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
+    writeBack(api, *ctl.view(), raw);
+  }
+  io.stop();
+  http.join();
+  elect.join();
+  for (auto* i : {&nss, &pods, &nodes, &pools}) i->stop();
+  return 0;
+}
+
+}  // namespace nsegress::kube
