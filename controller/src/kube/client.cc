@@ -66,7 +66,30 @@ void prepare(Req& req, const KubeConfig& cfg) {
   if (!cfg.token.empty()) req.set(http::field::authorization, "Bearer " + cfg.token);
 }
 
-// Runs `fn(stream)` on a connected plain or TLS stream.
+// Runs one asynchronous operation to completion on `io` and returns its error.
+// Beast's stream timeouts (expires_after) apply to asynchronous operations
+// only, so the client is asynchronous underneath: a silent server is a
+// timeout error, never a hang.
+template <typename Start>
+boost::system::error_code await(boost::asio::io_context& io, Start&& start) {
+  boost::system::error_code result;
+  bool done = false;
+  start([&](boost::system::error_code ec, auto&&...) {
+    result = ec;
+    done = true;
+  });
+  io.restart();
+  while (!done && io.run_one()) {
+  }
+  return result;
+}
+
+void check(boost::system::error_code ec) {
+  if (ec) throw boost::system::system_error(ec);
+}
+
+// Runs `fn(stream, arm)` on a connected plain or TLS stream; `arm()` restarts
+// the per-operation timeout.
 template <typename Fn>
 Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const KubeConfig& cfg,
                        std::chrono::seconds timeout, Fn&& fn) {
@@ -75,9 +98,10 @@ Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const Kub
     auto endpoints = resolver.resolve(cfg.host, cfg.port);
     if (!tls) {
       beast::tcp_stream stream(io);
-      stream.expires_after(timeout);
-      stream.connect(endpoints);
-      return fn(stream);
+      auto arm = [&] { stream.expires_after(timeout); };
+      arm();
+      check(await(io, [&](auto h) { stream.async_connect(endpoints, h); }));
+      return fn(stream, arm);
     }
     beast::ssl_stream<beast::tcp_stream> stream(io, *tls);
     if (!cfg.insecure_skip_verify) {
@@ -89,10 +113,12 @@ Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const Kub
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), cfg.host.c_str());
       if (ec) SSL_set_tlsext_host_name(stream.native_handle(), cfg.host.c_str());
     }
-    beast::get_lowest_layer(stream).expires_after(timeout);
-    beast::get_lowest_layer(stream).connect(endpoints);
-    stream.handshake(ssl::stream_base::client);
-    return fn(stream);
+    auto arm = [&] { beast::get_lowest_layer(stream).expires_after(timeout); };
+    arm();
+    check(await(io, [&](auto h) { beast::get_lowest_layer(stream).async_connect(endpoints, h); }));
+    arm();
+    check(await(io, [&](auto h) { stream.async_handshake(ssl::stream_base::client, h); }));
+    return fn(stream, arm);
   } catch (const boost::system::system_error& e) {
     return makeError(e.code().value() ? e.code().value() : EIO,
                      "kube " + cfg.host + ":" + cfg.port + ": " + e.code().message());
@@ -108,24 +134,32 @@ Result<Response> Client::request(const std::string& verb, const std::string& pat
     std::this_thread::sleep_for(wait);
   }
   Response out;
-  auto r = withStream(impl_->io, impl_->tls.get(), cfg_, opts_.timeout,
-                      [&](auto& stream) -> Result<int> {
-                        http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
-                        prepare<decltype(stream)>(req, cfg_);
-                        if (!body.empty()) {
-                          req.set(http::field::content_type, content_type);
-                          req.body() = body;
-                        }
-                        req.prepare_payload();
-                        http::write(stream, req);
-                        beast::flat_buffer buf;
-                        http::response_parser<http::string_body> parser;
-                        parser.body_limit(opts_.max_body);
-                        http::read(stream, buf, parser);
-                        out.status = static_cast<int>(parser.get().result_int());
-                        out.body = std::move(parser.get().body());
-                        return out.status;
-                      });
+  auto& io = impl_->io;
+  auto r = withStream(
+      io, impl_->tls.get(), cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
+        http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
+        prepare<decltype(stream)>(req, cfg_);
+        if (!body.empty()) {
+          req.set(http::field::content_type, content_type);
+          req.body() = body;
+        }
+        req.prepare_payload();
+        arm();
+        check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
+        beast::flat_buffer buf;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(opts_.max_body);
+        arm();
+        check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
+        // Refuse a declared body over the limit before reading it.
+        if (parser.content_length() && *parser.content_length() > opts_.max_body)
+          throw boost::system::system_error(make_error_code(http::error::body_limit));
+        arm();
+        check(await(io, [&](auto h) { http::async_read(stream, buf, parser, h); }));
+        out.status = static_cast<int>(parser.get().result_int());
+        out.body = std::move(parser.get().body());
+        return out.status;
+      });
   if (!r) return r.error();
   return out;
 }
@@ -137,40 +171,44 @@ Result<int> Client::watch(const std::string& path,
     ++throttled_;
     std::this_thread::sleep_for(wait);
   }
-  return withStream(impl_->io, impl_->tls.get(), cfg_, timeout, [&](auto& stream) -> Result<int> {
-    http::request<http::empty_body> req{http::verb::get, path, 11};
-    prepare<decltype(stream)>(req, cfg_);
-    http::write(stream, req);
-    beast::flat_buffer buf;
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    http::read_header(stream, buf, parser);
-    const int status = static_cast<int>(parser.get().result_int());
-    std::string pending;
-    bool stop = false;
-    char chunk[16384];
-    while (!parser.is_done() && !stop) {
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof chunk;
-      boost::system::error_code ec;
-      http::read(stream, buf, parser, ec);
-      if (ec && ec != http::error::need_buffer) {
-        if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
-        throw boost::system::system_error(ec);
-      }
-      pending.append(chunk, sizeof chunk - parser.get().body().size);
-      if (pending.size() > opts_.max_body)
-        throw boost::system::system_error(make_error_code(http::error::body_limit));
-      size_t pos;
-      while (!stop && (pos = pending.find('\n')) != std::string::npos) {
-        std::string line = pending.substr(0, pos);
-        pending.erase(0, pos + 1);
-        if (!line.empty()) stop = !on_event(line);
-      }
-    }
-    if (!stop && !pending.empty()) on_event(pending);
-    return status;
-  });
+  auto& io = impl_->io;
+  return withStream(
+      io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
+        http::request<http::empty_body> req{http::verb::get, path, 11};
+        prepare<decltype(stream)>(req, cfg_);
+        arm();
+        check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
+        beast::flat_buffer buf;
+        http::response_parser<http::buffer_body> parser;
+        parser.body_limit(boost::none);
+        arm();
+        check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
+        const int status = static_cast<int>(parser.get().result_int());
+        std::string pending;
+        bool stop = false;
+        char chunk[16384];
+        while (!parser.is_done() && !stop) {
+          parser.get().body().data = chunk;
+          parser.get().body().size = sizeof chunk;
+          arm();  // the watch's idle timeout: bookmarks and events keep it alive
+          auto ec = await(io, [&](auto h) { http::async_read(stream, buf, parser, h); });
+          if (ec && ec != http::error::need_buffer) {
+            if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
+            throw boost::system::system_error(ec);
+          }
+          pending.append(chunk, sizeof chunk - parser.get().body().size);
+          if (pending.size() > opts_.max_body)
+            throw boost::system::system_error(make_error_code(http::error::body_limit));
+          size_t pos;
+          while (!stop && (pos = pending.find('\n')) != std::string::npos) {
+            std::string line = pending.substr(0, pos);
+            pending.erase(0, pos + 1);
+            if (!line.empty()) stop = !on_event(line);
+          }
+        }
+        if (!stop && !pending.empty()) on_event(pending);
+        return status;
+      });
 }
 
 }  // namespace nsegress::kube
