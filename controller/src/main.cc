@@ -36,6 +36,15 @@ int main(int argc, char** argv) {
                  "Cluster mode: namespace of the Lease");
   app.add_option("--identity", km.identity,
                  "Cluster mode: leader-election identity (default: host-pid)");
+  app.add_option("--lease-duration-ms", km.lease_duration_ms, "Cluster mode: Lease duration")
+      ->check(CLI::Range(1000, 600000));
+  app.add_option(
+         "--renew-deadline-ms", km.renew_deadline_ms,
+         "Cluster mode: stop acting if the Lease was not renewed for this long (< lease duration)")
+      ->check(CLI::Range(500, 600000));
+  app.add_option("--retry-period-ms", km.retry_period_ms,
+                 "Cluster mode: Lease acquire/renew period")
+      ->check(CLI::Range(100, 60000));
   app.add_option("--listen", listen, "host:port of the HTTP API, feeds and /metrics (empty: off)");
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");

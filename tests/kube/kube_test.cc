@@ -16,6 +16,7 @@
 #include "kube_env.h"
 #include "nsegress/common/desired_state.h"
 #include "nsegress/controller/controller.h"
+#include "nsegress/kube/informer.h"
 #include "nsegress/kube/kube_store.h"
 #include "nsegress/kube/leader.h"
 
@@ -194,6 +195,29 @@ TEST_F(KubeApi, WatchFromACompactedVersionGets410Gone) {
       },
       std::chrono::seconds(45));
   EXPECT_TRUE(gone) << "expected 410 Gone for resourceVersion " << rv;
+}
+
+TEST_F(KubeApi, InformerResumesAfterAnApiServerRestart) {
+  std::atomic<int> changes{0};
+  kube::Informer inf(env->admin(), "/api/v1/namespaces", kube::trimNamespace, [&] { ++changes; });
+  inf.start();
+  ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
+  auto c = client();
+  ASSERT_EQ(
+      c.request("POST", "/api/v1/namespaces", R"({"metadata":{"name":"inf-before"}})")->status,
+      201);
+  ASSERT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf-before") == 1; },
+                              std::chrono::seconds(20)));
+  env->restartApiserver();
+  ASSERT_EQ(c.request("POST", "/api/v1/namespaces", R"({"metadata":{"name":"inf-after"}})")->status,
+            201);
+  EXPECT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf-after") == 1; },
+                              std::chrono::seconds(30)))
+      << "the informer must resume after the API server comes back";
+  EXPECT_TRUE(inf.snapshot().count("inf-before")) << "and keep what it knew";
+  inf.stop();
+  const auto st = inf.stats();
+  EXPECT_GE(st.watches, 2u) << "the watch was re-established";
 }
 
 TEST_F(KubeApi, ApiServerRestartIsAnErrorThenRecovers) {

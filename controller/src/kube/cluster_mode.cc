@@ -99,6 +99,12 @@ void writeBack(Client& c, const controller::View& v,
 }  // namespace
 
 int runClusterMode(const ClusterModeOptions& o) {
+  if (o.renew_deadline_ms >= o.lease_duration_ms) {
+    spdlog::error(
+        "--renew-deadline-ms must be shorter than --lease-duration-ms (else two leaders could "
+        "act)");
+    return 2;
+  }
   auto cfg = o.kubeconfig.empty() ? autoDetect(Env::system()) : [&]() -> Result<KubeConfig> {
     auto text = Env::system().read_file(o.kubeconfig);
     if (!text) return text.error();
@@ -139,12 +145,15 @@ int runClusterMode(const ClusterModeOptions& o) {
 
   Client lease_client(*cfg);
   LeaderElector elector(lease_client,
-                        LeaderOptions{o.lease_namespace, "nsegress-controller", identity});
+                        LeaderOptions{o.lease_namespace, "nsegress-controller", identity,
+                                      std::chrono::milliseconds(o.lease_duration_ms),
+                                      std::chrono::milliseconds(o.renew_deadline_ms),
+                                      std::chrono::milliseconds(o.retry_period_ms)});
   std::thread elect([&] {
     while (!g_stop) {
       elector.tick();
-      for (int i = 0; i < 20 && !g_stop; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int t = 0; t < o.retry_period_ms && !g_stop; t += 50)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     elector.release();  // fast hand-over to the standby
   });

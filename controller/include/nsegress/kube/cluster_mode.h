@@ -15,6 +15,9 @@ struct ClusterModeOptions {
   std::string listen;  // HTTP API, feeds, metrics ("" = off)
   std::string gateway_state_dir;
   int resync_seconds = 10;
+  int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
+  int renew_deadline_ms = 10000;
+  int retry_period_ms = 2000;
 };
 
 inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
