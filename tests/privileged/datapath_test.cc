@@ -34,12 +34,19 @@ class Datapath : public LabTest {
     })) << gw.log();
     return gw;
   }
+  // The kernel table as it is. A dump that races the agent replacing the
+  // table (a rebuild) can fail transiently, as the agent's own reads can (it
+  // retries them too): retry briefly.
   gateway::ObservedNft kernel() {
     lab::NetnsEnter in(lab->gw());
     auto nft = netlink::NftTable::open({"nsegress", "up0"});
     auto obs = (*nft)->observe();
+    for (int i = 0; i < 50 && !obs; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      obs = (*nft)->observe();
+    }
     EXPECT_TRUE(obs) << obs.error().message;
-    return *obs;
+    return obs ? *obs : gateway::ObservedNft{};
   }
   size_t flowsOf(const char* egress) {
     lab::NetnsEnter in(lab->gw());
