@@ -22,13 +22,6 @@ namespace {
 
 constexpr uint64_t kSearchLimit = 1u << 20;  // addresses scanned per request at most
 
-std::string timeStr(Seconds t) {
-  char buf[32];
-  time_t tt = static_cast<time_t>(t);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
-  return buf;
-}
-
 bool validPoolName(const std::string& s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s)
@@ -107,7 +100,7 @@ class Allocator {
     r.node.clear();
     event("Released", r.ns, r.ip, r.pool, node,
           r.ip.str() + " released by " + r.ns + " (" + why + "); quarantined until " +
-              timeStr(r.quarantine_until) + ", not given to another namespace before then");
+              formatTime(r.quarantine_until) + ", not given to another namespace before then");
   }
 
   void releaseGone() {
@@ -170,7 +163,7 @@ class Allocator {
     if (r.state == AddressState::kAssigned && r.ns != ns)
       return ip.str() + " is assigned to namespace " + r.ns;
     if (r.state == AddressState::kQuarantined && r.ns != ns)
-      return ip.str() + " is in quarantine until " + timeStr(r.quarantine_until) +
+      return ip.str() + " is in quarantine until " + formatTime(r.quarantine_until) +
              " (released by namespace " + r.ns + ")";
     return std::nullopt;
   }

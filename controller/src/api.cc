@@ -9,14 +9,6 @@ namespace nsegress::controller {
 
 using nlohmann::json;
 
-std::string formatTime(Seconds t) {
-  if (t <= 0) return "";
-  char buf[32];
-  time_t tt = static_cast<time_t>(t);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
-  return buf;
-}
-
 std::optional<Seconds> parseTime(const std::string& s) {
   if (s.empty()) return std::nullopt;
   if (s.find('-') == std::string::npos) {

@@ -1,6 +1,7 @@
 #include "nsegress/controller/objects.h"
 
 #include <algorithm>
+#include <ctime>
 
 namespace nsegress::controller {
 
@@ -78,6 +79,14 @@ std::optional<AddressState> addressStateFrom(const std::string& s) {
   if (s == "Quarantined") return AddressState::kQuarantined;
   if (s == "Free") return AddressState::kFree;
   return std::nullopt;
+}
+
+std::string formatTime(Seconds t) {
+  if (t <= 0) return "";
+  char buf[32];
+  time_t tt = static_cast<time_t>(t);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
+  return buf;
 }
 
 }  // namespace nsegress::controller

@@ -106,7 +106,9 @@ void Agent::reconcile(bool full) {
     }
     if (r->observed_kernel)
       metrics_->snapshot()->update(std::move(r->counters), std::move(ns_egress));
-    if (conntrack_) {
+    // A full conntrack dump: only with the periodic full read of the kernel,
+    // not on every incremental change.
+    if (conntrack_ && r->observed_kernel) {
       if (auto flows = conntrack_->countByEgress()) {
         std::map<std::string, size_t> by_ip;
         for (const auto& [ip, n] : *flows) by_ip[ip.str()] = n;

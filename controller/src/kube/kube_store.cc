@@ -14,14 +14,6 @@ using nlohmann::json;
 namespace {
 constexpr const char* kBase = "/apis/nsegress.io/v1alpha1/egressips";
 
-std::string rfc3339(controller::Seconds t) {
-  if (t <= 0) return "";
-  char buf[32];
-  time_t tt = static_cast<time_t>(t);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
-  return buf;
-}
-
 controller::Seconds parse3339(const std::string& s) {
   if (s.empty()) return 0;
   std::tm tm{};
@@ -35,9 +27,9 @@ json statusOf(const AddressRecord& r) {
   json s{{"state", controller::toString(r.state)}};
   if (!r.ns.empty()) s["namespace"] = r.ns;
   if (!r.node.empty()) s["node"] = r.node;
-  if (r.assigned_at) s["assignedAt"] = rfc3339(r.assigned_at);
-  if (r.released_at) s["releasedAt"] = rfc3339(r.released_at);
-  if (r.quarantine_until) s["quarantineUntil"] = rfc3339(r.quarantine_until);
+  if (r.assigned_at) s["assignedAt"] = controller::formatTime(r.assigned_at);
+  if (r.released_at) s["releasedAt"] = controller::formatTime(r.released_at);
+  if (r.quarantine_until) s["quarantineUntil"] = controller::formatTime(r.quarantine_until);
   return s;
 }
 

@@ -40,6 +40,5 @@ std::string explain(const View& v, const std::string& ns);
 
 // Parses a Unix time or an RFC 3339 UTC time ("2026-11-25T12:00:00Z").
 std::optional<Seconds> parseTime(const std::string& s);
-std::string formatTime(Seconds t);
 
 }  // namespace nsegress::controller

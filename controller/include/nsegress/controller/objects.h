@@ -85,6 +85,8 @@ struct World {
 enum class AddressState { kAssigned, kQuarantined, kFree };
 std::string toString(AddressState s);
 std::optional<AddressState> addressStateFrom(const std::string& s);
+// RFC 3339 UTC ("2026-11-25T12:00:00Z"); "" for 0.
+std::string formatTime(Seconds t);
 
 struct AddressRecord {
   IpAddress ip;
