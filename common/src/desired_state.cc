@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -113,6 +114,23 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
     s.namespaces.push_back(std::move(ns));
   }
   return s;
+}
+
+std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
+  std::map<IpAddress, const std::string*> owner;
+  std::set<IpAddress> ambiguous;
+  for (const auto& ns : s.namespaces)
+    for (const auto& ip : ns.pod_ips) {
+      auto [it, inserted] = owner.emplace(ip, &ns.name);
+      if (!inserted && *it->second != ns.name) ambiguous.insert(ip);
+    }
+  for (auto& ns : s.namespaces) {
+    std::set<IpAddress> seen;
+    std::erase_if(ns.pod_ips, [&](const IpAddress& ip) {
+      return ambiguous.count(ip) || !seen.insert(ip).second;
+    });
+  }
+  return {ambiguous.begin(), ambiguous.end()};
 }
 
 std::string serializeDesiredState(const DesiredState& s) {

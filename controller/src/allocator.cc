@@ -417,6 +417,7 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
       }
       s.namespaces.push_back(std::move(e));
     }
+    dropAmbiguousPodIps(s);
     out[g] = std::move(s);
   }
   return out;

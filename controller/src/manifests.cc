@@ -224,8 +224,14 @@ Result<World> parseManifests(const std::string& text, const std::string& file) {
         p.name = name;
         p.ns = str(meta["namespace"]);
         if (p.ns.empty()) p.ns = "default";
-        p.node = str(child(child(d, "spec"), "nodeName"));
+        const auto spec = child(d, "spec");
+        p.node = str(child(spec, "nodeName"));
         const auto st = child(d, "status");
+        const auto host_net = child(spec, "hostNetwork");
+        if (!podOwnsItsAddresses(str(child(st, "phase")), host_net && host_net.as<bool>(false))) {
+          w.pods.push_back(std::move(p));  // the pod exists, its addresses are not its own
+          continue;
+        }
         std::vector<std::string> ips;
         if (auto list = child(st, "podIPs"); list && list.IsSequence())
           for (const auto& e : list) ips.push_back(str(child(e, "ip")));

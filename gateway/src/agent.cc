@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+
 #include <boost/asio/post.hpp>
 
 namespace nsegress::gateway {
@@ -53,6 +55,11 @@ void Agent::armResync() {
 
 void Agent::loadAndReconcile(bool full) {
   auto s = source_.load();
+  if (!s && s.error().code == EAGAIN && !last_good_) {
+    // A source still starting (an API server not listed yet): not an error.
+    spdlog::info("desired state not available yet, kernel left as found: {}", s.error().message);
+    return;
+  }
   if (!s) {
     // Keep the last good state programmed; never act on a bad document.
     if (metrics_) metrics_->state_errors.Increment();

@@ -9,6 +9,7 @@
 #include <csignal>
 
 #include "nsegress/gateway/agent.h"
+#include "nsegress/gateway/kube_source.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
@@ -46,9 +47,16 @@ int main(int argc, char** argv) {
   CLI::App app{"nsegress-gateway: per-namespace egress SNAT with nftables"};
   std::string uplink, state_file, table = "nsegress", metrics_addr, log_level = "info";
   int resync_s = 10, garp_count = 3, garp_interval_ms = 200;
-  bool once = false, do_cleanup = false;
+  bool once = false, do_cleanup = false, kubernetes = false;
+  std::string kubeconfig, node_name;
+  if (const char* n = std::getenv("NODE_NAME")) node_name = n;
   app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
+  app.add_flag("--kubernetes", kubernetes,
+               "Derive the desired state from the Kubernetes API (EgressIPs, Namespaces, Pods)");
+  app.add_option("--kubeconfig", kubeconfig,
+                 "kubeconfig for --kubernetes (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
+  app.add_option("--node-name", node_name, "This node's name in the cluster (default: $NODE_NAME)");
   app.add_option("--table", table, "nftables table (family inet) owned by nsegress");
   app.add_option("--metrics-address", metrics_addr, "host:port for /metrics (empty: off)");
   app.add_option("--resync-seconds", resync_s, "Full reconcile period (repairs drift)")
@@ -64,8 +72,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ gateway: %v");
-  if (!do_cleanup && state_file.empty()) {
-    spdlog::error("--state-file is required");
+  if (!do_cleanup && state_file.empty() == !kubernetes) {
+    spdlog::error("exactly one of --state-file and --kubernetes is required");
+    return 2;
+  }
+  if (kubernetes && node_name.empty()) {
+    spdlog::error("--kubernetes needs --node-name (or $NODE_NAME)");
     return 2;
   }
 
@@ -90,10 +102,28 @@ int main(int argc, char** argv) {
 
   gateway::Kernel kernel{**nft, **addrs, **garp, **ct};
   gateway::Reconciler reconciler(kernel);
-  gateway::FileStateSource source(state_file);
+  std::unique_ptr<gateway::DesiredStateSource> source_ptr;
+  if (kubernetes) {
+    auto cfg = kube::autoDetect(kube::Env::system(), kubeconfig);
+    if (!cfg) {
+      spdlog::error("start-up: {}", cfg.error().message);
+      return 1;
+    }
+    auto k = std::make_unique<gateway::KubeStateSource>(*cfg, node_name);
+    k->start();
+    source_ptr = std::move(k);
+  } else {
+    source_ptr = std::make_unique<gateway::FileStateSource>(state_file);
+  }
+  auto& source = *source_ptr;
 
   if (once) {
     auto s = source.load();
+    // A Kubernetes source needs its first lists (up to a minute).
+    for (int i = 0; !s && s.error().code == EAGAIN && i < 600; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      s = source.load();
+    }
     if (!s) {
       spdlog::error("{}", s.error().message);
       return 1;
@@ -134,7 +164,8 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: exiting, data path left in place", sig);
     io.stop();
   });
-  spdlog::info("started: uplink {}, table inet {}, state {}", uplink, table, state_file);
+  spdlog::info("started: uplink {}, table inet {}, state from {}", uplink, table,
+               source.describe());
   agent.start();
   io.run();
   return 0;

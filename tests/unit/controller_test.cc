@@ -176,6 +176,60 @@ TEST(Allocator, GatewayFailureMovesTheAddressNotTheIp) {
   EXPECT_FALSE(gws["gw-a"].namespaces[0].egress_v4) << "fail-closed on the old gateway";
 }
 
+TEST(Allocator, PodAddressesThatAreNotThePodsOwnAreNeverTranslated) {
+  // A finished pod keeps its podIP in status after the network plugin has
+  // handed the address to a new pod, possibly of another namespace; a
+  // host-network pod reports the node's address.
+  World w = base();
+  addNs(w, "pay", {{kPoolAnnotation, "dmz"}});
+  addNs(w, "shop", {{kPoolAnnotation, "dmz"}});
+  auto pods = parseManifests(R"(
+apiVersion: v1
+kind: Pod
+metadata: {name: done, namespace: pay}
+status: {phase: Succeeded, podIPs: [{ip: 10.1.0.5}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: new, namespace: shop}
+status: {phase: Running, podIPs: [{ip: 10.1.0.5}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: pay}
+spec: {hostNetwork: true}
+status: {phase: Running, podIPs: [{ip: 198.51.100.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: pay}
+status: {phase: Running, podIPs: [{ip: 10.1.0.7}, {ip: "fd00::7"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: racing, namespace: pay}
+status: {phase: Pending, podIP: 10.1.0.9}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: racing, namespace: shop}
+status: {phase: Running, podIP: 10.1.0.9}
+)",
+                             "pods.yaml");
+  ASSERT_TRUE(pods) << pods.error().message;
+  w.pods = pods->pods;
+  Sim s;
+  auto gws = gatewayStates(w, s.step(w, kT0));
+  const auto& st = gws.at("gw-a");
+  ASSERT_EQ(st.namespaces.size(), 2u);
+  EXPECT_EQ(st.namespaces[0].name, "pay");
+  EXPECT_EQ(st.namespaces[0].pod_ips, (std::vector<IpAddress>{ip("10.1.0.7"), ip("fd00::7")}))
+      << "not the finished pod, not the host-network pod, not the address both claim";
+  EXPECT_EQ(st.namespaces[1].pod_ips, (std::vector<IpAddress>{ip("10.1.0.5")}));
+  // The state the gateway receives is valid (one owner per pod address).
+  EXPECT_TRUE(parseDesiredState(serializeDesiredState(st))) << serializeDesiredState(st);
+}
+
 // ---- bad input: a reason on that namespace alone, nothing else changes -----
 
 class BadInput : public ::testing::Test {

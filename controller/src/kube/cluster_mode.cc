@@ -105,13 +105,7 @@ int runClusterMode(const ClusterModeOptions& o) {
         "act)");
     return 2;
   }
-  auto cfg = o.kubeconfig.empty() ? autoDetect(Env::system()) : [&]() -> Result<KubeConfig> {
-    auto text = Env::system().read_file(o.kubeconfig);
-    if (!text) return text.error();
-    auto slash = o.kubeconfig.rfind('/');
-    return fromKubeconfig(*text, slash == std::string::npos ? "." : o.kubeconfig.substr(0, slash),
-                          "", Env::system());
-  }();
+  auto cfg = autoDetect(Env::system(), o.kubeconfig);
   if (!cfg) {
     spdlog::error("{}", cfg.error().message);
     return 1;

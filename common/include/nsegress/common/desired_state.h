@@ -43,6 +43,13 @@ inline constexpr std::string_view kApiVersion = "nsegress.io/v1alpha1";
 Result<DesiredState> parseDesiredState(std::string_view json);
 std::string serializeDesiredState(const DesiredState& s);
 
+// A pod address listed by more than one namespace (an address reused while
+// the old pod's object still exists) belongs to none of them: it is removed
+// from all, so one tenant's egress address is never given to another
+// tenant's pod. Repeats within one namespace are merged. Returns the
+// ambiguous addresses, sorted.
+std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s);
+
 // Kubernetes object-name rules (RFC 1123 label) used for namespace names.
 bool isDnsLabel(std::string_view s);
 

@@ -10,13 +10,14 @@
 #include <vector>
 
 #include "nsegress/common/ip.h"
+#include "nsegress/common/kubernetes.h"
 #include "nsegress/common/result.h"
 
 namespace nsegress::controller {
 
-inline constexpr const char* kPoolAnnotation = "nsegress.io/pool";
-inline constexpr const char* kIpAnnotation = "nsegress.io/ip";
-inline constexpr const char* kAssignedAnnotation = "nsegress.io/assigned-ip";
+using nsegress::kAssignedAnnotation;
+using nsegress::kIpAnnotation;
+using nsegress::kPoolAnnotation;
 
 using Labels = std::map<std::string, std::string>;
 using Seconds = int64_t;  // Unix time, seconds (the ledger's clock)

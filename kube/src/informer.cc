@@ -26,11 +26,11 @@ json trimNamespace(const json& o) {
                                     "finalizers", "resourceVersion"})}};
 }
 json trimPod(const json& o) {
-  json status = pick(o.value("status", json::object()), {"podIPs", "podIP"});
+  json status = pick(o.value("status", json::object()), {"podIPs", "podIP", "phase"});
   return json{{"apiVersion", "v1"},
               {"kind", "Pod"},
               {"metadata", meta(o, {"name", "namespace"})},
-              {"spec", pick(o.value("spec", json::object()), {"nodeName"})},
+              {"spec", pick(o.value("spec", json::object()), {"nodeName", "hostNetwork"})},
               {"status", status}};
 }
 json trimNode(const json& o) {
@@ -47,6 +47,14 @@ json trimEgressPool(const json& o) {
               {"kind", "EgressPool"},
               {"metadata", meta(o, {"name"})},
               {"spec", o.value("spec", json::object())}};
+}
+
+json trimEgressIP(const json& o) {
+  return json{{"apiVersion", "nsegress.io/v1alpha1"},
+              {"kind", "EgressIP"},
+              {"metadata", meta(o, {"name"})},
+              {"spec", pick(o.value("spec", json::object()), {"ip", "pool"})},
+              {"status", pick(o.value("status", json::object()), {"state", "namespace", "node"})}};
 }
 
 Informer::Informer(KubeConfig cfg, std::string path, Trim trim, std::function<void()> on_change)

@@ -50,10 +50,11 @@ class Informer {
   std::thread thread_;
 };
 
-// Trims for the kinds the controller watches.
+// Trims for the kinds the controller and the gateway watch.
 nlohmann::json trimNamespace(const nlohmann::json& o);
 nlohmann::json trimPod(const nlohmann::json& o);
 nlohmann::json trimNode(const nlohmann::json& o);
 nlohmann::json trimEgressPool(const nlohmann::json& o);
+nlohmann::json trimEgressIP(const nlohmann::json& o);
 
 }  // namespace nsegress::kube
