@@ -3,6 +3,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -166,7 +167,7 @@ Result<Response> Client::request(const std::string& verb, const std::string& pat
 
 Result<int> Client::watch(const std::string& path,
                           const std::function<bool(const std::string&)>& on_event,
-                          std::chrono::seconds timeout) {
+                          std::chrono::seconds timeout, const std::atomic<bool>* cancel) {
   if (auto wait = limiter_.reserve(RateLimiter::Clock::now()); wait.count() > 0) {
     ++throttled_;
     std::this_thread::sleep_for(wait);
@@ -186,14 +187,31 @@ Result<int> Client::watch(const std::string& path,
         const int status = static_cast<int>(parser.get().result_int());
         std::string pending;
         bool stop = false;
+        // Polls `cancel` while the read waits; a cancelled read ends the watch.
+        boost::asio::steady_timer poll(io);
+        std::function<void()> tick = [&] {
+          poll.expires_after(std::chrono::milliseconds(100));
+          poll.async_wait([&](boost::system::error_code ec) {
+            if (ec) return;  // the timer went away with the watch
+            if (cancel->load())
+              beast::get_lowest_layer(stream).cancel();
+            else
+              tick();
+          });
+        };
+        if (cancel) tick();
         char chunk[16384];
         while (!parser.is_done() && !stop) {
+          if (cancel && cancel->load()) break;
           parser.get().body().data = chunk;
           parser.get().body().size = sizeof chunk;
           arm();  // the watch's idle timeout: bookmarks and events keep it alive
-          auto ec = await(io, [&](auto h) { http::async_read(stream, buf, parser, h); });
+          // read_some: deliver each event as it arrives (a plain read would
+          // wait until the chunk buffer is full or the stream ends).
+          auto ec = await(io, [&](auto h) { http::async_read_some(stream, buf, parser, h); });
           if (ec && ec != http::error::need_buffer) {
             if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
+            if (cancel && cancel->load()) break;
             throw boost::system::system_error(ec);
           }
           pending.append(chunk, sizeof chunk - parser.get().body().size);

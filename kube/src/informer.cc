@@ -179,7 +179,7 @@ void Informer::run() {
           any = true;
           return true;
         },
-        std::chrono::seconds(40));
+        std::chrono::seconds(40), &stop_);
     if (any) on_change_();
     if (gone || (w && *w == 410)) {
       std::lock_guard l(mu_);

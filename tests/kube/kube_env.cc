@@ -32,7 +32,7 @@ KubeEnv::KubeEnv() {
               "-keyout ca.key -out ca.crt"
               " && openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout "
               "serving.key -out serving.csr"
-              " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext"
+              " && printf 'subjectAltName=IP:127.0.0.1,IP:10.255.0.1,DNS:localhost\\n' > san.ext"
               " && openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
               "-days 2 -extfile san.ext "
               "-out serving.crt"
@@ -61,7 +61,7 @@ void KubeEnv::startApiserver() {
   apiserver_ = std::make_unique<lab::Process>(
       std::vector<std::string>{
           "/usr/bin/ip", "netns", "exec", netns_, binDir() + "/kube-apiserver",
-          "--etcd-servers=http://127.0.0.1:2379", "--bind-address=127.0.0.1",
+          "--etcd-servers=http://127.0.0.1:2379", "--bind-address=0.0.0.0",
           "--advertise-address=127.0.0.1", "--secure-port=6443",
           "--tls-cert-file=" + d + "/serving.crt", "--tls-private-key-file=" + d + "/serving.key",
           "--token-auth-file=" + d + "/tokens.csv", "--authorization-mode=RBAC",
@@ -123,15 +123,27 @@ kube::KubeConfig KubeEnv::config(const std::string& token) const {
   return c;
 }
 
-std::string KubeEnv::writeKubeconfig(const std::string& token) const {
-  const std::string path = dir_ + "/" + token + ".kubeconfig";
+std::string KubeEnv::writeKubeconfig(const std::string& token, const std::string& server) const {
+  const std::string path =
+      dir_ + "/" + token + "-" + std::to_string(std::hash<std::string>{}(server)) + ".kubeconfig";
   std::ofstream(path) << "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
                       << "contexts: [{name: test, context: {cluster: test, user: test}}]\n"
-                      << "clusters: [{name: test, cluster: {server: \"https://127.0.0.1:6443\", "
+                      << "clusters: [{name: test, cluster: {server: \"" << server
+                      << "\", "
                          "certificate-authority: "
                       << dir_ << "/ca.crt}}]\n"
                       << "users: [{name: test, user: {token: " << token << "}}]\n";
   return path;
+}
+
+std::string KubeEnv::linkTo(const std::string& netns) const {
+  // Same interface name on both sides: each lives in its own namespace.
+  lab::must("ip -n " + netns_ + " link add kapi0 type veth peer name kapi0 netns " + netns);
+  lab::must("ip -n " + netns_ + " addr add 10.255.0.1/30 dev kapi0");
+  lab::must("ip -n " + netns + " addr add 10.255.0.2/30 dev kapi0");
+  lab::must("ip -n " + netns_ + " link set kapi0 up");
+  lab::must("ip -n " + netns + " link set kapi0 up");
+  return "https://10.255.0.1:6443";
 }
 
 int KubeEnv::kubectl(const std::string& args, std::string* out, const std::string& token) const {

@@ -34,7 +34,13 @@ class KubeEnv {
   void startApiserver();
   std::string apiserverLog() const;
   // A kubeconfig for `token`; returns its path.
-  std::string writeKubeconfig(const std::string& token) const;
+  std::string writeKubeconfig(const std::string& token,
+                              const std::string& server = "https://127.0.0.1:6443") const;
+  // Connects another network namespace (a lab's gateway node) to the API
+  // server with a veth pair (10.255.0.0/30); returns the server URL to use
+  // from there (the serving certificate covers it). Deleting either
+  // namespace removes the link.
+  std::string linkTo(const std::string& netns) const;
   const std::string& dir() const { return dir_; }
 
  private:

@@ -8,12 +8,14 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
 #include "kube_env.h"
+#include "lab.h"
 #include "nsegress/common/desired_state.h"
 #include "nsegress/controller/controller.h"
 #include "nsegress/kube/informer.h"
@@ -94,22 +96,26 @@ TEST_F(KubeApi, ListWatchAndMergePatch) {
   ASSERT_EQ(list->status, 200) << list->body;
   const std::string rv = json::parse(list->body)["metadata"]["resourceVersion"];
   std::vector<json> events;
-  std::atomic<bool> started{false};
+  std::mutex mu;
+  std::atomic<bool> started{false}, cancel{false};
   std::thread watcher([&] {
     lab::NetnsEnter in(env->netns());
     auto w = client();
     started = true;
+    // The server keeps this stream open for 10 minutes: events must be
+    // delivered as they arrive, not when the stream ends.
     auto r = w.watch(
         "/api/v1/namespaces?watch=1&allowWatchBookmarks=true&resourceVersion=" + rv +
-            "&timeoutSeconds=20",
+            "&timeoutSeconds=600",
         [&](const std::string& line) {
           auto e = json::parse(line, nullptr, false);
           if (!e.is_object() || e["type"] == "BOOKMARK") return true;
           if (e["object"]["metadata"]["name"] != "watch-me") return true;
+          std::lock_guard l(mu);
           events.push_back(e);
           return events.size() < 2;
         },
-        std::chrono::seconds(30));
+        std::chrono::seconds(700), &cancel);
     EXPECT_TRUE(r) << (r ? "" : r.error().message);
   });
   while (!started) std::this_thread::yield();
@@ -122,7 +128,13 @@ TEST_F(KubeApi, ListWatchAndMergePatch) {
                 "application/merge-patch+json");
   ASSERT_TRUE(patched);
   ASSERT_EQ(patched->status, 200) << patched->body;
+  const bool delivered = lab::eventually([&] {
+    std::lock_guard l(mu);
+    return events.size() == 2;
+  });
+  cancel = true;  // ends the watch within 100 ms whatever happened
   watcher.join();
+  EXPECT_TRUE(delivered) << "events held back while the stream was open";
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0]["type"], "ADDED");
   EXPECT_EQ(events[1]["type"], "MODIFIED");
@@ -515,6 +527,136 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
       << "the release finalizer must be removed once the address is quarantined";
   ctl.signal(SIGTERM);
   EXPECT_EQ(ctl.wait(), 0);
+}
+
+// ---- the whole story in a cluster: controller + gateway, real traffic --------------
+
+// A Pod object with its status as a kubelet would report it.
+void createPod(kube::Client& c, const std::string& ns, const std::string& name,
+               const std::string& ip) {
+  json pod{
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata", {{"name", name}, {"namespace", ns}}},
+      {"spec", {{"nodeName", "worker-1"}, {"containers", {{{"name", "app"}, {"image", "app"}}}}}}};
+  auto r = c.request("POST", "/api/v1/namespaces/" + ns + "/pods", pod.dump());
+  ASSERT_TRUE(r && r->status == 201) << (r ? r->body : r.error().message);
+  json st{{"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}};
+  r = c.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + name + "/status", st.dump(),
+                "application/merge-patch+json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+}
+
+TEST_F(KubeApi, ClusterModeEndToEndPodTrafficLeavesWithTheNamespacesAddress) {
+  applyManifests();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto phase = [&](const char* what) {
+    std::cerr << "[e2e +"
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+              << " s] " << what << "\n";
+  };
+  // A gateway node: the lab's gw namespace (uplink to an "outside" host that
+  // resolves 203.0.113.0/24 by ARP), linked to the API server.
+  lab::Lab lab("kgw");
+  lab.addPod("web", "10.77.0.5");
+  lab.startServers();
+  const std::string server = env->linkTo(lab.gw());
+  const std::string d = env->dir();
+  std::ofstream(d + "/e2e.yaml") << R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: edge}
+spec:
+  addresses: ["203.0.113.40-203.0.113.43"]
+  nodeSelector: {matchLabels: {lab: e2e}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: gw-k2, labels: {lab: e2e}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, annotations: {nsegress.io/pool: edge}}
+)";
+  std::string out;
+  ASSERT_EQ(env->kubectl("apply -f " + d + "/e2e.yaml", &out), 0) << out;
+  auto admin = client();
+  createPod(admin, "shop", "web", "10.77.0.5");
+
+  auto& gw =
+      lab.spawn(lab.gw(),
+                {lab::gatewayPath(), "--uplink", lab::Lab::kUplink, "--kubernetes", "--kubeconfig",
+                 env->writeKubeconfig("gateway-token", server), "--node-name", "gw-k2",
+                 "--resync-seconds", "2", "--garp-interval-ms", "50"},
+                "gateway.log");
+  auto ctl = std::make_unique<lab::Process>(
+      std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
+                               NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
+                               env->writeKubeconfig("controller-token"), "--identity", "e2e",
+                               "--resync-seconds", "2"},
+      d + "/controller-e2e.log");
+  auto leavesAs = [&](const std::string& pod, const std::string& tag) {
+    lab.send(pod, "udp", tag, 2, 5, /*fresh=*/true, /*timeout_ms=*/300);
+    auto peers = lab.peersOf(tag);
+    return peers.empty() ? std::string("(nothing arrived)") : *peers.begin();
+  };
+  int n = 0;
+  auto tag = [&] { return "k" + std::to_string(++n); };
+  ASSERT_TRUE(lab::eventually([&] { return leavesAs("web", tag()) == "203.0.113.40"; },
+                              std::chrono::seconds(60)))
+      << "last: " << leavesAs("web", tag()) << "\ngateway:\n"
+      << gw.log() << "\ncontroller:\n"
+      << ctl->log();
+  EXPECT_NE(lab.exec(lab.gw(), "ip -4 addr show dev up0").find("203.0.113.40/32"),
+            std::string::npos);
+  phase("pod traffic leaves as 203.0.113.40");
+
+  // The controller is down: the gateway still follows pod churn from the API.
+  ctl->signal(SIGTERM);
+  EXPECT_EQ(ctl->wait(), 0);
+  phase("controller stopped");
+  lab.addPod("api", "10.77.0.6");
+  EXPECT_EQ(leavesAs("api", tag()), "10.77.0.6") << "not a pod of shop yet: not translated";
+  createPod(admin, "shop", "api", "10.77.0.6");
+  EXPECT_TRUE(lab::eventually([&] { return leavesAs("api", tag()) == "203.0.113.40"; },
+                              std::chrono::seconds(30)))
+      << gw.log();
+
+  phase("new pod translated without the controller");
+  // The API server is down: fail-static, the data path stays as it was.
+  env->stopApiserver();
+  EXPECT_EQ(leavesAs("web", tag()), "203.0.113.40");
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // a resync while the API is away
+  EXPECT_EQ(leavesAs("web", tag()), "203.0.113.40");
+  env->startApiserver();
+  phase("API server back");
+
+  // Deletion: the address is quarantined, the gateway releases it, and the
+  // namespace's draining pods are dropped rather than let out unmapped.
+  ctl = std::make_unique<lab::Process>(
+      std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
+                               NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
+                               env->writeKubeconfig("controller-token"), "--identity", "e2e",
+                               "--resync-seconds", "2"},
+      d + "/controller-e2e-2.log");
+  ASSERT_EQ(env->kubectl("delete ns shop --wait=false", &out), 0) << out;
+  EXPECT_TRUE(lab::eventually(
+      [&] {
+        return lab.exec(lab.gw(), "ip -4 addr show dev up0").find("203.0.113.40") ==
+               std::string::npos;
+      },
+      std::chrono::seconds(60)))
+      << gw.log() << "\n"
+      << ctl->log();
+  phase("released after deletion");
+  EXPECT_EQ(leavesAs("web", tag()), "(nothing arrived)");
+  EXPECT_NE(lab.exec(lab.gw(), "nft list table inet nsegress").find("10.77.0.5"), std::string::npos)
+      << "the draining pod is held fail-closed";
+  env->kubectl("get egressip 203.0.113.40 -o jsonpath='{.status.state}'", &out);
+  EXPECT_EQ(out, "Quarantined");
+  ctl->signal(SIGTERM);
+  EXPECT_EQ(ctl->wait(), 0);
+  gw.signal(SIGTERM);
+  EXPECT_EQ(gw.wait(), 0);
 }
 
 }  // namespace

@@ -174,7 +174,11 @@ void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
   // Best effort: an event that cannot be written does not undo the ledger.
   auto r =
       client_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
-  if (!r || r->status != 201) {
+  if (r && r->status == 404) {
+    // The namespace is gone (its release is what is being recorded): there
+    // is nowhere to put the event; the ledger has the record.
+    spdlog::debug("event for deleted namespace {} not written", e.ns);
+  } else if (!r || r->status != 201) {
     ++event_failures_;
     spdlog::warn("event for namespace {} not written: {}", e.ns,
                  r ? r->body.substr(0, 300) : r.error().message);

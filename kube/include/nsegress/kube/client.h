@@ -3,6 +3,7 @@
 // token-bucket rate limiter. One connection per request or watch.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -47,10 +48,12 @@ class Client {
                            const std::string& body = "",
                            const std::string& content_type = "application/json");
   // Streams a watch (path with ?watch=1...): `on_event` gets each JSON line;
-  // returning false stops. Ends when the server closes the stream.
+  // returning false stops. Ends when the server closes the stream, or within
+  // 100 ms of `*cancel` becoming true (so a stopping informer does not wait
+  // for the next event or the server's timeout).
   Result<int> watch(const std::string& path,
                     const std::function<bool(const std::string&)>& on_event,
-                    std::chrono::seconds timeout);
+                    std::chrono::seconds timeout, const std::atomic<bool>* cancel = nullptr);
   const KubeConfig& config() const { return cfg_; }
   uint64_t throttled() const { return throttled_; }
 
