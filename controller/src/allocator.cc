@@ -423,6 +423,29 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
   return out;
 }
 
+std::map<std::string, PoolUsage> poolUsage(const std::map<std::string, Pool>& pools,
+                                           const Ledger& ledger) {
+  std::map<std::string, PoolUsage> out;
+  for (const auto& [name, p] : pools) {
+    auto& u = out[name];
+    if (p.invalid)
+      u.invalid = *p.invalid;
+    else
+      u.size = p.size();
+  }
+  for (const auto& [ip, r] : ledger) {
+    auto it = out.find(r.pool);
+    if (it == out.end()) continue;
+    if (r.state == AddressState::kAssigned) it->second.assigned++;
+    if (r.state == AddressState::kQuarantined) it->second.quarantined++;
+  }
+  for (auto& [name, u] : out) {
+    const uint64_t held = u.assigned + u.quarantined;
+    u.free = u.size > held ? u.size - held : 0;
+  }
+  return out;
+}
+
 std::optional<std::string> whoHad(const std::vector<AuditEvent>& history, const IpAddress& ip,
                                   Seconds at) {
   std::optional<std::string> holder;

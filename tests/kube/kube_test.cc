@@ -504,6 +504,18 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
   EXPECT_EQ(gs->namespaces[0].egress_v4, IpAddress::parse("198.51.100.200"));
   env->kubectl("get egressips", &out);
   EXPECT_NE(out.find("198.51.100.200"), std::string::npos) << out;
+  auto poolStatus = [&] {
+    std::string v;
+    env->kubectl(
+        "get egresspool lab -o "
+        "jsonpath='{.status.size}/{.status.assigned}/{.status.quarantined}/{.status.free}/"
+        "{.status.conditions[0].status}'",
+        &v);
+    return v;
+  };
+  EXPECT_TRUE(lab::eventually([&] { return poolStatus() == "4/1/0/3/True"; }))
+      << poolStatus() << "\n"
+      << ctl.log();
 
   // Deletion: the finalizer holds the namespace until the release is recorded.
   ASSERT_EQ(env->kubectl("delete ns pay --wait=false", &out), 0) << out;
@@ -525,6 +537,7 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
       },
       std::chrono::seconds(30)))
       << "the release finalizer must be removed once the address is quarantined";
+  EXPECT_TRUE(lab::eventually([&] { return poolStatus() == "4/0/1/3/True"; })) << poolStatus();
   ctl.signal(SIGTERM);
   EXPECT_EQ(ctl.wait(), 0);
 }

@@ -230,6 +230,21 @@ status: {phase: Running, podIP: 10.1.0.9}
   EXPECT_TRUE(parseDesiredState(serializeDesiredState(st))) << serializeDesiredState(st);
 }
 
+TEST(Allocator, PoolUsageCountsWhatTheLedgerHolds) {
+  World w = base();
+  addNs(w, "pay", {{kPoolAnnotation, "dmz"}});
+  addNs(w, "shop", {{kPoolAnnotation, "dmz"}});
+  Sim s;
+  s.step(w, kT0);
+  w.namespaces.erase("shop");
+  s.step(w, kT0 + 1);
+  w.pools["batch"].invalid = "spec.addresses[0]: broken";
+  auto u = poolUsage(w.pools, s.ledger);
+  // dmz: .10-.13 minus .11 = 3 usable; pay holds one, shop's is quarantined.
+  EXPECT_EQ(u["dmz"], (PoolUsage{3, 1, 1, 1, ""}));
+  EXPECT_EQ(u["batch"], (PoolUsage{0, 0, 0, 0, "spec.addresses[0]: broken"}));
+}
+
 // ---- bad input: a reason on that namespace alone, nothing else changes -----
 
 class BadInput : public ::testing::Test {

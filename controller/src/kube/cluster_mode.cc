@@ -96,6 +96,44 @@ void writeBack(Client& c, const controller::View& v,
   }
 }
 
+// EgressPool status (kubectl get egresspools: ASSIGNED, QUARANTINED, FREE).
+// Written when it changes; `written` remembers what this leader wrote.
+struct WrittenPool {
+  controller::PoolUsage usage;
+  std::string ready_since;  // the condition's lastTransitionTime
+};
+void writePoolStatus(Client& c, const controller::View& v,
+                     std::map<std::string, WrittenPool>& written) {
+  const std::string now = controller::formatTime(v.at);
+  for (const auto& [name, u] : controller::poolUsage(v.pools, v.ledger)) {
+    auto prev = written.find(name);
+    if (prev != written.end() && prev->second.usage == u) continue;
+    const bool same_ready =
+        prev != written.end() && prev->second.usage.invalid.empty() == u.invalid.empty();
+    const std::string since = same_ready ? prev->second.ready_since : now;
+    json cond{{"type", "Ready"},
+              {"status", u.invalid.empty() ? "True" : "False"},
+              {"reason", u.invalid.empty() ? "Valid" : "InvalidSpec"},
+              {"message", u.invalid.empty() ? std::to_string(u.free) + " of " +
+                                                  std::to_string(u.size) + " addresses free"
+                                            : u.invalid.substr(0, 1024)},
+              {"lastTransitionTime", since}};
+    json status{{"size", u.size},
+                {"assigned", u.assigned},
+                {"quarantined", u.quarantined},
+                {"free", u.free},
+                {"conditions", json::array({cond})}};
+    auto r = c.request("PATCH", "/apis/nsegress.io/v1alpha1/egresspools/" + name + "/status",
+                       json{{"status", status}}.dump(), "application/merge-patch+json");
+    if (r && (r->status == 200 || r->status == 404)) {
+      written[name] = WrittenPool{u, since};
+    } else {
+      spdlog::warn("pool {}: status not written: {}", name,
+                   r ? r->body.substr(0, 200) : r.error().message);
+    }
+  }
+}
+
 }  // namespace
 
 int runClusterMode(const ClusterModeOptions& o) {
@@ -178,6 +216,7 @@ int runClusterMode(const ClusterModeOptions& o) {
   std::signal(SIGINT, [](int) { g_stop = true; });
   spdlog::info("cluster mode: {} as {}", cfg->source, identity);
   bool started = false, was_leader = false;
+  std::map<std::string, WrittenPool> pool_status;
   while (!g_stop) {
     {
       std::unique_lock l(mu);
@@ -191,6 +230,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     was_leader = leader;
     if (!leader) {
       started = false;  // a new term starts from the API server's ledger
+      pool_status.clear();
       continue;
     }
     if (!std::all_of(all.begin(), all.end(), [](const Informer* i) { return i->synced(); }))
@@ -215,7 +255,9 @@ int runClusterMode(const ClusterModeOptions& o) {
     metrics.reconcile_ok.Increment();
     if (r->changed || r->events)
       spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
-    writeBack(api, *ctl.view(), raw);
+    const auto view = ctl.view();
+    writeBack(api, *view, raw);
+    writePoolStatus(api, *view, pool_status);
   }
   io.stop();
   http.join();

@@ -44,6 +44,17 @@ Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
 // IPs, and every other annotated namespace without an address (fail-closed).
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
 
+// Per pool: usable addresses and how many of them the ledger holds. `free`
+// is what a new namespace could still get. An invalid pool reports size 0
+// and why.
+struct PoolUsage {
+  uint64_t size = 0, assigned = 0, quarantined = 0, free = 0;
+  std::string invalid;
+  bool operator==(const PoolUsage&) const = default;
+};
+std::map<std::string, PoolUsage> poolUsage(const std::map<std::string, Pool>& pools,
+                                           const Ledger& ledger);
+
 // Who held `ip` at time `at`, from the audit history (NAT attribution).
 std::optional<std::string> whoHad(const std::vector<AuditEvent>& history, const IpAddress& ip,
                                   Seconds at);
