@@ -10,6 +10,7 @@
 
 #include "nsegress/controller/manifests.h"
 #include "nsegress/kube/client.h"
+#include "nsegress/kube/cluster_mode.h"
 #include "nsegress/kube/informer.h"
 
 namespace nsegress::kube {
@@ -149,6 +150,24 @@ TEST(KubeInput, UnreachableOrFailingServerIsRetriedWithBackoffNotABusyLoop) {
   EXPECT_FALSE(inf.synced());
   EXPECT_EQ(changes, 0);
   EXPECT_GE(inf.stats().errors, 2u);
+}
+
+}  // namespace
+}  // namespace nsegress::kube
+
+namespace nsegress::kube {
+namespace {
+
+TEST(KubeJsonPatch, ReleaseFinalizerRemovalAppliesOnlyToTheListAsRead) {
+  const std::vector<std::string> fins = {"a", kReleaseFinalizer, "b", kReleaseFinalizer};
+  const auto patch = nlohmann::json::parse(releaseFinalizerPatch(fins));
+  nlohmann::json ns{{"metadata", {{"name", "pay"}, {"finalizers", fins}}}};
+  EXPECT_EQ(ns.patch(patch)["metadata"]["finalizers"], (std::vector<std::string>{"a", "b"}));
+  // Someone removed "a" meanwhile: the indices moved, the tests fail, nothing
+  // else is removed (the API server answers 422 and the next pass retries).
+  nlohmann::json moved{{"metadata", {{"finalizers", {kReleaseFinalizer, "b", kReleaseFinalizer}}}}};
+  EXPECT_ANY_THROW(moved.patch(patch));
+  EXPECT_EQ(releaseFinalizerPatch({"a", "b"}), "");
 }
 
 }  // namespace

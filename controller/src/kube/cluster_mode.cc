@@ -20,6 +20,17 @@ namespace nsegress::kube {
 
 using nlohmann::json;
 
+std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers) {
+  json ops = json::array();
+  for (size_t i = finalizers.size(); i-- > 0;) {  // from the end: earlier indices stay valid
+    if (finalizers[i] != kReleaseFinalizer) continue;
+    const std::string path = "/metadata/finalizers/" + std::to_string(i);
+    ops.push_back({{"op", "test"}, {"path", path}, {"value", kReleaseFinalizer}});
+    ops.push_back({{"op", "remove"}, {"path", path}});
+  }
+  return ops.empty() ? "" : ops.dump();
+}
+
 namespace {
 
 std::atomic<bool> g_stop{false};
@@ -82,8 +93,14 @@ void writeBack(Client& c, const controller::View& v,
         patch_meta["finalizers"] = fins;
       }
     } else if (has_fin && !holds) {
-      fins.erase(std::remove(fins.begin(), fins.end(), kReleaseFinalizer), fins.end());
-      patch_meta["finalizers"] = fins;
+      auto r = c.request("PATCH", "/api/v1/namespaces/" + name, releaseFinalizerPatch(fins),
+                         "application/json-patch+json");
+      // 422/409: the list changed since it was read; the watch brings the
+      // new version and the next pass retries.
+      if (!r || (r->status != 200 && r->status != 404 && r->status != 409 && r->status != 422))
+        spdlog::warn("namespace {}: finalizer removal failed: {}", name,
+                     r ? r->body.substr(0, 200) : r.error().message);
+      continue;
     }
     if (patch_meta.empty()) continue;
     // Conditional on the version we saw: never overwrite someone else's edit.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace nsegress::kube {
 
@@ -21,6 +22,12 @@ struct ClusterModeOptions {
 };
 
 inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
+
+// A JSON patch (RFC 6902) removing every occurrence of kReleaseFinalizer
+// from `finalizers`, each removal guarded by a test of the value at that
+// index: it applies only if the list still looks as read, without
+// conflicting with unrelated changes to the namespace. "" if absent.
+std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers);
 
 // Runs until SIGINT/SIGTERM. Returns the process exit status.
 int runClusterMode(const ClusterModeOptions& o);
