@@ -232,6 +232,34 @@ TEST_F(KubeApi, InformerResumesAfterAnApiServerRestart) {
   EXPECT_GE(st.watches, 2u) << "the watch was re-established";
 }
 
+TEST_F(KubeApi, InformerRelistsAfter410Gone) {
+  // The informer watches a selector that matches nothing that changes, so
+  // its resourceVersion stays at the list's while other writes move etcd on
+  // and the compaction (every 10 s here) removes it. When its watch ends
+  // (timeoutSeconds=20) it resumes from that version, gets 410 Gone, and
+  // must relist — and then see what was created meanwhile.
+  kube::Informer inf(env->admin(), "/api/v1/namespaces?labelSelector=inf410%3Dyes",
+                     kube::trimNamespace, [] {});
+  inf.start();
+  ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
+  auto c = client();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(c.request("POST", "/api/v1/namespaces",
+                          R"({"metadata":{"name":"inf410-noise-)" + std::to_string(i) + R"("}})"));
+  EXPECT_TRUE(
+      lab::eventually([&] { return inf.stats().relists_410 >= 1; }, std::chrono::seconds(60)))
+      << "lists " << inf.stats().lists << ", watches " << inf.stats().watches;
+  EXPECT_TRUE(lab::eventually([&] { return inf.stats().lists >= 2; })) << "relisted";
+  ASSERT_EQ(c.request("POST", "/api/v1/namespaces",
+                      R"({"metadata":{"name":"inf410-match","labels":{"inf410":"yes"}}})")
+                ->status,
+            201);
+  EXPECT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf410-match") == 1; }))
+      << "the relisted informer keeps watching";
+  EXPECT_EQ(inf.snapshot().size(), 1u) << "only what the selector matches";
+  inf.stop();
+}
+
 TEST_F(KubeApi, ApiServerRestartIsAnErrorThenRecovers) {
   auto c = client();
   env->stopApiserver();
