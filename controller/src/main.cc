@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   }
   ManifestDirectory dir(manifests);
   ControllerMetrics metrics(ctl);
+  metrics.leader.Set(1);
 
   auto reconcile = [&] {
     const auto t0 = std::chrono::steady_clock::now();

@@ -78,6 +78,22 @@ ControllerMetrics::ControllerMetrics(const Controller& c, std::shared_ptr<promet
               .Help("Time of one reconcile (allocate, commit, publish)")
               .Register(*r)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.05, 0.1, 0.5, 1, 5})),
+      leader(prometheus::BuildGauge()
+                 .Name("nsegress_controller_leader")
+                 .Help("1 while this replica is the leader (standalone: always)")
+                 .Register(*r)
+                 .Add({})),
+      ledger_conflicts(prometheus::BuildCounter()
+                           .Name("nsegress_controller_ledger_conflicts_total")
+                           .Help("Ledger writes refused because the object changed since it "
+                                 "was read (another writer; cluster mode)")
+                           .Register(*r)
+                           .Add({})),
+      event_write_failures(prometheus::BuildCounter()
+                               .Name("nsegress_controller_event_write_failures_total")
+                               .Help("Kubernetes Events that could not be written")
+                               .Register(*r)
+                               .Add({})),
       registry_(std::move(r)),
       view_metrics_(std::make_shared<ViewMetrics>(c)) {}
 

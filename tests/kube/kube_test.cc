@@ -541,6 +541,10 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
         &v);
     return v;
   };
+  std::string metrics;
+  lab::run("ip netns exec " + env->netns() + " curl -s 127.0.0.1:18181/metrics", &metrics);
+  EXPECT_NE(metrics.find("nsegress_controller_leader 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("nsegress_controller_ledger_conflicts_total"), std::string::npos);
   EXPECT_TRUE(lab::eventually([&] { return poolStatus() == "4/1/0/3/True"; }))
       << poolStatus() << "\n"
       << ctl.log();

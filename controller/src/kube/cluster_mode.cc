@@ -243,6 +243,12 @@ int runClusterMode(const ClusterModeOptions& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // coalesce a burst of events
     const bool leader = elector.isLeader();
+    metrics.leader.Set(leader ? 1 : 0);
+    // Counters follow the store's totals.
+    metrics.ledger_conflicts.Increment(static_cast<double>(store.conflicts()) -
+                                       metrics.ledger_conflicts.Value());
+    metrics.event_write_failures.Increment(static_cast<double>(store.eventFailures()) -
+                                           metrics.event_write_failures.Value());
     if (leader != was_leader) spdlog::info("{} leadership", leader ? "acquired" : "lost");
     was_leader = leader;
     if (!leader) {

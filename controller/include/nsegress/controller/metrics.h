@@ -4,6 +4,7 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -18,6 +19,10 @@ class ControllerMetrics {
   prometheus::Counter& reconcile_ok;
   prometheus::Counter& reconcile_error;
   prometheus::Histogram& reconcile_seconds;
+  // Cluster mode (standalone: leader stays 1, the others 0).
+  prometheus::Gauge& leader;                  // this replica leads (0/1)
+  prometheus::Counter& ledger_conflicts;      // writes the API server refused (stale version)
+  prometheus::Counter& event_write_failures;  // Events that could not be written
 
  private:
   ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r);

@@ -36,6 +36,7 @@ class KubeLedgerStore final : public controller::LedgerStore {
   // the writes of several controllers in the API server's order.
   std::vector<std::pair<int64_t, controller::AddressRecord>> writes() const;
   uint64_t conflicts() const { return conflicts_; }
+  uint64_t eventFailures() const { return event_failures_; }
 
  private:
   Status writeRecord(controller::AddressRecord& r);
