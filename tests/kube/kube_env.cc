@@ -50,6 +50,15 @@ KubeEnv::KubeEnv() {
             "http://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:2380"},
         d + "/etcd.log");
     startApiserver();
+    // The namespace controller alone: deleting a namespace completes (its
+    // contents removed, then the namespace) once no finalizer holds it.
+    controller_manager_ = std::make_unique<lab::Process>(
+        std::vector<std::string>{
+            "/usr/bin/ip", "netns", "exec", netns_, binDir() + "/kube-controller-manager",
+            "--kubeconfig=" + writeKubeconfig("admin-token"), "--controllers=namespace",
+            "--leader-elect=false", "--use-service-account-credentials=false", "--port=0",
+            "--secure-port=10257", "--cert-dir=" + d + "/kcm-certs"},
+        d + "/controller-manager.log");
   } catch (...) {
     this->~KubeEnv();
     throw;
@@ -104,6 +113,7 @@ std::string KubeEnv::apiserverLog() const {
 }
 
 KubeEnv::~KubeEnv() {
+  controller_manager_.reset();
   apiserver_.reset();
   etcd_.reset();
   lab::run("ip netns pids " + netns_ + " | xargs -r kill -9");

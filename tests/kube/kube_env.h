@@ -1,5 +1,6 @@
 // A real kube-apiserver (built from Debian's source by build-apiserver.sh)
-// with etcd, inside a private network namespace with only loopback. Tokens:
+// with etcd, inside a private network namespace with only loopback;
+// kube-controller-manager runs only the namespace controller. Tokens:
 // admin (system:masters), the controller's and the gateway's service accounts,
 // and "nobody" (no rights).
 #pragma once
@@ -46,7 +47,7 @@ class KubeEnv {
  private:
   void waitReady();
   std::string dir_, netns_;
-  std::unique_ptr<lab::Process> etcd_, apiserver_;
+  std::unique_ptr<lab::Process> etcd_, apiserver_, controller_manager_;
 };
 
 }  // namespace nsegress::testing

@@ -570,6 +570,10 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
       std::chrono::seconds(30)))
       << "the release finalizer must be removed once the address is quarantined";
   EXPECT_TRUE(lab::eventually([&] { return poolStatus() == "4/0/1/3/True"; })) << poolStatus();
+  // With the finalizer gone, the namespace controller completes the deletion.
+  EXPECT_TRUE(lab::eventually([&] { return env->kubectl("get ns pay", &out) != 0; },
+                              std::chrono::seconds(60)))
+      << "namespace pay still exists: " << out;
   ctl.signal(SIGTERM);
   EXPECT_EQ(ctl.wait(), 0);
 }
