@@ -126,6 +126,10 @@ HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,
   if (path == "/healthz") return {200, "text/plain", "ok\n"};
   if (path == "/metrics")
     return {200, "text/plain; version=0.0.4", ctx.metrics_text ? ctx.metrics_text() : ""};
+  if (!ctx.not_serving.empty()) return error(503, ctx.not_serving);
+  if (path == "/readyz")
+    return v.reconciles > 0 ? HttpResponse{200, "text/plain", "ok\n"}
+                            : error(503, "no reconcile yet");
   if (path == "/api/v1/namespaces") {
     json arr = json::array();
     for (const auto& [n, s] : v.statuses) arr.push_back(statusJson(s, v));

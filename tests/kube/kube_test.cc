@@ -574,8 +574,48 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
   EXPECT_TRUE(lab::eventually([&] { return env->kubectl("get ns pay", &out) != 0; },
                               std::chrono::seconds(60)))
       << "namespace pay still exists: " << out;
+
+  // The address's history is durable (in its EgressIP status): a new
+  // controller process still answers "who had this IP" for the old tenant.
+  std::string kinds, first_at;
+  env->kubectl("get egressip 198.51.100.200 -o jsonpath='{.status.history[*].kind}'", &kinds);
+  EXPECT_EQ(kinds, "Assigned Released");
+  env->kubectl("get egressip 198.51.100.200 -o jsonpath='{.status.history[0].at}'", &first_at);
   ctl.signal(SIGTERM);
   EXPECT_EQ(ctl.wait(), 0);
+  auto start = [&](const std::string& id, const std::string& port) {
+    return std::make_unique<lab::Process>(
+        std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
+                                 NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
+                                 env->writeKubeconfig("controller-token"), "--identity", id,
+                                 "--listen", "127.0.0.1:" + port, "--resync-seconds", "2"},
+        d + "/controller-" + id + ".log");
+  };
+  auto get = [&](const std::string& port, const std::string& path) {
+    std::string body;
+    lab::run("ip netns exec " + env->netns() + " curl -s -w ' %{http_code}' 127.0.0.1:" + port +
+                 "'" + path + "'",
+             &body);
+    return body;
+  };
+  auto leader = start("cluster-test-2", "18182");
+  ASSERT_TRUE(lab::eventually([&] { return get("18182", "/readyz") == "ok\n 200"; },
+                              std::chrono::seconds(30)))
+      << get("18182", "/readyz") << "\n"
+      << leader->log();
+  const std::string who = get("18182", "/api/v1/who-had?ip=198.51.100.200&at=" + first_at);
+  EXPECT_NE(who.find("\"namespace\": \"pay\""), std::string::npos) << who;
+  EXPECT_NE(who.find(" 200"), std::string::npos) << who;
+  // A standby is alive but not ready, and hands out no list.
+  auto standby = start("cluster-test-3", "18183");
+  ASSERT_TRUE(lab::eventually([&] { return get("18183", "/healthz") == "ok\n 200"; }));
+  EXPECT_NE(get("18183", "/readyz").find("503"), std::string::npos);
+  EXPECT_NE(get("18183", "/feeds/edl/lab").find("503"), std::string::npos);
+  EXPECT_NE(get("18182", "/feeds/edl/lab").find(" 200"), std::string::npos);
+  standby->signal(SIGTERM);
+  leader->signal(SIGTERM);
+  EXPECT_EQ(standby->wait(), 0);
+  EXPECT_EQ(leader->wait(), 0);
 }
 
 // ---- the whole story in a cluster: controller + gateway, real traffic --------------

@@ -456,6 +456,32 @@ TEST(Manifests, UnreadableOrBrokenFileKeepsItsLastGoodObjects) {
 
 // ---- API ------------------------------------------------------------------------
 
+TEST(Api, AReplicaThatIsNotServingNeverHandsOutAList) {
+  // A standby (not the leader) has no loaded ledger: an empty feed would tell
+  // a firewall to allow nobody. It answers 503 instead, and is not ready.
+  World w = base();
+  addNs(w, "pay", {{kPoolAnnotation, "dmz"}});
+  Sim s;
+  auto a = s.step(w, kT0);
+  auto v = std::make_shared<View>();
+  ApiContext standby{v, nullptr, [] { return std::string("m 1\n"); }, "not the leader"};
+  for (const char* t : {"/feeds/edl/dmz", "/feeds/assignments.json", "/api/v1/addresses",
+                        "/api/v1/namespaces", "/api/v1/who-had?ip=203.0.113.10", "/readyz"}) {
+    auto r = handleRequest(standby, "GET", t);
+    EXPECT_EQ(r.status, 503) << t;
+    EXPECT_NE(r.body.find("not the leader"), std::string::npos) << t;
+  }
+  EXPECT_EQ(handleRequest(standby, "GET", "/healthz").status, 200) << "alive, just not serving";
+  EXPECT_EQ(handleRequest(standby, "GET", "/metrics").status, 200);
+  ApiContext starting{v, nullptr, nullptr};
+  EXPECT_EQ(handleRequest(starting, "GET", "/readyz").status, 503) << "no reconcile yet";
+  v->ledger = a.ledger;
+  v->pools = w.pools;
+  v->reconciles = 1;
+  EXPECT_EQ(handleRequest(starting, "GET", "/readyz").status, 200);
+  EXPECT_EQ(handleRequest(starting, "GET", "/feeds/edl/dmz").body, "203.0.113.10\n");
+}
+
 TEST(Api, RoutesFeedsAndMalformedRequests) {
   World w = base();
   addNs(w, "pay", {{kPoolAnnotation, "dmz"}});

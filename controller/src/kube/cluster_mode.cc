@@ -207,6 +207,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     elector.release();  // fast hand-over to the standby
   });
 
+  std::atomic<bool> serving{false};
   boost::asio::io_context io;
   std::unique_ptr<controller::HttpServer> server;
   if (!o.listen.empty()) {
@@ -215,7 +216,9 @@ int runClusterMode(const ClusterModeOptions& o) {
         io, o.listen.substr(0, colon), static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))),
         [&](const std::string& m, const std::string& t) {
           return controller::handleRequest(
-              controller::ApiContext{ctl.view(), &store, [&] { return metrics.text(); }}, m, t);
+              controller::ApiContext{ctl.view(), &store, [&] { return metrics.text(); },
+                                     serving ? "" : "not serving: this replica is not the leader"},
+              m, t);
         });
     if (!s) {
       spdlog::error("{}", s.error().message);
@@ -233,6 +236,8 @@ int runClusterMode(const ClusterModeOptions& o) {
   std::signal(SIGINT, [](int) { g_stop = true; });
   spdlog::info("cluster mode: {} as {}", cfg->source, identity);
   bool started = false, was_leader = false;
+  // Written here, read by the HTTP thread: serve only as a leader whose
+  // ledger is loaded and reconciled.
   std::map<std::string, WrittenPool> pool_status;
   while (!g_stop) {
     {
@@ -252,6 +257,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     if (leader != was_leader) spdlog::info("{} leadership", leader ? "acquired" : "lost");
     was_leader = leader;
     if (!leader) {
+      serving = false;
       started = false;  // a new term starts from the API server's ledger
       pool_status.clear();
       continue;
@@ -276,6 +282,7 @@ int runClusterMode(const ClusterModeOptions& o) {
       continue;
     }
     metrics.reconcile_ok.Increment();
+    serving = true;
     if (r->changed || r->events)
       spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
     const auto view = ctl.view();

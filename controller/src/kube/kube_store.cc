@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace nsegress::kube {
 
@@ -21,7 +23,15 @@ controller::Seconds parse3339(const std::string& s) {
   return static_cast<controller::Seconds>(timegm(&tm));
 }
 
-json statusOf(const AddressRecord& r) {
+json historyEntry(const controller::AuditEvent& e) {
+  json h{{"at", controller::formatTime(e.at)}, {"kind", e.kind}};
+  if (!e.ns.empty()) h["namespace"] = e.ns;
+  if (!e.node.empty()) h["node"] = e.node;
+  if (!e.message.empty()) h["message"] = e.message.substr(0, 512);
+  return h;
+}
+
+json statusOf(const AddressRecord& r, const json& history) {
   // Empty optional fields are omitted (absent reads back as empty): the test
   // API server (1.20 built with Go 1.19) decodes "" in a CRD status as null.
   json s{{"state", controller::toString(r.state)}};
@@ -30,6 +40,7 @@ json statusOf(const AddressRecord& r) {
   if (r.assigned_at) s["assignedAt"] = controller::formatTime(r.assigned_at);
   if (r.released_at) s["releasedAt"] = controller::formatTime(r.released_at);
   if (r.quarantine_until) s["quarantineUntil"] = controller::formatTime(r.quarantine_until);
+  if (!history.empty()) s["history"] = history;
   return s;
 }
 
@@ -61,6 +72,8 @@ Result<controller::Ledger> KubeLedgerStore::load() {
   if (!j.is_object() || !j["items"].is_array())
     return makeError(EPROTO, "list egressips: malformed response");
   controller::Ledger out;
+  std::lock_guard l(mu_);
+  history_.clear();
   for (const auto& item : j["items"]) {
     // Unknown fields are ignored; an object without a usable ip is skipped.
     auto ip = IpAddress::parse(item["spec"].value("ip", ""));
@@ -78,16 +91,24 @@ Result<controller::Ledger> KubeLedgerStore::load() {
     rec.quarantine_until = parse3339(st.value("quarantineUntil", ""));
     rec.version = item["metadata"].value("resourceVersion", "");
     out[*ip] = rec;
+    if (st.contains("history") && st["history"].is_array()) history_[*ip] = st["history"];
   }
   return out;
 }
 
 Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
+  // This address's history: what it had, plus this commit's events for it,
+  // written in the same conditional update as the record itself.
+  json history = history_.count(r.ip) ? history_[r.ip] : json::array();
+  if (auto it = pending_history_.find(r.ip.str()); it != pending_history_.end())
+    for (const auto& h : it->second) history.push_back(h);
+  if (history.size() > kHistoryMax)
+    history.erase(history.begin(), history.begin() + (history.size() - kHistoryMax));
   json obj{{"apiVersion", "nsegress.io/v1alpha1"},
            {"kind", "EgressIP"},
            {"metadata", {{"name", egressIpObjectName(r.ip)}, {"resourceVersion", rv}}},
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}},
-           {"status", statusOf(r)}};
+           {"status", statusOf(r, history)}};
   auto resp = client_.request(
       "PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status", obj.dump());
   if (!resp) return resp.error();
@@ -96,6 +117,7 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
   auto j = json::parse(resp->body, nullptr, false);
   const std::string new_rv = j.is_object() ? j["metadata"].value("resourceVersion", "") : "";
   r.version = new_rv;
+  history_[r.ip] = std::move(history);
   writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
   return okStatus();
 }
@@ -123,13 +145,21 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
                                const std::vector<controller::AuditEvent>& events,
                                const std::map<std::string, std::string>& meta) {
   std::lock_guard l(mu_);
+  // Events about an address that this commit writes go into that address's
+  // history (durable, same write); the rest are kept in memory (and as
+  // Kubernetes Events).
+  std::set<std::string> written;
+  for (const auto& r : changed) written.insert(r.ip.str());
+  pending_history_.clear();
+  for (const auto& e : events)
+    if (written.count(e.ip)) pending_history_[e.ip].push_back(historyEntry(e));
   // Releases first, as in the SQLite store, then assignments.
   for (int pass = 0; pass < 2; ++pass)
     for (auto& r : changed)
       if ((r.state == AddressState::kAssigned) == (pass == 1))
         if (auto s = writeRecord(r); !s) return s;
   for (const auto& e : events) {
-    events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
+    if (!written.count(e.ip)) events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
     emitEvent(e);
   }
   if (!meta.empty()) {
@@ -186,10 +216,31 @@ void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
 }
 
 Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t since, size_t limit) {
+  // Durable: every address's history from its EgressIP status (as of the
+  // last load or write), merged in time order with this process's events
+  // that changed no address (refusals, pending reasons; those are also
+  // Kubernetes Events). Ids are positions in that order.
   std::lock_guard l(mu_);
+  std::vector<controller::AuditEvent> all;
+  for (const auto& [ip, hist] : history_)
+    for (const auto& h : hist) {
+      if (!h.is_object()) continue;
+      controller::AuditEvent e;
+      e.at = parse3339(h.value("at", ""));
+      e.kind = h.value("kind", "");
+      e.ns = h.value("namespace", "");
+      e.ip = ip.str();
+      e.node = h.value("node", "");
+      e.message = h.value("message", "");
+      all.push_back(std::move(e));
+    }
+  for (const auto& e : events_) all.push_back(e.event);
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.at < b.at; });
   std::vector<controller::StoredEvent> out;
-  for (const auto& e : events_)
-    if (e.id > since && out.size() < limit) out.push_back(e);
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(since, 0));
+       i < all.size() && out.size() < limit; ++i)
+    out.push_back({static_cast<int64_t>(i) + 1, all[i]});
   return out;
 }
 

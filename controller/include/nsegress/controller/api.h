@@ -30,6 +30,11 @@ struct ApiContext {
   std::shared_ptr<const View> view;
   LedgerStore* store = nullptr;               // audit log
   std::function<std::string()> metrics_text;  // Prometheus exposition
+  // Non-empty: this replica does not serve data (cluster mode: not the
+  // leader, or its ledger is not loaded yet). Data endpoints and /readyz
+  // answer 503 with this reason, so a Service routes readers to the leader
+  // and a standby never hands a firewall an empty or stale list.
+  std::string not_serving;
 };
 
 HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,

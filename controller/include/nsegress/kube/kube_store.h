@@ -12,6 +12,7 @@
 
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "nsegress/controller/store.h"
 #include "nsegress/kube/client.h"
@@ -28,8 +29,11 @@ class KubeLedgerStore final : public controller::LedgerStore {
   Status commit(std::vector<controller::AddressRecord>& changed,
                 const std::vector<controller::AuditEvent>& events,
                 const std::map<std::string, std::string>& meta = {}) override;
-  // This process's audit events (Kubernetes Events are the durable record).
+  // The durable audit trail is each address's history in its EgressIP status
+  // (the last kHistoryMax changes, written atomically with the record); see
+  // audit() in kube_store.cc for how it is merged.
   Result<std::vector<controller::StoredEvent>> audit(int64_t since, size_t limit) override;
+  static constexpr size_t kHistoryMax = 64;
   Result<std::optional<std::string>> meta(const std::string& key) override;
 
   // Every successful write: (resourceVersion, record). Tests use it to replay
@@ -47,6 +51,8 @@ class KubeLedgerStore final : public controller::LedgerStore {
   std::string state_ns_;
   std::vector<controller::StoredEvent> events_;
   std::vector<std::pair<int64_t, controller::AddressRecord>> writes_;
+  std::map<IpAddress, nlohmann::json> history_;  // status.history per address
+  std::map<std::string, std::vector<nlohmann::json>> pending_history_;  // this commit's, by ip
   uint64_t conflicts_ = 0;
   uint64_t event_failures_ = 0;
   mutable std::mutex mu_;
