@@ -55,6 +55,7 @@ class Allocator {
   Allocation run() {
     expireQuarantines();
     releaseGone();
+    releaseDuplicates();
     for (const auto& [name, ns] : w_.namespaces)
       if (annotated(ns)) reconcileNamespace(ns);
     for (const auto& [ip, rec] : out_.ledger) {
@@ -111,6 +112,22 @@ class Allocator {
         release(r, "namespace deleted");
       else if (!annotated(it->second))
         release(r, "annotation removed");
+    }
+  }
+
+  // One address per namespace. Two controllers that both believed they led
+  // (split brain, diverging views) can each have assigned one: the lowest is
+  // kept (the one gateways already use, see kube::gatewayView) and the others
+  // are released into quarantine under the same namespace — never to anyone
+  // else.
+  void releaseDuplicates() {
+    std::map<std::string, IpAddress> kept;
+    for (auto& [ip, r] : out_.ledger) {
+      if (r.state != AddressState::kAssigned) continue;
+      auto [it, first] = kept.emplace(r.ns, ip);
+      if (!first)
+        release(r, "a second address for the namespace (assigned concurrently); keeping " +
+                       it->second.str());
     }
   }
 

@@ -1,5 +1,6 @@
 #include "nsegress/kube/informer.h"
 
+#include <cctype>
 #include <random>
 
 namespace nsegress::kube {
@@ -92,23 +93,56 @@ std::string Informer::keyOf(const json& o) const {
   return ns.empty() ? m.value("name", "") : ns + "/" + m.value("name", "");
 }
 
-bool Informer::list() {
-  Client c(cfg_, ClientOptions{50, 100, std::chrono::seconds(30)});
-  auto r = c.request("GET", path_);
-  if (!r || r->status != 200) return false;
-  auto j = json::parse(r->body, nullptr, false);
-  if (!j.is_object() || !j["items"].is_array()) return false;
-  std::map<std::string, json> fresh;
-  for (const auto& item : j["items"]) {
-    json t = trim_(item);
-    const std::string k = keyOf(t);
-    if (!k.empty()) fresh[k] = std::move(t);
+namespace {
+std::string percentEncode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string o;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      o += static_cast<char>(c);
+    } else {
+      o += '%';
+      o += hex[c >> 4];
+      o += hex[c & 15];
+    }
   }
+  return o;
+}
+}  // namespace
+
+bool Informer::list() {
+  // Paginated (limit/continue), each page trimmed as it arrives: a cluster's
+  // full Pod list is far larger than what the cache keeps.
+  Client c(cfg_, ClientOptions{50, 100, std::chrono::seconds(30)});
+  const char sep = path_.find('?') == std::string::npos ? '?' : '&';
+  std::map<std::string, json> fresh;
+  std::string cont, rv;
+  size_t pages = 0;
+  do {
+    std::string url = path_ + sep + "limit=" + std::to_string(page_size_);
+    if (!cont.empty()) url += "&continue=" + percentEncode(cont);
+    auto r = c.request("GET", url);
+    // 410 on a continue: the snapshot expired mid-list; start over (backoff).
+    if (!r || r->status != 200) return false;
+    auto j = json::parse(r->body, nullptr, false);
+    if (!j.is_object() || !j["items"].is_array()) return false;
+    for (const auto& item : j["items"]) {
+      json t = trim_(item);
+      const std::string k = keyOf(t);
+      if (!k.empty()) fresh[k] = std::move(t);
+    }
+    const auto& meta = j.value("metadata", json::object());
+    rv = meta.value("resourceVersion", rv);
+    cont = meta.value("continue", "");
+    ++pages;
+  } while (!cont.empty() && !stop_);
+  if (stop_) return false;
   {
     std::lock_guard l(mu_);
     items_ = std::move(fresh);
-    rv_ = j["metadata"].value("resourceVersion", "");
+    rv_ = rv;
     stats_.lists++;
+    stats_.list_pages += pages;
   }
   synced_ = true;
   on_change_();

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "kube_env.h"
@@ -230,6 +231,27 @@ TEST_F(KubeApi, InformerResumesAfterAnApiServerRestart) {
   inf.stop();
   const auto st = inf.stats();
   EXPECT_GE(st.watches, 2u) << "the watch was re-established";
+}
+
+TEST_F(KubeApi, InformerListsInPages) {
+  // Page size 1: the API server's namespaces span several pages; the cache
+  // must equal one unpaginated list.
+  auto c = client();
+  auto all = c.request("GET", "/api/v1/namespaces");
+  ASSERT_TRUE(all && all->status == 200);
+  std::set<std::string> want;
+  const json listed = json::parse(all->body);
+  for (const auto& i : listed["items"]) want.insert(i["metadata"]["name"].get<std::string>());
+  ASSERT_GE(want.size(), 3u);
+  kube::Informer inf(env->admin(), "/api/v1/namespaces", kube::trimNamespace, [] {});
+  inf.setPageSize(1);
+  inf.start();
+  ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
+  std::set<std::string> got;
+  for (const auto& [k, v] : inf.snapshot()) got.insert(k);
+  inf.stop();
+  EXPECT_TRUE(std::includes(got.begin(), got.end(), want.begin(), want.end()));
+  EXPECT_GE(inf.stats().list_pages, want.size());
 }
 
 TEST_F(KubeApi, InformerRelistsAfter410Gone) {

@@ -176,6 +176,32 @@ TEST(Allocator, GatewayFailureMovesTheAddressNotTheIp) {
   EXPECT_FALSE(gws["gw-a"].namespaces[0].egress_v4) << "fail-closed on the old gateway";
 }
 
+TEST(Allocator, TwoAddressesForOneNamespaceConvergeToOne) {
+  // Split brain: two controllers with diverging views each assigned "pay" an
+  // address. The next reconcile keeps the lower and quarantines the other
+  // under pay (never handed to another namespace before its quarantine ends).
+  World w = base();
+  addNs(w, "pay", {{kPoolAnnotation, "dmz"}});
+  Sim s;
+  s.step(w, kT0);
+  ASSERT_EQ(s.st("pay").ip, ip("203.0.113.10"));
+  AddressRecord dup = s.ledger.at(ip("203.0.113.10"));
+  dup.ip = ip("203.0.113.12");
+  s.ledger[dup.ip] = dup;
+  auto a = s.step(w, kT0 + 1);
+  EXPECT_EQ(s.st("pay").ip, ip("203.0.113.10"));
+  EXPECT_EQ(s.ledger.at(ip("203.0.113.10")).state, AddressState::kAssigned);
+  const auto& q = s.ledger.at(ip("203.0.113.12"));
+  EXPECT_EQ(q.state, AddressState::kQuarantined);
+  EXPECT_EQ(q.ns, "pay");
+  ASSERT_FALSE(a.events.empty());
+  EXPECT_EQ(a.events[0].kind, "Released");
+  EXPECT_NE(a.events[0].message.find("keeping 203.0.113.10"), std::string::npos);
+  addNs(w, "shop", {{kPoolAnnotation, "dmz"}});
+  s.step(w, kT0 + 2);
+  EXPECT_EQ(s.st("shop").ip, ip("203.0.113.13")) << "not pay's quarantined address";
+}
+
 TEST(Allocator, PodAddressesThatAreNotThePodsOwnAreNeverTranslated) {
   // A finished pod keeps its podIP in status after the network plugin has
   // handed the address to a new pod, possibly of another namespace; a

@@ -1,5 +1,5 @@
 // List-then-watch cache of one resource (an informer, after client-go):
-// lists, then watches from the list's resourceVersion with bookmarks; a
+// lists (in pages of 500), then watches from the list's resourceVersion with bookmarks; a
 // watch that ends is resumed from the last version seen; 410 Gone relists;
 // errors back off exponentially with jitter (no busy loop). The cache keeps
 // only the fields nsegress uses (`trim`), so memory stays lean.
@@ -18,7 +18,8 @@
 namespace nsegress::kube {
 
 struct InformerStats {
-  uint64_t lists = 0, watches = 0, events = 0, relists_410 = 0, errors = 0, bookmarks = 0;
+  uint64_t lists = 0, list_pages = 0, watches = 0, events = 0, relists_410 = 0, errors = 0,
+           bookmarks = 0;
 };
 
 class Informer {
@@ -26,6 +27,8 @@ class Informer {
   using Trim = std::function<nlohmann::json(const nlohmann::json&)>;
   Informer(KubeConfig cfg, std::string path, Trim trim, std::function<void()> on_change);
   ~Informer();
+  // Objects per list page (limit/continue); set before start().
+  void setPageSize(size_t n) { page_size_ = n; }
   void start();
   void stop();
   bool synced() const { return synced_; }
@@ -44,6 +47,7 @@ class Informer {
   std::function<void()> on_change_;
   std::atomic<bool> stop_{false}, synced_{false};
   std::string rv_;
+  size_t page_size_ = 500;
   mutable std::mutex mu_;
   std::map<std::string, nlohmann::json> items_;
   InformerStats stats_;
