@@ -55,6 +55,13 @@ void Agent::armResync() {
 
 void Agent::loadAndReconcile(bool full) {
   auto s = source_.load();
+  if (metrics_) {
+    const auto h = source_.health();
+    metrics_->source_synced.Set(h.synced ? 1 : 0);
+    metrics_->source_errors.Set(static_cast<double>(h.errors));
+    metrics_->source_relists.Set(static_cast<double>(h.relists));
+    metrics_->source_warnings.Set(static_cast<double>(h.warnings));
+  }
   if (!s && s.error().code == EAGAIN && !last_good_) {
     // A source still starting (an API server not listed yet): not an error.
     spdlog::info("desired state not available yet, kernel left as found: {}", s.error().message);

@@ -40,6 +40,18 @@ std::string KubeStateSource::describe() const {
   return "the Kubernetes API (node " + node_ + ")";
 }
 
+SourceHealth KubeStateSource::health() const {
+  SourceHealth h;
+  h.warnings = warning_count_;
+  for (const auto* i : {egressips_.get(), namespaces_.get(), pods_.get()}) {
+    const auto st = i->stats();
+    h.synced = h.synced && i->synced();
+    h.errors += st.errors;
+    h.relists += st.relists_410;
+  }
+  return h;
+}
+
 Result<DesiredState> KubeStateSource::load() {
   std::string waiting;
   for (auto [name, inf] :
@@ -54,6 +66,7 @@ Result<DesiredState> KubeStateSource::load() {
   for (const auto& w : now)
     if (!last_warnings_.count(w)) spdlog::warn("{}", w);
   last_warnings_ = std::move(now);
+  warning_count_ = last_warnings_.size();
   // The generation counts changes of content, so an unchanged view is not
   // reported as a new state.
   if (!last_ || !(last_->namespaces == v.state.namespaces)) ++generation_;

@@ -48,6 +48,16 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
       state_generation(gauge(*r, "nsegress_gateway_desired_state_generation",
                              "Generation of the desired state last applied")),
       namespaces(gauge(*r, "nsegress_gateway_namespaces", "Namespaces in the desired state")),
+      source_synced(gauge(*r, "nsegress_gateway_state_source_synced",
+                          "1 when the desired-state source has a complete view (Kubernetes: "
+                          "every informer has listed)")),
+      source_errors(gauge(*r, "nsegress_gateway_state_source_errors",
+                          "Failed lists and watches of the state source since start")),
+      source_relists(
+          gauge(*r, "nsegress_gateway_state_source_relists", "Relists after 410 Gone since start")),
+      source_warnings(gauge(*r, "nsegress_gateway_state_source_warnings",
+                            "Objects skipped or ambiguous in the current view (e.g. a pod "
+                            "address claimed by two namespaces)")),
       last_success(gauge(*r, "nsegress_gateway_last_success_timestamp_seconds",
                          "Unix time of the last successful reconcile")),
       registry_(std::move(r)),

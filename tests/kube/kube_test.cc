@@ -693,12 +693,12 @@ metadata: {name: shop, annotations: {nsegress.io/pool: edge}}
   auto admin = client();
   createPod(admin, "shop", "web", "10.77.0.5");
 
-  auto& gw =
-      lab.spawn(lab.gw(),
-                {lab::gatewayPath(), "--uplink", lab::Lab::kUplink, "--kubernetes", "--kubeconfig",
-                 env->writeKubeconfig("gateway-token", server), "--node-name", "gw-k2",
-                 "--resync-seconds", "2", "--garp-interval-ms", "50"},
-                "gateway.log");
+  auto& gw = lab.spawn(
+      lab.gw(),
+      {lab::gatewayPath(), "--uplink", lab::Lab::kUplink, "--kubernetes", "--kubeconfig",
+       env->writeKubeconfig("gateway-token", server), "--node-name", "gw-k2", "--resync-seconds",
+       "2", "--garp-interval-ms", "50", "--metrics-address", "127.0.0.1:19464"},
+      "gateway.log");
   auto ctl = std::make_unique<lab::Process>(
       std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
                                NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
@@ -720,6 +720,10 @@ metadata: {name: shop, annotations: {nsegress.io/pool: edge}}
   EXPECT_NE(lab.exec(lab.gw(), "ip -4 addr show dev up0").find("203.0.113.40/32"),
             std::string::npos);
   phase("pod traffic leaves as 203.0.113.40");
+  const std::string gw_metrics = lab.exec(lab.gw(), "curl -s 127.0.0.1:19464/metrics");
+  EXPECT_NE(gw_metrics.find("nsegress_gateway_state_source_synced 1"), std::string::npos)
+      << gw_metrics;
+  EXPECT_NE(gw_metrics.find("nsegress_gateway_state_source_warnings 0"), std::string::npos);
 
   // The controller is down: the gateway still follows pod churn from the API.
   ctl->signal(SIGTERM);

@@ -6,6 +6,7 @@
 // last contents, so the data path stays as it was.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <set>
@@ -29,12 +30,14 @@ class KubeStateSource final : public DesiredStateSource {
   int watchFd() const override { return event_fd_; }
   void drain() override;
   std::string describe() const override;
+  SourceHealth health() const override;
 
  private:
   std::string node_;
   int event_fd_ = -1;
   std::unique_ptr<kube::Informer> egressips_, namespaces_, pods_;
   std::set<std::string> last_warnings_;  // each warning is logged once, not per load
+  std::atomic<uint64_t> warning_count_{0};
   uint64_t generation_ = 0;
   std::optional<DesiredState> last_;
 };

@@ -48,6 +48,10 @@ class GatewayMetrics {
   prometheus::Counter& state_errors;
   prometheus::Gauge& state_generation;
   prometheus::Gauge& namespaces;
+  prometheus::Gauge& source_synced;
+  prometheus::Gauge& source_errors;
+  prometheus::Gauge& source_relists;
+  prometheus::Gauge& source_warnings;
   prometheus::Gauge& last_success;
 
  private:

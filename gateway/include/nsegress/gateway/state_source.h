@@ -1,7 +1,8 @@
-// Where the desired state comes from. Today: a JSON file written by the
-// controller or by hand. Later: a network channel from the controller.
+// Where the desired state comes from: a JSON file (written by the standalone
+// controller or by hand), or the Kubernetes API (kube_source.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "nsegress/common/desired_state.h"
@@ -9,9 +10,18 @@
 
 namespace nsegress::gateway {
 
+// How a source is doing, for metrics (a file source is always "synced").
+struct SourceHealth {
+  bool synced = true;     // has a complete view (Kubernetes: every informer listed)
+  uint64_t errors = 0;    // failed lists/watches so far
+  uint64_t relists = 0;   // relists after 410 Gone
+  uint64_t warnings = 0;  // objects skipped or ambiguous in the current view
+};
+
 class DesiredStateSource {
  public:
   virtual ~DesiredStateSource() = default;
+  virtual SourceHealth health() const { return {}; }
   // The current desired state, or why it cannot be used.
   virtual Result<DesiredState> load() = 0;
   // A file descriptor that becomes readable when the state may have changed
