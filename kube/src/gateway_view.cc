@@ -3,6 +3,7 @@
 #include <set>
 
 #include "nsegress/common/kubernetes.h"
+#include "nsegress/kube/informer.h"
 
 namespace nsegress::kube {
 
@@ -59,21 +60,13 @@ GatewayView gatewayView(const std::string& node, const std::map<std::string, jso
       slot = *ip;
     }
   }
-  for (const auto& [key, p] : pods) {
-    const auto& meta = obj(p, "metadata");
-    auto it = listed.find(str(meta, "namespace"));
+  for (const auto& [key, cached] : pods) {
+    auto p = cachedPod(cached);
+    if (!p) continue;
+    auto it = listed.find(p->ns);
     if (it == listed.end()) continue;
-    const auto& spec = obj(p, "spec");
-    const auto& st = obj(p, "status");
-    const bool host_net = spec.contains("hostNetwork") && spec["hostNetwork"] == true;
-    if (!podOwnsItsAddresses(str(st, "phase"), host_net)) continue;
-    std::vector<std::string> texts;
-    if (st.contains("podIPs") && st["podIPs"].is_array()) {
-      for (const auto& e : st["podIPs"]) texts.push_back(str(e, "ip"));
-    } else if (!str(st, "podIP").empty()) {
-      texts.push_back(str(st, "podIP"));
-    }
-    for (const auto& t : texts) {
+    if (!podOwnsItsAddresses(p->phase, p->host_network)) continue;
+    for (const auto& t : p->ips) {
       if (t.empty()) continue;
       if (auto ip = IpAddress::parse(t))
         it->second.pod_ips.push_back(*ip);

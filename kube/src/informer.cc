@@ -27,13 +27,34 @@ json trimNamespace(const json& o) {
                                     "finalizers", "resourceVersion"})}};
 }
 json trimPod(const json& o) {
-  json status = pick(o.value("status", json::object()), {"podIPs", "podIP", "phase"});
-  return json{{"apiVersion", "v1"},
-              {"kind", "Pod"},
-              {"metadata", meta(o, {"name", "namespace"})},
-              {"spec", pick(o.value("spec", json::object()), {"nodeName", "hostNetwork"})},
-              {"status", status}};
+  const json& m = o.is_object() ? o.value("metadata", json::object()) : json::object();
+  const json& spec = o.is_object() ? o.value("spec", json::object()) : json::object();
+  const json& st = o.is_object() ? o.value("status", json::object()) : json::object();
+  auto str = [](const json& obj, const char* k) {
+    auto it = obj.is_object() ? obj.find(k) : obj.end();
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string ns = str(m, "namespace");
+  json t = json::array({ns.empty() ? "default" : ns, str(m, "name"), str(st, "phase"),
+                        spec.is_object() && spec.value("hostNetwork", json()) == true});
+  if (st.is_object() && st.contains("podIPs") && st["podIPs"].is_array()) {
+    for (const auto& e : st["podIPs"]) t.push_back(str(e, "ip"));
+  } else if (!str(st, "podIP").empty()) {
+    t.push_back(str(st, "podIP"));
+  }
+  return t;
 }
+
+std::optional<CachedPod> cachedPod(const json& t) {
+  if (!t.is_array() || t.size() < 4 || !t[0].is_string() || !t[1].is_string() ||
+      !t[2].is_string() || !t[3].is_boolean())
+    return std::nullopt;
+  CachedPod p{t[0], t[1], t[2], t[3].get<bool>(), {}};
+  for (size_t i = 4; i < t.size(); ++i)
+    if (t[i].is_string()) p.ips.push_back(t[i]);
+  return p;
+}
+
 json trimNode(const json& o) {
   json conds = json::array();
   for (const auto& c : o.value("status", json::object()).value("conditions", json::array()))
@@ -88,6 +109,7 @@ InformerStats Informer::stats() const {
 }
 
 std::string Informer::keyOf(const json& o) const {
+  if (auto p = cachedPod(o)) return p->name.empty() ? "" : p->ns + "/" + p->name;
   const auto& m = o.value("metadata", json::object());
   const std::string ns = m.value("namespace", "");
   return ns.empty() ? m.value("name", "") : ns + "/" + m.value("name", "");

@@ -153,6 +153,10 @@ TEST_F(KubeApi, RbacDeniesWhatTheManifestsDoNotGrant) {
   auto nobody = client("nobody-token");
   auto status = [](Result<kube::Response> r) { return r ? r->status : -1; };
   EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egressips")), 200);
+  EXPECT_EQ(status(gw.request("GET", "/api/v1/pods")), 200);
+  EXPECT_EQ(status(gw.request("GET", "/api/v1/nodes")), 403) << "the gateway needs no nodes";
+  EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egresspools")), 403);
+  EXPECT_EQ(status(gw.request("GET", "/api/v1/namespaces/kube-system/secrets")), 403);
   EXPECT_EQ(status(gw.request("POST", "/apis/nsegress.io/v1alpha1/egressips", eip)), 403)
       << "the gateway only reads";
   EXPECT_EQ(status(gw.request("PATCH", "/api/v1/namespaces/default",

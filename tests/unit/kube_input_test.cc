@@ -35,10 +35,19 @@ TEST(KubeInput, UnknownFieldsAreIgnored) {
 
 TEST(KubeInput, MissingFieldsAreHandled) {
   // A pod without status (pending), a node without conditions, a namespace without annotations.
-  auto pod = controller::parseManifests(
-      trimPod(json::parse(R"({"metadata":{"name":"p","namespace":"a"}})")).dump(), "api");
-  ASSERT_TRUE(pod) << pod.error().message;
-  EXPECT_TRUE(pod->pods.at(0).ips.empty());
+  auto pod = cachedPod(trimPod(json::parse(R"({"metadata":{"name":"p","namespace":"a"}})")));
+  ASSERT_TRUE(pod);
+  EXPECT_EQ(pod->ns, "a");
+  EXPECT_TRUE(pod->ips.empty());
+  EXPECT_EQ(pod->phase, "");
+  // Wrong types are dropped, not trusted: a numeric IP, a string hostNetwork.
+  auto odd = cachedPod(trimPod(json::parse(
+      R"({"metadata":{"name":"q"},"spec":{"hostNetwork":"yes"},"status":{"podIPs":[{"ip":7},{"ip":"10.0.0.1"}],"phase":3}})")));
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->ns, "default");
+  EXPECT_FALSE(odd->host_network);
+  EXPECT_EQ(odd->ips, (std::vector<std::string>{"", "10.0.0.1"}));
+  EXPECT_FALSE(cachedPod(json::object())) << "not a cached pod";
   auto node = controller::parseManifests(
       trimNode(json::parse(R"({"metadata":{"name":"n"}})")).dump(), "api");
   ASSERT_TRUE(node) << node.error().message;

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <thread>
 
+#include "nsegress/common/kubernetes.h"
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/http_server.h"
 #include "nsegress/controller/manifests.h"
@@ -42,11 +43,30 @@ controller::World buildWorld(const std::vector<const Informer*>& informers,
   controller::World w;
   for (const auto* inf : informers) {
     for (const auto& [key, obj] : inf->snapshot()) {
-      if (obj["kind"] == "Namespace") {
+      // Pods (compact cache entries) directly, with the same rules as
+      // manifests: only addresses that are the pod's own, each validated.
+      if (auto p = cachedPod(obj)) {
+        controller::Pod pod{p->ns, p->name, "", {}};
+        bool ok = true;
+        if (podOwnsItsAddresses(p->phase, p->host_network))
+          for (size_t j = 0; j < p->ips.size() && ok; ++j) {
+            auto a = IpAddress::parse(p->ips[j]);
+            if (a) {
+              pod.ips.push_back(*a);
+            } else {
+              ok = false;
+              errors.push_back({"api:" + key, "status.podIPs[" + std::to_string(j) + "]: \"" +
+                                                  p->ips[j] + "\" is not an IP address"});
+            }
+          }
+        if (ok) w.pods.push_back(std::move(pod));
+        continue;
+      }
+      if (obj.value("kind", "") == "Namespace") {
         namespaces_raw[key] = obj;
         // A namespace being deleted is gone for the allocator: its address is
         // released; the finalizer holds the namespace until that is recorded.
-        if (obj["metadata"].contains("deletionTimestamp")) continue;
+        if (obj.value("metadata", json::object()).contains("deletionTimestamp")) continue;
       }
       auto parsed = controller::parseManifests(obj.dump(), "api:" + key);
       if (!parsed) {

@@ -10,8 +10,10 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "nsegress/kube/client.h"
 
@@ -56,7 +58,16 @@ class Informer {
 
 // Trims for the kinds the controller and the gateway watch.
 nlohmann::json trimNamespace(const nlohmann::json& o);
+// Pods, the bulk of every cache, are kept as a compact array
+// [namespace, name, phase, hostNetwork, ip...] rather than an object:
+// 0.56 KB instead of 2.1 KB per pod (bench/results/cache_memory.md).
 nlohmann::json trimPod(const nlohmann::json& o);
+struct CachedPod {
+  std::string ns, name, phase;
+  bool host_network = false;
+  std::vector<std::string> ips;  // as the API reported them (not validated)
+};
+std::optional<CachedPod> cachedPod(const nlohmann::json& trimmed);
 nlohmann::json trimNode(const nlohmann::json& o);
 nlohmann::json trimEgressPool(const nlohmann::json& o);
 nlohmann::json trimEgressIP(const nlohmann::json& o);
