@@ -177,19 +177,26 @@ void Lab::build() {
   must("ip -n " + gw() + " link set " + kUplink + " up");
   must("ip -n " + outside() + " addr add " + kOutsideIp + "/24 dev eth0");
   must("ip -n " + outside() + " link set eth0 up");
-  // Egress addresses are resolved on-link, with ARP, like a real upstream.
+  // Egress addresses are resolved on-link, with ARP (IPv6: neighbour
+  // discovery), like a real upstream.
   must("ip -n " + outside() + " route add 203.0.113.0/24 dev eth0");
   must("ip -n " + gw() + " route add default via " + kOutsideIp);
+  must("ip -n " + gw() + " addr add " + kGwUplinkIp6 + "/64 dev " + kUplink + " nodad");
+  must("ip -n " + outside() + " addr add " + kOutsideIp6 + "/64 dev eth0 nodad");
+  must("ip -n " + outside() + " -6 route add fd00:e::/64 dev eth0");
+  must("ip -n " + gw() + " -6 route add default via " + kOutsideIp6);
   for (const char* k : {"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                        "net.ipv4.conf.default.rp_filter=0"})
+                        "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1"})
     must("ip netns exec " + gw() + " sysctl -qw " + k);
   // Observer: every source address that reaches the outside host.
   {
     std::ofstream f(dir_ + "/observer.nft");
     f << "table inet obs {\n"
          "  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }\n"
+         "  set seen6 { type ipv6_addr; size 65535; flags dynamic; counter; }\n"
          "  chain pre { type filter hook prerouting priority -300; policy accept;\n"
          "    meta nfproto ipv4 update @seen4 { ip saddr }\n"
+         "    meta nfproto ipv6 meta l4proto { tcp, udp } update @seen6 { ip6 saddr }\n"
          "  }\n"
          "}\n";
   }
@@ -211,7 +218,7 @@ void Lab::teardown() {
   dir_.clear();
 }
 
-void Lab::addPod(const std::string& name, const std::string& ip) {
+void Lab::addPod(const std::string& name, const std::string& ip, const std::string& ip6) {
   const std::string ns = pod(name);
   must("ip netns add " + ns);
   netns_.push_back(ns);
@@ -225,6 +232,12 @@ void Lab::addPod(const std::string& name, const std::string& ip) {
   must("ip -n " + ns + " link set eth0 up");
   must("ip -n " + ns + " route add 169.254.1.1 dev eth0");
   must("ip -n " + ns + " route add default via 169.254.1.1");
+  if (!ip6.empty()) {
+    must("ip -n " + gw() + " addr add fe80::1/64 dev " + gw_if + " nodad");
+    must("ip -n " + gw() + " -6 route add " + ip6 + "/128 dev " + gw_if);
+    must("ip -n " + ns + " addr add " + ip6 + "/128 dev eth0 nodad");
+    must("ip -n " + ns + " -6 route add default via fe80::1 dev eth0");
+  }
 }
 
 std::string Lab::exec(const std::string& netns, const std::string& cmd) {
@@ -267,20 +280,22 @@ std::set<std::string> Lab::peersOf(const std::string& tag) const {
 }
 
 std::map<std::string, uint64_t> Lab::seenSources() {
-  auto j =
-      nlohmann::json::parse(must("ip netns exec " + outside() + " nft -j list set inet obs seen4"));
   std::map<std::string, uint64_t> out;
-  for (const auto& item : j["nftables"]) {
-    if (!item.contains("set")) continue;
-    const auto& set = item["set"];
-    if (!set.contains("elem")) continue;
-    for (const auto& e : set["elem"]) {
-      if (e.is_string()) {
-        out[e.get<std::string>()] += 1;
-      } else if (e.contains("elem")) {
-        const auto& el = e["elem"];
-        uint64_t pk = el.contains("counter") ? el["counter"]["packets"].get<uint64_t>() : 1;
-        out[el["val"].get<std::string>()] += pk;
+  for (const char* set_name : {"seen4", "seen6"}) {
+    auto j = nlohmann::json::parse(
+        must("ip netns exec " + outside() + " nft -j list set inet obs " + set_name));
+    for (const auto& item : j["nftables"]) {
+      if (!item.contains("set")) continue;
+      const auto& set = item["set"];
+      if (!set.contains("elem")) continue;
+      for (const auto& e : set["elem"]) {
+        if (e.is_string()) {
+          out[e.get<std::string>()] += 1;
+        } else if (e.contains("elem")) {
+          const auto& el = e["elem"];
+          uint64_t pk = el.contains("counter") ? el["counter"]["packets"].get<uint64_t>() : 1;
+          out[el["val"].get<std::string>()] += pk;
+        }
       }
     }
   }
@@ -289,15 +304,18 @@ std::map<std::string, uint64_t> Lab::seenSources() {
 
 void Lab::clearSeen() {
   must("ip netns exec " + outside() + " nft flush set inet obs seen4");
+  must("ip netns exec " + outside() + " nft flush set inet obs seen6");
 }
 
 std::string Lab::send(const std::string& p, const std::string& proto, const std::string& tag,
-                      int count, int interval_ms, bool fresh, int timeout_ms) {
+                      int count, int interval_ms, bool fresh, int timeout_ms,
+                      const std::string& dst) {
   std::string cmd = "ip netns exec " + pod(p) + " " + labtoolPath() + " send --proto " + proto +
-                    " --dst " + kOutsideIp + " --port " + (proto == "udp" ? "9000" : "9001") +
-                    " --tag " + tag + " --count " + std::to_string(count) + " --interval-ms " +
-                    std::to_string(interval_ms) + " --connect-timeout-ms " +
-                    std::to_string(timeout_ms) + (fresh ? " --fresh" : "");
+                    " --dst " + (dst.empty() ? std::string(kOutsideIp) : dst) + " --port " +
+                    (proto == "udp" ? "9000" : "9001") + " --tag " + tag + " --count " +
+                    std::to_string(count) + " --interval-ms " + std::to_string(interval_ms) +
+                    " --connect-timeout-ms " + std::to_string(timeout_ms) +
+                    (fresh ? " --fresh" : "");
   return must(cmd);
 }
 

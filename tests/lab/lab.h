@@ -3,11 +3,14 @@
 //   pod netns (one per pod) --veth--+
 //                                   gw netns --veth (uplink "up0")-- outside netns
 //   pod netns ---------------------+  198.51.100.1/24          198.51.100.2/24
+//                                      fd00:ff::1/64            fd00:ff::2/64
 //
 // Pods have a /32 address and a default route via 169.254.1.1 on the gateway
-// (the routed model of Calico and others). The outside host routes
-// 203.0.113.0/24 on-link to the uplink, so it resolves egress addresses with
-// ARP like a real upstream router. Nothing here touches the host namespace.
+// (the routed model of Calico and others), optionally a /128 with a default
+// route via fe80::1. The outside host routes 203.0.113.0/24 and fd00:e::/64
+// on-link to the uplink, so it resolves egress addresses with ARP and
+// neighbour discovery like a real upstream router. Nothing here touches the
+// host namespace.
 //
 // Every namespace is named "nse-<tag>-<pid>-<role>"; the destructor removes
 // them all, and `cleanupAll()` removes leftovers of crashed runs.
@@ -70,6 +73,8 @@ class Lab {
   static constexpr const char* kUplink = "up0";
   static constexpr const char* kGwUplinkIp = "198.51.100.1";
   static constexpr const char* kOutsideIp = "198.51.100.2";
+  static constexpr const char* kGwUplinkIp6 = "fd00:ff::1";
+  static constexpr const char* kOutsideIp6 = "fd00:ff::2";  // routes fd00:e::/64 on-link
 
   explicit Lab(const std::string& tag);
   ~Lab();
@@ -80,8 +85,9 @@ class Lab {
   std::string pod(const std::string& name) const { return prefix_ + name; }
   const std::string& dir() const { return dir_; }
 
-  // A pod namespace attached to the gateway with address `ip` (IPv4).
-  void addPod(const std::string& name, const std::string& ip);
+  // A pod namespace attached to the gateway with address `ip` (IPv4) and,
+  // if given, `ip6` (default route via fe80::1 on the gateway side).
+  void addPod(const std::string& name, const std::string& ip, const std::string& ip6 = "");
   // Moves a pod to a new address (as after a pod restart).
   std::string exec(const std::string& netns, const std::string& cmd);
 
@@ -101,8 +107,10 @@ class Lab {
   void clearSeen();
 
   // Runs labtool send in a pod and returns its summary line.
+  // `dst` defaults to kOutsideIp (kOutsideIp6 for IPv6).
   std::string send(const std::string& pod, const std::string& proto, const std::string& tag,
-                   int count, int interval_ms, bool fresh = false, int timeout_ms = 1000);
+                   int count, int interval_ms, bool fresh = false, int timeout_ms = 1000,
+                   const std::string& dst = "");
 
   // The gateway agent, started in the gw namespace.
   Process& startGateway(const std::string& state_file, std::vector<std::string> extra = {});

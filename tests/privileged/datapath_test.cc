@@ -82,6 +82,57 @@ TEST_F(Datapath, EachNamespaceLeavesWithItsEgressIpAndNothingElse) {
   EXPECT_GT(k.counters["tx-team-b"].first, 0u);
 }
 
+TEST_F(Datapath, DualStackEachFamilyLeavesWithItsOwnEgressAddressOrIsDropped) {
+  // team-d has an IPv4 and an IPv6 egress address; team-e only an IPv4 one,
+  // so its pods' IPv6 traffic is fail-closed.
+  lab->addPod("d1", "10.244.4.2", "fd00:10::2");
+  lab->addPod("e1", "10.244.5.2", "fd00:10::3");
+  DesiredState st;
+  st.gateway = "gw";
+  st.generation = 1;
+  NamespaceEgress d{
+      "team-d", ip("203.0.113.12"), ip("fd00:e::10"), {ip("10.244.4.2"), ip("fd00:10::2")}};
+  NamespaceEgress e{
+      "team-e", ip("203.0.113.13"), std::nullopt, {ip("10.244.5.2"), ip("fd00:10::3")}};
+  st.namespaces = {d, e};
+  lab->writeState(serializeDesiredState(st));
+  lab->startServers();
+  startAndWait();
+  const std::string v6 = lab::Lab::kOutsideIp6;
+  for (const char* proto : {"udp", "tcp"}) {
+    const std::string p(proto);
+    EXPECT_EQ(lab->send("d1", proto, p + "-d1-v6", 3, 5, true, 1000, v6), "sent 3 failed 0\n");
+    EXPECT_EQ(lab->send("d1", proto, p + "-d1-v4", 3, 5, true), "sent 3 failed 0\n");
+    lab->send("e1", proto, p + "-e1-v6", 2, 5, true, 300, v6);
+    EXPECT_EQ(lab->send("e1", proto, p + "-e1-v4", 3, 5, true), "sent 3 failed 0\n");
+    EXPECT_EQ(lab->peersOf(p + "-d1-v6"), std::set<std::string>{"fd00:e::10"}) << p;
+    EXPECT_EQ(lab->peersOf(p + "-d1-v4"), std::set<std::string>{"203.0.113.12"}) << p;
+    EXPECT_TRUE(lab->peersOf(p + "-e1-v6").empty()) << p << ": no IPv6 egress address: dropped";
+    EXPECT_EQ(lab->peersOf(p + "-e1-v4"), std::set<std::string>{"203.0.113.13"}) << p;
+  }
+  for (const auto& [src, n] : lab->seenSources())
+    EXPECT_TRUE(src == "fd00:e::10" || src == "203.0.113.12" || src == "203.0.113.13" ||
+                src == "198.51.100.1" || src.rfind("fe80:", 0) == 0 || src == "fd00:ff::1")
+        << src << " leaked (" << n << " packets)";
+  auto k = kernel();
+  EXPECT_GT(k.counters["drop-team-e"].first, 0u) << "the IPv6 drops are counted";
+  EXPECT_NE(lab->exec(lab->gw(), "ip -6 addr show dev up0").find("fd00:e::10/128"),
+            std::string::npos);
+
+  // Release the IPv6 address: it leaves the uplink and team-d's IPv6 traffic
+  // is dropped from then on (fail-closed), IPv4 unaffected.
+  st.namespaces[0].egress_v6.reset();
+  st.generation = 2;
+  lab->writeState(serializeDesiredState(st));
+  EXPECT_TRUE(lab::eventually([&] {
+    return lab->exec(lab->gw(), "ip -6 addr show dev up0").find("fd00:e::10") == std::string::npos;
+  }));
+  lab->send("d1", "udp", "udp-d1-v6-after", 2, 5, true, 300, v6);
+  EXPECT_TRUE(lab->peersOf("udp-d1-v6-after").empty());
+  EXPECT_EQ(lab->send("d1", "udp", "udp-d1-v4-after", 2, 5, true), "sent 2 failed 0\n");
+  EXPECT_EQ(lab->peersOf("udp-d1-v4-after"), std::set<std::string>{"203.0.113.12"});
+}
+
 TEST_F(Datapath, PendingNamespaceReachesNothingAndDropsAreCounted) {
   standardLab();
   startAndWait();
