@@ -103,6 +103,11 @@ std::map<std::string, json> Informer::snapshot() const {
   return items_;
 }
 
+void Informer::read(const std::function<void(const std::map<std::string, json>&)>& fn) const {
+  std::lock_guard l(mu_);
+  fn(items_);
+}
+
 InformerStats Informer::stats() const {
   std::lock_guard l(mu_);
   return stats_;
@@ -203,7 +208,7 @@ void Informer::run() {
       stats_.watches++;
     }
     const char sep = path_.find('?') == std::string::npos ? '?' : '&';
-    bool gone = false, any = false;
+    bool gone = false;
     auto w = c.watch(
         path_ + sep + "watch=1&allowWatchBookmarks=true&timeoutSeconds=20&resourceVersion=" + rv,
         [&](const std::string& line) {
@@ -216,27 +221,28 @@ void Informer::run() {
             gone = obj.value("code", 0) == 410;
             return false;
           }
-          std::lock_guard l(mu_);
-          const std::string new_rv =
-              obj.value("metadata", json::object()).value("resourceVersion", "");
-          if (!new_rv.empty()) rv_ = new_rv;
-          if (type == "BOOKMARK") {
-            stats_.bookmarks++;
-            return true;
+          {
+            std::lock_guard l(mu_);
+            const std::string new_rv =
+                obj.value("metadata", json::object()).value("resourceVersion", "");
+            if (!new_rv.empty()) rv_ = new_rv;
+            if (type == "BOOKMARK") {
+              stats_.bookmarks++;
+              return true;
+            }
+            json t = trim_(obj);
+            const std::string k = keyOf(t);
+            if (k.empty()) return true;
+            if (type == "DELETED")
+              items_.erase(k);
+            else
+              items_[k] = std::move(t);
+            stats_.events++;
           }
-          json t = trim_(obj);
-          const std::string k = keyOf(t);
-          if (k.empty()) return true;
-          if (type == "DELETED")
-            items_.erase(k);
-          else
-            items_[k] = std::move(t);
-          stats_.events++;
-          any = true;
+          on_change_();  // per event, outside the lock: consumers coalesce
           return true;
         },
         std::chrono::seconds(40), &stop_);
-    if (any) on_change_();
     if (gone || (w && *w == 410)) {
       std::lock_guard l(mu_);
       stats_.relists_410++;

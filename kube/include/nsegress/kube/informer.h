@@ -36,6 +36,9 @@ class Informer {
   bool synced() const { return synced_; }
   // name ("ns/name" for namespaced objects) -> trimmed object
   std::map<std::string, nlohmann::json> snapshot() const;
+  // Runs `fn` on the cache without copying it; the informer cannot apply
+  // events meanwhile, so `fn` should be quick and must not call back.
+  void read(const std::function<void(const std::map<std::string, nlohmann::json>&)>& fn) const;
   InformerStats stats() const;
 
  private:
