@@ -10,6 +10,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstdlib>
 
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/http_server.h"
@@ -36,6 +37,10 @@ int main(int argc, char** argv) {
                  "Cluster mode: namespace of the Lease");
   app.add_option("--identity", km.identity,
                  "Cluster mode: leader-election identity (default: host-pid)");
+  if (const char* p = std::getenv("POD_NAME")) km.pod_name = p;
+  app.add_option("--pod-name", km.pod_name,
+                 "Cluster mode: this replica's Pod (default $POD_NAME); the leader labels it "
+                 "nsegress.io/leader=true so the Service routes readers to it");
   app.add_option("--lease-duration-ms", km.lease_duration_ms, "Cluster mode: Lease duration")
       ->check(CLI::Range(1000, 600000));
   app.add_option(

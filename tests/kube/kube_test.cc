@@ -609,12 +609,29 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
   env->kubectl("get egressip 198.51.100.200 -o jsonpath='{.status.history[0].at}'", &first_at);
   ctl.signal(SIGTERM);
   EXPECT_EQ(ctl.wait(), 0);
+  // Each replica has a Pod (as in the Deployment); the leader labels its own.
+  auto admin = client();
+  for (const char* pod : {"cluster-test-2", "cluster-test-3"}) {
+    json p{{"apiVersion", "v1"},
+           {"kind", "Pod"},
+           {"metadata", {{"name", pod}, {"namespace", "nsegress-system"}}},
+           {"spec", {{"containers", {{{"name", "c"}, {"image", "nsegress/controller"}}}}}}};
+    auto r = admin.request("POST", "/api/v1/namespaces/nsegress-system/pods", p.dump());
+    ASSERT_TRUE(r && r->status == 201) << (r ? r->body : r.error().message);
+  }
+  auto leaderLabel = [&](const std::string& pod) {
+    std::string v;
+    env->kubectl("get pod -n nsegress-system " + pod +
+                     " -o jsonpath='{.metadata.labels.nsegress\\.io/leader}'",
+                 &v);
+    return v;
+  };
   auto start = [&](const std::string& id, const std::string& port) {
     return std::make_unique<lab::Process>(
-        std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
-                                 NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
-                                 env->writeKubeconfig("controller-token"), "--identity", id,
-                                 "--listen", "127.0.0.1:" + port, "--resync-seconds", "2"},
+        std::vector<std::string>{
+            "/usr/bin/ip", "netns", "exec", env->netns(), NSEGRESS_CONTROLLER_BIN, "--kubernetes",
+            "--kubeconfig", env->writeKubeconfig("controller-token"), "--identity", id,
+            "--pod-name", id, "--listen", "127.0.0.1:" + port, "--resync-seconds", "2"},
         d + "/controller-" + id + ".log");
   };
   auto get = [&](const std::string& port, const std::string& path) {
@@ -638,10 +655,19 @@ metadata: {name: pay, annotations: {nsegress.io/pool: lab}}
   EXPECT_NE(get("18183", "/readyz").find("503"), std::string::npos);
   EXPECT_NE(get("18183", "/feeds/edl/lab").find("503"), std::string::npos);
   EXPECT_NE(get("18182", "/feeds/edl/lab").find(" 200"), std::string::npos);
-  standby->signal(SIGTERM);
+  EXPECT_TRUE(lab::eventually([&] { return leaderLabel("cluster-test-2") == "true"; }))
+      << "the leader's Pod is what the Service selects";
+  EXPECT_EQ(leaderLabel("cluster-test-3"), "");
+  // Hand-over: the label moves with the leadership.
   leader->signal(SIGTERM);
-  EXPECT_EQ(standby->wait(), 0);
   EXPECT_EQ(leader->wait(), 0);
+  EXPECT_EQ(leaderLabel("cluster-test-2"), "") << "removed on the way out";
+  EXPECT_TRUE(lab::eventually([&] { return leaderLabel("cluster-test-3") == "true"; },
+                              std::chrono::seconds(30)))
+      << standby->log();
+  EXPECT_NE(get("18183", "/feeds/edl/lab").find(" 200"), std::string::npos);
+  standby->signal(SIGTERM);
+  EXPECT_EQ(standby->wait(), 0);
 }
 
 // ---- the whole story in a cluster: controller + gateway, real traffic --------------

@@ -133,6 +133,18 @@ void writeBack(Client& c, const controller::View& v,
   }
 }
 
+// Sets or removes the leader label on this replica's Pod; true once the Pod
+// shows `want`.
+bool labelPod(Client& c, const std::string& ns, const std::string& pod, bool want) {
+  json patch{{"metadata", {{"labels", {{kLeaderLabel, want ? json("true") : json(nullptr)}}}}}};
+  auto r = c.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + pod, patch.dump(),
+                     "application/merge-patch+json");
+  if (r && r->status == 200) return true;
+  spdlog::warn("pod {}: leader label not {}: {}", pod, want ? "set" : "removed",
+               r ? r->body.substr(0, 200) : r.error().message);
+  return false;
+}
+
 // EgressPool status (kubectl get egresspools: ASSIGNED, QUARANTINED, FREE).
 // Written when it changes; `written` remembers what this leader wrote.
 struct WrittenPool {
@@ -259,6 +271,9 @@ int runClusterMode(const ClusterModeOptions& o) {
   // Written here, read by the HTTP thread: serve only as a leader whose
   // ledger is loaded and reconciled.
   std::map<std::string, WrittenPool> pool_status;
+  // The Pod's leader label as last written: -1 unknown (a restarted
+  // container may find it set), 0 absent, 1 present.
+  int labeled = -1;
   while (!g_stop) {
     {
       std::unique_lock l(mu);
@@ -278,6 +293,9 @@ int runClusterMode(const ClusterModeOptions& o) {
     was_leader = leader;
     if (!leader) {
       serving = false;
+      if (!o.pod_name.empty() && labeled != 0 &&
+          labelPod(api, o.lease_namespace, o.pod_name, false))
+        labeled = 0;
       started = false;  // a new term starts from the API server's ledger
       pool_status.clear();
       continue;
@@ -308,7 +326,12 @@ int runClusterMode(const ClusterModeOptions& o) {
     const auto view = ctl.view();
     writeBack(api, *view, raw);
     writePoolStatus(api, *view, pool_status);
+    if (!o.pod_name.empty() && labeled != 1 && labelPod(api, o.lease_namespace, o.pod_name, true))
+      labeled = 1;
   }
+  serving = false;
+  // Readers move to the next leader before the Lease is released.
+  if (!o.pod_name.empty() && labeled != 0) labelPod(api, o.lease_namespace, o.pod_name, false);
   io.stop();
   http.join();
   elect.join();

@@ -15,6 +15,9 @@ struct ClusterModeOptions {
   std::string lease_namespace = "nsegress-system";
   std::string listen;  // HTTP API, feeds, metrics ("" = off)
   std::string gateway_state_dir;
+  // This replica's Pod in lease_namespace (in-cluster). While it leads and
+  // serves, the Pod carries kLeaderLabel=true; the Service selects on it.
+  std::string pod_name;
   int resync_seconds = 10;
   int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
   int renew_deadline_ms = 10000;
@@ -22,6 +25,7 @@ struct ClusterModeOptions {
 };
 
 inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
+inline constexpr const char* kLeaderLabel = "nsegress.io/leader";
 
 // A JSON patch (RFC 6902) removing every occurrence of kReleaseFinalizer
 // from `finalizers`, each removal guarded by a test of the value at that
