@@ -182,6 +182,20 @@ Pool pool(const YAML::Node& doc, const std::string& name, const std::string& fil
 
 }  // namespace
 
+Result<Pod> podFrom(std::string ns, std::string name, std::string node, std::string_view phase,
+                    bool host_network, const std::vector<std::string>& ips) {
+  Pod p{std::move(ns), std::move(name), std::move(node), {}};
+  if (!podOwnsItsAddresses(phase, host_network)) return p;  // exists; the addresses are not its
+  for (size_t j = 0; j < ips.size(); ++j) {
+    auto a = IpAddress::parse(ips[j]);
+    if (!a)
+      return makeError(EINVAL, "status.podIPs[" + std::to_string(j) + "]: \"" + ips[j] +
+                                   "\" is not an IP address");
+    p.ips.push_back(*a);
+  }
+  return p;
+}
+
 Result<World> parseManifests(const std::string& text, const std::string& file) {
   std::vector<YAML::Node> docs;
   try {
@@ -220,31 +234,19 @@ Result<World> parseManifests(const std::string& text, const std::string& file) {
                      stringMap(meta["annotations"], "metadata.annotations")};
         w.namespaces[name] = std::move(ns);
       } else if (kind == "Pod") {
-        Pod p;
-        p.name = name;
-        p.ns = str(meta["namespace"]);
-        if (p.ns.empty()) p.ns = "default";
+        std::string ns = str(meta["namespace"]);
         const auto spec = child(d, "spec");
-        p.node = str(child(spec, "nodeName"));
         const auto st = child(d, "status");
         const auto host_net = child(spec, "hostNetwork");
-        if (!podOwnsItsAddresses(str(child(st, "phase")), host_net && host_net.as<bool>(false))) {
-          w.pods.push_back(std::move(p));  // the pod exists, its addresses are not its own
-          continue;
-        }
         std::vector<std::string> ips;
         if (auto list = child(st, "podIPs"); list && list.IsSequence())
           for (const auto& e : list) ips.push_back(str(child(e, "ip")));
         else if (auto one = child(st, "podIP"))
           ips.push_back(str(one));
-        for (size_t j = 0; j < ips.size(); ++j) {
-          auto a = IpAddress::parse(ips[j]);
-          if (!a)
-            throw DocError{"status.podIPs[" + std::to_string(j) + "]: \"" + ips[j] +
-                           "\" is not an IP address"};
-          p.ips.push_back(*a);
-        }
-        w.pods.push_back(std::move(p));
+        auto p = podFrom(ns.empty() ? "default" : ns, name, str(child(spec, "nodeName")),
+                         str(child(st, "phase")), host_net && host_net.as<bool>(false), ips);
+        if (!p) throw DocError{p.error().message};
+        w.pods.push_back(std::move(*p));
       } else if (kind == "Node") {
         Node n{name, stringMap(meta["labels"], "metadata.labels"), true};
         if (auto conds = child(child(d, "status"), "conditions"); conds && conds.IsSequence())

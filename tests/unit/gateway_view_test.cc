@@ -158,8 +158,9 @@ TEST(GatewayView, MalformedObjectsAreSkippedWithAWarningAndHarmNothingElse) {
   ASSERT_EQ(v.state.namespaces.size(), 1u);
   EXPECT_EQ(v.state.namespaces[0].egress_v4, ip("203.0.113.10"));
   EXPECT_EQ(v.state.namespaces[0].pod_ips, std::vector<IpAddress>{ip("10.1.0.1")});
-  EXPECT_EQ(v.warnings.size(), 4u) << "banana pod IP, two bad EgressIPs, the typed one";
-  for (const auto& w : v.warnings) SCOPED_TRACE(w);
+  std::string all;
+  for (const auto& w : v.warnings) all += w + "\n";
+  EXPECT_EQ(v.warnings.size(), 4u) << "banana pod IP, two bad EgressIPs, the typed one:\n" << all;
 }
 
 TEST(GatewayView, TwoAddressesOfOneFamilyForOneNamespaceUseTheLowerAndWarn) {

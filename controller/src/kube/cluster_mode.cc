@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <condition_variable>
 #include <csignal>
+#include <set>
 #include <thread>
 
 #include "nsegress/common/kubernetes.h"
@@ -36,48 +37,40 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-// Objects from the API go through the same parser as manifests (JSON is YAML).
+// Objects from the API go through the same parser as manifests (JSON is
+// YAML); pods, the bulk, are built from their compact cache entries with the
+// same rules (podFrom). The caches are read in place, not copied.
 controller::World buildWorld(const std::vector<const Informer*>& informers,
                              std::vector<controller::ManifestError>& errors,
                              std::map<std::string, json>& namespaces_raw) {
   controller::World w;
   for (const auto* inf : informers) {
-    for (const auto& [key, obj] : inf->snapshot()) {
-      // Pods (compact cache entries) directly, with the same rules as
-      // manifests: only addresses that are the pod's own, each validated.
-      if (auto p = cachedPod(obj)) {
-        controller::Pod pod{p->ns, p->name, "", {}};
-        bool ok = true;
-        if (podOwnsItsAddresses(p->phase, p->host_network))
-          for (size_t j = 0; j < p->ips.size() && ok; ++j) {
-            auto a = IpAddress::parse(p->ips[j]);
-            if (a) {
-              pod.ips.push_back(*a);
-            } else {
-              ok = false;
-              errors.push_back({"api:" + key, "status.podIPs[" + std::to_string(j) + "]: \"" +
-                                                  p->ips[j] + "\" is not an IP address"});
-            }
-          }
-        if (ok) w.pods.push_back(std::move(pod));
-        continue;
+    inf->read([&](const std::map<std::string, json>& items) {
+      for (const auto& [key, obj] : items) {
+        if (auto p = cachedPod(obj)) {
+          auto pod = controller::podFrom(p->ns, p->name, "", p->phase, p->host_network, p->ips);
+          if (pod)
+            w.pods.push_back(std::move(*pod));
+          else
+            errors.push_back({"api:" + key, pod.error().message});
+          continue;
+        }
+        if (obj.value("kind", "") == "Namespace") {
+          namespaces_raw[key] = obj;
+          // A namespace being deleted is gone for the allocator: its address is
+          // released; the finalizer holds the namespace until that is recorded.
+          if (obj.value("metadata", json::object()).contains("deletionTimestamp")) continue;
+        }
+        auto parsed = controller::parseManifests(obj.dump(), "api:" + key);
+        if (!parsed) {
+          errors.push_back({"api:" + key, parsed.error().message});
+          continue;
+        }
+        for (auto& [n, p] : parsed->pools) w.pools[n] = p;
+        for (auto& [n, ns] : parsed->namespaces) w.namespaces[n] = ns;
+        for (auto& [n, nd] : parsed->nodes) w.nodes[n] = nd;
       }
-      if (obj.value("kind", "") == "Namespace") {
-        namespaces_raw[key] = obj;
-        // A namespace being deleted is gone for the allocator: its address is
-        // released; the finalizer holds the namespace until that is recorded.
-        if (obj.value("metadata", json::object()).contains("deletionTimestamp")) continue;
-      }
-      auto parsed = controller::parseManifests(obj.dump(), "api:" + key);
-      if (!parsed) {
-        errors.push_back({"api:" + key, parsed.error().message});
-        continue;
-      }
-      for (auto& [n, p] : parsed->pools) w.pools[n] = p;
-      for (auto& [n, ns] : parsed->namespaces) w.namespaces[n] = ns;
-      for (auto& [n, nd] : parsed->nodes) w.nodes[n] = nd;
-      w.pods.insert(w.pods.end(), parsed->pods.begin(), parsed->pods.end());
-    }
+    });
   }
   return w;
 }
@@ -86,6 +79,9 @@ controller::World buildWorld(const std::vector<const Informer*>& informers,
 // finalizer once a deleted namespace no longer holds an address.
 void writeBack(Client& c, const controller::View& v,
                const std::map<std::string, json>& namespaces) {
+  std::set<std::string> holders;
+  for (const auto& [ip, r] : v.ledger)
+    if (r.state == controller::AddressState::kAssigned) holders.insert(r.ns);
   for (const auto& [name, ns] : namespaces) {
     const auto& m = ns["metadata"];
     const auto ann = m.value("annotations", json::object());
@@ -94,9 +90,7 @@ void writeBack(Client& c, const controller::View& v,
     const bool deleting = m.contains("deletionTimestamp");
     const bool requested =
         ann.contains(controller::kPoolAnnotation) || ann.contains(controller::kIpAnnotation);
-    bool holds = false;
-    for (const auto& [ip, r] : v.ledger)
-      holds |= r.state == controller::AddressState::kAssigned && r.ns == name;
+    const bool holds = holders.count(name) > 0;
     json patch_meta = json::object();
     if (!deleting) {
       auto st = v.statuses.find(name);
@@ -239,6 +233,8 @@ int runClusterMode(const ClusterModeOptions& o) {
     elector.release();  // fast hand-over to the standby
   });
 
+  // Written by the loop, read by the HTTP thread: serve only as a leader
+  // whose ledger is loaded and reconciled.
   std::atomic<bool> serving{false};
   boost::asio::io_context io;
   std::unique_ptr<controller::HttpServer> server;
@@ -268,12 +264,15 @@ int runClusterMode(const ClusterModeOptions& o) {
   std::signal(SIGINT, [](int) { g_stop = true; });
   spdlog::info("cluster mode: {} as {}", cfg->source, identity);
   bool started = false, was_leader = false;
-  // Written here, read by the HTTP thread: serve only as a leader whose
-  // ledger is loaded and reconciled.
   std::map<std::string, WrittenPool> pool_status;
   // The Pod's leader label as last written: -1 unknown (a restarted
   // container may find it set), 0 absent, 1 present.
   int labeled = -1;
+  auto label = [&](bool want) {
+    if (!o.pod_name.empty() && labeled != int(want) &&
+        labelPod(api, o.lease_namespace, o.pod_name, want))
+      labeled = want;
+  };
   while (!g_stop) {
     {
       std::unique_lock l(mu);
@@ -293,9 +292,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     was_leader = leader;
     if (!leader) {
       serving = false;
-      if (!o.pod_name.empty() && labeled != 0 &&
-          labelPod(api, o.lease_namespace, o.pod_name, false))
-        labeled = 0;
+      label(false);
       started = false;  // a new term starts from the API server's ledger
       pool_status.clear();
       continue;
@@ -326,12 +323,11 @@ int runClusterMode(const ClusterModeOptions& o) {
     const auto view = ctl.view();
     writeBack(api, *view, raw);
     writePoolStatus(api, *view, pool_status);
-    if (!o.pod_name.empty() && labeled != 1 && labelPod(api, o.lease_namespace, o.pod_name, true))
-      labeled = 1;
+    label(true);
   }
   serving = false;
   // Readers move to the next leader before the Lease is released.
-  if (!o.pod_name.empty() && labeled != 0) labelPod(api, o.lease_namespace, o.pod_name, false);
+  label(false);
   io.stop();
   http.join();
   elect.join();

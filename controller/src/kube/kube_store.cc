@@ -74,6 +74,7 @@ Result<controller::Ledger> KubeLedgerStore::load() {
   controller::Ledger out;
   std::lock_guard l(mu_);
   history_.clear();
+  merged_.reset();
   for (const auto& item : j["items"]) {
     // Unknown fields are ignored; an object without a usable ip is skipped.
     auto ip = IpAddress::parse(item["spec"].value("ip", ""));
@@ -118,6 +119,7 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
   const std::string new_rv = j.is_object() ? j["metadata"].value("resourceVersion", "") : "";
   r.version = new_rv;
   history_[r.ip] = std::move(history);
+  merged_.reset();
   writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
   return okStatus();
 }
@@ -159,7 +161,10 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
       if ((r.state == AddressState::kAssigned) == (pass == 1))
         if (auto s = writeRecord(r); !s) return s;
   for (const auto& e : events) {
-    if (!written.count(e.ip)) events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
+    if (!written.count(e.ip)) {
+      events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
+      merged_.reset();
+    }
     emitEvent(e);
   }
   if (!meta.empty()) {
@@ -221,6 +226,18 @@ Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t sinc
   // that changed no address (refusals, pending reasons; those are also
   // Kubernetes Events). Ids are positions in that order.
   std::lock_guard l(mu_);
+  if (!merged_) merged_ = mergedHistory();
+  const auto& all = *merged_;
+  std::vector<controller::StoredEvent> out;
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(since, 0));
+       i < all.size() && out.size() < limit; ++i)
+    out.push_back({static_cast<int64_t>(i) + 1, all[i]});
+  return out;
+}
+
+// Built once per change of the histories or events, not per audit page
+// (who-had pages through all of it).
+std::vector<controller::AuditEvent> KubeLedgerStore::mergedHistory() const {
   std::vector<controller::AuditEvent> all;
   for (const auto& [ip, hist] : history_)
     for (const auto& h : hist) {
@@ -237,11 +254,7 @@ Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t sinc
   for (const auto& e : events_) all.push_back(e.event);
   std::stable_sort(all.begin(), all.end(),
                    [](const auto& a, const auto& b) { return a.at < b.at; });
-  std::vector<controller::StoredEvent> out;
-  for (size_t i = static_cast<size_t>(std::max<int64_t>(since, 0));
-       i < all.size() && out.size() < limit; ++i)
-    out.push_back({static_cast<int64_t>(i) + 1, all[i]});
-  return out;
+  return all;
 }
 
 Result<std::optional<std::string>> KubeLedgerStore::meta(const std::string& key) {

@@ -51,7 +51,10 @@ class KubeLedgerStore final : public controller::LedgerStore {
   std::string state_ns_;
   std::vector<controller::StoredEvent> events_;
   std::vector<std::pair<int64_t, controller::AddressRecord>> writes_;
-  std::map<IpAddress, nlohmann::json> history_;  // status.history per address
+  std::vector<controller::AuditEvent> mergedHistory() const;
+
+  std::map<IpAddress, nlohmann::json> history_;                // status.history per address
+  std::optional<std::vector<controller::AuditEvent>> merged_;  // audit(): cached merge
   std::map<std::string, std::vector<nlohmann::json>> pending_history_;  // this commit's, by ip
   uint64_t conflicts_ = 0;
   uint64_t event_failures_ = 0;

@@ -22,7 +22,8 @@ class DesiredStateSource {
  public:
   virtual ~DesiredStateSource() = default;
   virtual SourceHealth health() const { return {}; }
-  // The current desired state, or why it cannot be used.
+  // The current desired state, or why it cannot be used. EAGAIN: none yet
+  // (a source still starting); the agent then leaves the kernel as found.
   virtual Result<DesiredState> load() = 0;
   // A file descriptor that becomes readable when the state may have changed
   // (-1: poll only). drain() clears it.
