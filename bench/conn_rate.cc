@@ -28,7 +28,8 @@
 
 #include "bench_common.h"
 #include "lab.h"
-#include "nsegress/gateway/planner.h"
+#include "nsegress/gateway/snat_provider.h"
+#include "nsegress/gateway/table_provider.h"
 #include "nsegress/netlink/nft.h"
 
 using namespace nsegress;
@@ -125,9 +126,11 @@ void program(lab::Lab& lab, const std::string& variant, int n) {
       d.namespaces.push_back({"ns-" + std::to_string(i), egressIp(i), std::nullopt, {podIp(i)}});
     lab::NetnsEnter in(lab.gw());
     auto nft = netlink::NftTable::open({"nsegress", "up0"});
-    auto p = gateway::plan(d, gateway::Observed{*(*nft)->observe(), {}});
     // Addresses are not needed for one-way traffic; the table is the real one.
-    if (!(*nft)->apply(p.intent) || !(*nft)->apply(p.main)) throw std::runtime_error("nft apply");
+    const auto empty = *(*nft)->observe();
+    if (!(*nft)->apply(gateway::planTable(empty)) ||
+        !(*nft)->apply(gateway::planSnat(d, gateway::ObservedNft{true, true}).main))
+      throw std::runtime_error("nft apply");
   } else if (variant == "conntrack-only") {
     std::ofstream f(lab.dir() + "/ct.nft");
     f << "table inet ctonly {\n chain ctfw { type filter hook forward priority 0;\n  ct state new "

@@ -100,8 +100,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  gateway::Kernel kernel{**nft, **addrs, **garp, **ct};
-  gateway::Reconciler reconciler(kernel);
+  gateway::NodeDataplane dataplane({**nft, **addrs, **garp, **ct});
   std::unique_ptr<gateway::DesiredStateSource> source_ptr;
   if (kubernetes) {
     auto cfg = kube::autoDetect(kube::Env::system(), kubeconfig);
@@ -128,12 +127,13 @@ int main(int argc, char** argv) {
       spdlog::error("{}", s.error().message);
       return 1;
     }
-    auto r = reconciler.reconcile(*s);
+    auto r = dataplane.reconcile(*s);
     if (!r) {
       spdlog::error("reconcile: {}", r.error().message);
       return 1;
     }
-    spdlog::info("reconciled: {} ops in {} transactions", r->planned_ops, r->stats.transactions);
+    spdlog::info("reconciled: {} nft ops in {} transactions", r->stats.nft_ops,
+                 r->stats.transactions);
     // Let the announcer finish its spaced gratuitous ARPs.
     if (r->stats.addresses_added)
       std::this_thread::sleep_for(std::chrono::milliseconds(garp_interval_ms) * garp_count);
@@ -154,15 +154,15 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context io;
-  gateway::AgentOptions opts;
+  DriverOptions opts;
   opts.resync = std::chrono::seconds(resync_s);
-  gateway::Agent agent(io, source, reconciler, ct->get(), &metrics, opts);
+  gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     // Fail-static: the kernel keeps forwarding with the programmed mappings
     // while the agent is away; the next agent adopts them without a flush.
     spdlog::info("signal {}: exiting, data path left in place", sig);
-    io.stop();
+    agent.shutdown([&] { io.stop(); });
   });
   spdlog::info("started: uplink {}, table inet {}, state from {}", uplink, table,
                source.describe());

@@ -16,23 +16,7 @@ prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name,
 GatewayMetrics::GatewayMetrics() : GatewayMetrics(std::make_shared<prometheus::Registry>()) {}
 
 GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
-    : reconcile_ok(prometheus::BuildCounter()
-                       .Name("nsegress_gateway_reconcile_total")
-                       .Help("Reconciles of the data path by result")
-                       .Register(*r)
-                       .Add({{"result", "success"}})),
-      reconcile_error(prometheus::BuildCounter()
-                          .Name("nsegress_gateway_reconcile_total")
-                          .Help("Reconciles of the data path by result")
-                          .Register(*r)
-                          .Add({{"result", "error"}})),
-      reconcile_seconds(
-          prometheus::BuildHistogram()
-              .Name("nsegress_gateway_reconcile_seconds")
-              .Help("Time to observe, plan and apply one reconcile")
-              .Register(*r)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
-                                                               1, 5})),
+    : driver(DriverMetrics::create(*r, "nsegress_gateway")),
       nft_ops(counter(*r, "nsegress_gateway_nft_ops_total",
                       "nftables operations committed (one netlink message each)")),
       nft_transactions(counter(*r, "nsegress_gateway_nft_transactions_total",

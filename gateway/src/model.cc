@@ -3,6 +3,61 @@
 namespace nsegress::gateway {
 
 namespace {
+constexpr std::string_view kTxPrefix = "tx-";
+constexpr std::string_view kDropPrefix = "drop-";
+}  // namespace
+
+std::string txCounterName(const std::string& ns) {
+  return std::string(kTxPrefix) + ns;
+}
+std::string dropCounterName(const std::string& ns) {
+  return std::string(kDropPrefix) + ns;
+}
+std::string namespaceOfCounter(const std::string& counter) {
+  if (counter.starts_with(kTxPrefix)) return counter.substr(kTxPrefix.size());
+  if (counter.starts_with(kDropPrefix)) return counter.substr(kDropPrefix.size());
+  return {};
+}
+bool isOurCounter(const std::string& name) {
+  return name.starts_with(kTxPrefix) || name.starts_with(kDropPrefix);
+}
+
+std::string NftOp::describe() const {
+  auto suffix = ns.empty() ? std::string() : " (namespace " + ns + ")";
+  switch (kind) {
+    case Kind::kCreateTable:
+      return "create table";
+    case Kind::kDeleteTable:
+      return "delete table";
+    case Kind::kAddCounter:
+      return "add counter " + counter + suffix;
+    case Kind::kDelCounter:
+      return "delete counter " + counter + suffix;
+    case Kind::kAddSnat:
+      return "add snat " + key.str() + " -> " + egress.str() + suffix;
+    case Kind::kDelSnat:
+      return "delete snat " + key.str() + suffix;
+    case Kind::kAddTx:
+      return "add accounting " + key.str() + " -> " + counter + suffix;
+    case Kind::kDelTx:
+      return "delete accounting " + key.str() + suffix;
+    case Kind::kAddPending:
+      return "add fail-closed " + key.str() + " -> " + counter + suffix;
+    case Kind::kDelPending:
+      return "delete fail-closed " + key.str() + suffix;
+    case Kind::kAddOwned:
+      return "record ownership of " + key.str();
+    case Kind::kDelOwned:
+      return "forget ownership of " + key.str();
+    case Kind::kAddFlushRec:
+      return "record flush owed for " + key.str() + " -> " + egress.str() + suffix;
+    case Kind::kDelFlushRec:
+      return "clear flush owed for " + key.str() + suffix;
+  }
+  return "unknown op";
+}
+
+namespace {
 template <typename V>
 std::optional<Error> add(std::map<IpAddress, V>& m, const IpAddress& k, const V& v) {
   auto [it, inserted] = m.emplace(k, v);

@@ -1,7 +1,9 @@
 // netlink/ against the real kernel, in a lab namespace.
 #include <gtest/gtest.h>
 
-#include "nsegress/gateway/planner.h"
+#include "nsegress/gateway/address_provider.h"
+#include "nsegress/gateway/snat_provider.h"
+#include "nsegress/gateway/table_provider.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
@@ -31,10 +33,11 @@ TEST_F(NetlinkKernel, ApplyThenObserveRoundTripsAndReplanIsEmpty) {
       "team-a", ip("203.0.113.10"), ip("2001:db8::10"), {ip("10.244.1.2"), ip("fd00::2")}};
   NamespaceEgress b{"team-b", std::nullopt, std::nullopt, {ip("10.244.2.2")}};
   d.namespaces = {a, b};
-  gateway::Observed o{*obs0, {}};
-  auto p = gateway::plan(d, o);
-  ASSERT_TRUE((*nft)->apply(p.intent));
-  ASSERT_TRUE((*nft)->apply(p.main));
+  ASSERT_TRUE((*nft)->apply(gateway::planTable(*obs0)));
+  auto obs1 = (*nft)->observe();
+  ASSERT_TRUE(obs1);
+  ASSERT_TRUE((*nft)->apply(gateway::planAddresses(d, *obs1, {}).intent));
+  ASSERT_TRUE((*nft)->apply(gateway::planSnat(d, *(*nft)->observe()).main));
 
   auto obs = (*nft)->observe();
   ASSERT_TRUE(obs) << obs.error().message;
@@ -46,9 +49,10 @@ TEST_F(NetlinkKernel, ApplyThenObserveRoundTripsAndReplanIsEmpty) {
   EXPECT_EQ(obs->owned, (std::set<IpAddress>{ip("203.0.113.10"), ip("2001:db8::10")}));
   EXPECT_EQ(obs->counters.size(), 4u);
 
-  // The planner, given the kernel's state (addresses now "present"), has nothing to do.
-  gateway::Observed o2{*obs, {ip("203.0.113.10"), ip("2001:db8::10")}};
-  EXPECT_TRUE(gateway::plan(d, o2).empty());
+  // The planners, given the kernel's state (addresses now "present"), have nothing to do.
+  EXPECT_TRUE(gateway::planTable(*obs).empty());
+  EXPECT_TRUE(gateway::planAddresses(d, *obs, {ip("203.0.113.10"), ip("2001:db8::10")}).empty());
+  EXPECT_TRUE(gateway::planSnat(d, *obs).empty());
   ASSERT_TRUE((*nft)->destroy());
   EXPECT_FALSE((*nft)->observe()->table_present);
 }

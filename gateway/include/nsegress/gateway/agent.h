@@ -1,53 +1,46 @@
-// The agent's event loop: reconcile when the desired state changes, on a
-// periodic resync (repairs drift), and with backoff after a failure.
+// The agent: the shared reconcile driver (common/reconcile_driver.h) running
+// the node's data path. A run loads the desired state (the last good one is
+// kept when a new one is rejected) and reconciles every provider; the
+// state source's watch triggers runs, the driver adds the periodic resync
+// (drift repair) and the backoff after failures.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <chrono>
 #include <optional>
 
+#include "nsegress/common/reconcile_driver.h"
+#include "nsegress/gateway/dataplane.h"
 #include "nsegress/gateway/metrics.h"
-#include "nsegress/gateway/reconciler.h"
 #include "nsegress/gateway/state_source.h"
 
 namespace nsegress::gateway {
 
-struct AgentOptions {
-  std::chrono::milliseconds resync{10'000};
-  std::chrono::milliseconds retry_min{100};
-  std::chrono::milliseconds retry_max{10'000};
-};
-
 class Agent {
  public:
-  Agent(boost::asio::io_context& io, DesiredStateSource& source, Reconciler& reconciler,
-        ConntrackKernel* conntrack, GatewayMetrics* metrics, AgentOptions opts);
+  Agent(boost::asio::io_context& io, Clock& clock, DesiredStateSource& source,
+        NodeDataplane& dataplane, ConntrackKernel* conntrack, GatewayMetrics* metrics,
+        DriverOptions opts);
   void start();
+  // Stops reconciling; `then` runs on the loop afterwards.
+  void shutdown(std::function<void()> then) { driver_.shutdown(std::move(then)); }
   // The last desired state that parsed and validated ("last good").
   const std::optional<DesiredState>& lastGood() const { return last_good_; }
 
  private:
-  void loadAndReconcile(bool full);
-  void reconcile(bool full);
+  RunResult run(const RunRequest& req);
+  void reportSource();
+  void reportOutcome(const ReconcileOutcome& r, double seconds);
   void armWatch();
-  void armResync();
-  void scheduleRetry();
 
   boost::asio::io_context& io_;
   DesiredStateSource& source_;
-  Reconciler& reconciler_;
+  NodeDataplane& dataplane_;
   ConntrackKernel* conntrack_;
   GatewayMetrics* metrics_;
-  AgentOptions opts_;
+  ReconcileDriver driver_;
   std::optional<boost::asio::posix::stream_descriptor> watch_;
-  boost::asio::steady_timer resync_timer_;
-  boost::asio::steady_timer retry_timer_;
-  boost::asio::steady_timer debounce_timer_;
   std::optional<DesiredState> last_good_;
-  std::chrono::milliseconds backoff_;
-  bool retry_pending_ = false;
 };
 
 }  // namespace nsegress::gateway

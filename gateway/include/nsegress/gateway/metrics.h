@@ -11,7 +11,8 @@
 #include <memory>
 #include <mutex>
 
-#include "nsegress/gateway/reconciler.h"
+#include "nsegress/common/reconcile_driver.h"
+#include "nsegress/gateway/dataplane.h"
 
 namespace nsegress::gateway {
 
@@ -37,9 +38,8 @@ class GatewayMetrics {
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   std::shared_ptr<KernelSnapshot> snapshot() const { return snapshot_; }
 
-  prometheus::Counter& reconcile_ok;
-  prometheus::Counter& reconcile_error;
-  prometheus::Histogram& reconcile_seconds;
+  // nsegress_gateway_reconcile_total{result}, nsegress_gateway_reconcile_seconds
+  DriverMetrics driver;
   prometheus::Counter& nft_ops;
   prometheus::Counter& nft_transactions;
   prometheus::Counter& flows_flushed;

@@ -5,7 +5,7 @@
 
 #include <optional>
 
-#include "nsegress/gateway/dataplane.h"
+#include "nsegress/gateway/ports/nft.h"
 
 namespace nsegress::gateway {
 

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "nsegress/gateway/dataplane.h"
+#include "nsegress/gateway/ports/address.h"
 
 namespace nsegress::netlink {
 

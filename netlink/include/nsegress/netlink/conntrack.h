@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "nsegress/gateway/dataplane.h"
+#include "nsegress/gateway/ports/conntrack.h"
 
 namespace nsegress::netlink {
 

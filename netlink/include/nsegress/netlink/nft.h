@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "nsegress/gateway/dataplane.h"
+#include "nsegress/gateway/ports/nft.h"
 
 namespace nsegress::netlink {
 

@@ -1,0 +1,30 @@
+// Port: the conntrack table (flows SNATed to our addresses). Real:
+// netlink::Conntrack. Fake: tests/mocks/fake_conntrack.h.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nsegress/common/ip.h"
+#include "nsegress/common/result.h"
+
+namespace nsegress::gateway {
+
+struct ConntrackFlush {
+  std::string ns;
+  IpAddress egress;
+  // Empty: every flow SNATed to `egress`. Otherwise only flows whose original
+  // source is one of these (the egress address is still used by others).
+  std::vector<IpAddress> sources;
+  bool operator==(const ConntrackFlush&) const = default;
+};
+
+class ConntrackKernel {
+ public:
+  virtual ~ConntrackKernel() = default;
+  virtual Result<size_t> flush(const ConntrackFlush& f) = 0;  // returns flows deleted
+  virtual Result<std::map<IpAddress, size_t>> countByEgress() = 0;
+};
+
+}  // namespace nsegress::gateway

@@ -1,0 +1,79 @@
+// Port: the nftables table nsegress owns (`inet nsegress`). What we observe in
+// it, the operations that change it, and the interface that carries them
+// out. Real: netlink::NftTable. Fake: tests/mocks/fake_nft.h.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "nsegress/common/ip.h"
+#include "nsegress/common/result.h"
+
+namespace nsegress::gateway {
+
+// What nsegress owns inside its nftables table, as read back from the kernel.
+struct ObservedNft {
+  bool table_present = false;
+  // Table exists and has exactly the structure this version builds (chains,
+  // rules, sets, fingerprint including the uplink name).
+  bool structure_ok = false;
+  std::map<IpAddress, IpAddress> snat;           // pod address -> egress address
+  std::map<IpAddress, std::string> tx_counter;   // pod address -> namespace tx counter
+  std::map<IpAddress, std::string> pending;      // pod address -> namespace drop counter
+  std::set<IpAddress> owned;                     // egress addresses this agent put on the uplink
+  std::map<IpAddress, IpAddress> flush_pending;  // pod -> old egress whose flows are still to flush
+  std::map<std::string, std::pair<uint64_t, uint64_t>> counters;  // name -> {packets, bytes}
+};
+
+// One change inside an nftables transaction. The kernel reports an error
+// against the netlink message that caused it, and every message belongs to
+// exactly one op, so an error names its op. Element ops are one message
+// each; kCreateTable is several messages (table, sets, chains, rules) that
+// all name it.
+struct NftOp {
+  enum class Kind {
+    kCreateTable,  // table + sets + chains + rules (fresh)
+    kDeleteTable,  // a rebuild (same transaction as the create) or `--cleanup`
+    kAddCounter,   // named counter `counter`
+    kDelCounter,
+    kAddSnat,  // snat map: key -> egress
+    kDelSnat,
+    kAddTx,  // tx accounting map: key -> counter
+    kDelTx,
+    kAddPending,  // fail-closed map: key -> drop counter
+    kDelPending,
+    kAddOwned,  // ownership record of an egress address on the uplink
+    kDelOwned,
+    kAddFlushRec,  // record: flows of pod `key` SNATed to `egress` must be flushed
+    kDelFlushRec,
+  };
+  Kind kind;
+  std::string ns;       // namespace the op serves ("" for table-wide ops)
+  IpAddress key;        // pod address or owned address
+  IpAddress egress;     // for kAddSnat, kAddFlushRec
+  std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
+
+  std::string describe() const;
+  bool operator==(const NftOp&) const = default;
+};
+
+class NftKernel {
+ public:
+  virtual ~NftKernel() = default;
+  virtual Result<ObservedNft> observe() = 0;
+  // Applies all ops as one transaction: all or nothing. On error, the message
+  // names the op (by index and describe()) the kernel refused.
+  virtual Status apply(const std::vector<NftOp>& ops) = 0;
+};
+
+// Names of kernel objects derived from a namespace name.
+std::string txCounterName(const std::string& ns);
+std::string dropCounterName(const std::string& ns);
+// The namespace a counter of ours counts for ("" if not ours).
+std::string namespaceOfCounter(const std::string& counter);
+bool isOurCounter(const std::string& name);
+
+}  // namespace nsegress::gateway
