@@ -1,7 +1,8 @@
-// Memory of the informers' Pod cache: bytes per pod for the compact cache
-// entry nsegress keeps (kube::trimPod) versus a trimmed JSON object (the
-// previous form) and the full object as the API sends it. Resident-set
-// growth while filling a map of N entries, as the Informer does.
+// Memory of the informers' Pod cache: bytes per pod for the typed value
+// nsegress keeps (nsegress::Pod, decoded by decodePod) versus the compact
+// JSON array and the trimmed JSON object of earlier versions, and the full
+// object as the API sends it. Resident-set growth while filling a map of N
+// entries, as the Informer does.
 // Usage: bench_cache_memory [--pods N] [--out DIR]
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "nsegress/kube/informer.h"
+#include "nsegress/common/decode.h"
 
 using nlohmann::json;
 
@@ -47,7 +48,16 @@ json apiPod(int i) {
         {"hostIP", "192.0.2.17"}}}};
 }
 
-// The previous cache form: the same fields, as a JSON object.
+// The cache form before typed informers: [namespace, name, phase,
+// hostNetwork, ip...].
+json compactTrim(const json& o) {
+  json t =
+      json::array({o["metadata"]["namespace"], o["metadata"]["name"], o["status"]["phase"], false});
+  for (const auto& e : o["status"]["podIPs"]) t.push_back(e["ip"]);
+  return t;
+}
+
+// The form before that: the same fields, as a JSON object.
 json objectTrim(const json& o) {
   return json{
       {"apiVersion", "v1"},
@@ -60,11 +70,12 @@ json objectTrim(const json& o) {
         {"podIPs", o["status"]["podIPs"]}}}};
 }
 
-double bytesPerPod(int n, const std::function<json(const json&)>& trim) {
+template <typename T>
+double bytesPerPod(int n, const std::function<T(const json&)>& trim) {
   const long before = rssBytes();
-  std::map<std::string, json> cache;
+  std::map<std::string, T> cache;
   for (int i = 0; i < n; ++i) {
-    json t = trim(apiPod(i));
+    T t = trim(apiPod(i));
     cache["team-" + std::to_string(i % 10000) + "/web-" + std::to_string(i)] = std::move(t);
   }
   const long after = rssBytes();
@@ -82,7 +93,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   // Each form is measured in a fresh child process, so heap freed by one
   // measurement cannot flatter the next.
-  auto measure = [&](const std::function<json(const json&)>& trim) {
+  auto measure = [&]<typename T>(const std::function<T(const json&)>& trim) {
     int fds[2];
     if (pipe(fds) != 0) return -1.0;
     const pid_t pid = fork();
@@ -98,23 +109,30 @@ int main(int argc, char** argv) {
     waitpid(pid, nullptr, 0);
     return b;
   };
-  const double compact = measure(nsegress::kube::trimPod);
-  const double object = measure(objectTrim);
-  const double full = measure([](const json& o) { return o; });
+  const double typed = measure(std::function<nsegress::Pod(const json&)>(
+      [](const json& o) { return *nsegress::decodePod(o); }));
+  const double compact = measure(std::function<json(const json&)>(compactTrim));
+  const double object = measure(std::function<json(const json&)>(objectTrim));
+  const double full = measure(std::function<json(const json&)>([](const json& o) { return o; }));
   std::ostringstream md;
   md << "# Informer Pod cache: memory per pod (" << n << " pods)\n\n"
-     << "| cache entry | bytes/pod | MB at " << n << " pods | vs compact |\n|---|---|---|---|\n";
-  for (auto [name, b] : {std::pair{"compact array (kube::trimPod)", compact},
-                         std::pair{"trimmed JSON object (before)", object},
+     << "| cache entry | bytes/pod | MB at " << n << " pods | vs typed |\n|---|---|---|---|\n";
+  for (auto [name, b] : {std::pair{"typed nsegress::Pod (decodePod, now)", typed},
+                         std::pair{"compact JSON array (before)", compact},
+                         std::pair{"trimmed JSON object (earlier)", object},
                          std::pair{"full API object (no trimming)", full}})
     md << "| " << name << " | " << static_cast<long>(b) << " | " << b * n / 1e6 << " | "
-       << b / compact << "× |\n";
+       << b / typed << "× |\n";
   std::cout << md.str();
   if (!out.empty()) {
     std::ofstream(out + "/cache_memory.md") << md.str();
-    std::ofstream(out + "/cache_memory.json")
-        << json{{"pods", n}, {"compact", compact}, {"object", object}, {"full", full}}.dump(2)
-        << "\n";
+    std::ofstream(out + "/cache_memory.json") << json{{"pods", n},
+                                                      {"typed", typed},
+                                                      {"compact", compact},
+                                                      {"object", object},
+                                                      {"full", full}}
+                                                     .dump(2)
+                                              << "\n";
   }
   return 0;
 }

@@ -1,7 +1,7 @@
-// Cost of one gateway recompute in cluster mode: kube::gatewayView() over
-// informer caches of N pods in M annotated namespaces (each with an
-// Assigned EgressIP on this node), i.e. the work done on every change that
-// reaches a gateway. Reports the median of R runs.
+// Cost of one gateway recompute in cluster mode: GatewayViews fed from typed
+// informer caches of N pods in M annotated namespaces (each with an Assigned
+// EgressIP on this node), then forNode() — the work KubeStateSource::load()
+// does on every change that reaches a gateway. Reports the median of R runs.
 // Usage: bench_gateway_view [--pods N] [--namespaces M] [--runs R] [--out DIR]
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -11,14 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "nsegress/kube/gateway_view.h"
-#include "nsegress/kube/informer.h"
+#include "nsegress/common/decode.h"
+#include "nsegress/common/gateway_view.h"
 
 using nlohmann::json;
-namespace kube = nsegress::kube;
+using namespace nsegress;
 
 int main(int argc, char** argv) {
-  CLI::App app{"gatewayView() cost"};
+  CLI::App app{"GatewayViews cost"};
   int pods_n = 100000, ns_n = 10000, runs = 5;
   std::string out;
   app.add_option("--pods", pods_n);
@@ -27,13 +27,15 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "Directory for gateway_view.md/json");
   CLI11_PARSE(app, argc, argv);
 
-  std::map<std::string, json> nss, pods, eips;
+  std::map<std::string, Namespace> nss;
+  std::map<std::string, Pod> pods;
+  std::map<std::string, AddressRecord> eips;
   for (int n = 0; n < ns_n; ++n) {
     const std::string ns = "team-" + std::to_string(n);
-    nss[ns] = kube::trimNamespace(
+    nss[ns] = *decodeNamespace(
         json{{"metadata", {{"name", ns}, {"annotations", {{"nsegress.io/pool", "dmz"}}}}}});
     const std::string ip = "10.200." + std::to_string(n / 250) + "." + std::to_string(n % 250);
-    eips[ip] = kube::trimEgressIP(
+    eips[ip] = *decodeEgressIP(
         json{{"metadata", {{"name", ip}}},
              {"spec", {{"ip", ip}, {"pool", "dmz"}}},
              {"status", {{"state", "Assigned"}, {"namespace", ns}, {"node", "gw-1"}}}});
@@ -43,14 +45,18 @@ int main(int argc, char** argv) {
     const std::string ip = "10." + std::to_string(i / 62500) + "." + std::to_string(i / 250 % 250) +
                            "." + std::to_string(i % 250);
     pods[ns + "/p" + std::to_string(i)] =
-        kube::trimPod(json{{"metadata", {{"name", "p" + std::to_string(i)}, {"namespace", ns}}},
-                           {"status", {{"phase", "Running"}, {"podIPs", {{{"ip", ip}}}}}}});
+        *decodePod(json{{"metadata", {{"name", "p" + std::to_string(i)}, {"namespace", ns}}},
+                        {"status", {{"phase", "Running"}, {"podIPs", {{{"ip", ip}}}}}}});
   }
   std::vector<double> ms;
   size_t listed = 0, warnings = 0;
   for (int r = 0; r < runs; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto v = kube::gatewayView("gw-1", nss, pods, eips);
+    GatewayViews views;
+    for (const auto& [k, n] : nss) views.addNamespace(n);
+    for (const auto& [k, r] : eips) views.addRecord(r);
+    for (const auto& [k, p] : pods) views.addPod(p);
+    auto v = views.forNode("gw-1");
     ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     listed = v.state.namespaces.size();

@@ -1,5 +1,7 @@
 #include "nsegress/controller/allocator.h"
 
+#include "nsegress/common/gateway_view.h"
+
 #include <algorithm>
 #include <ctime>
 #include <set>
@@ -68,9 +70,7 @@ class Allocator {
   void snapshotOriginal() { original_ = out_.ledger; }
 
  private:
-  static bool annotated(const Namespace& ns) {
-    return ns.annotations.count(kPoolAnnotation) || ns.annotations.count(kIpAnnotation);
-  }
+  static bool annotated(const Namespace& ns) { return ns.requestsEgress(); }
 
   void event(std::string kind, const std::string& ns, const std::optional<IpAddress>& ip,
              const std::string& pool, const std::string& node, std::string message) {
@@ -408,35 +408,17 @@ Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
 }
 
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a) {
-  std::map<std::string, std::vector<IpAddress>> pods;
-  for (const auto& p : world.pods) {
-    auto& v = pods[p.ns];
-    v.insert(v.end(), p.ips.begin(), p.ips.end());
-  }
+  GatewayViews views;
+  for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
+  for (const auto& [ip, r] : a.ledger) views.addRecord(r);
+  for (const auto& p : world.pods) views.addPod(p);
   std::set<std::string> gateways;
   for (const auto& [name, n] : world.nodes)
     for (const auto& [pn, p] : world.pools)
       if (!p.invalid && p.node_selector.matches(n.labels)) gateways.insert(name);
-  for (const auto& [ip, r] : a.ledger)
-    if (r.state == AddressState::kAssigned && !r.node.empty()) gateways.insert(r.node);
-
+  for (const auto& n : views.nodesWithAddresses()) gateways.insert(n);
   std::map<std::string, DesiredState> out;
-  for (const auto& g : gateways) {
-    DesiredState s;
-    s.gateway = g;
-    for (const auto& [ns, st] : a.statuses) {
-      NamespaceEgress e;
-      e.name = ns;
-      auto pit = pods.find(ns);
-      if (pit != pods.end()) e.pod_ips = pit->second;
-      if (st.phase == Phase::kAssigned && st.ip && st.node == g) {
-        (st.ip->isV4() ? e.egress_v4 : e.egress_v6) = *st.ip;
-      }
-      s.namespaces.push_back(std::move(e));
-    }
-    dropAmbiguousPodIps(s);
-    out[g] = std::move(s);
-  }
+  for (const auto& g : gateways) out[g] = views.forNode(g).state;
   return out;
 }
 

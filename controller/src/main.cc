@@ -12,10 +12,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdlib>
 
+#include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
+#include "nsegress/controller/cluster/cluster_mode.h"
 #include "nsegress/controller/http_server.h"
 #include "nsegress/controller/metrics.h"
-#include "nsegress/kube/cluster_mode.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
   int resync_s = 30;
   bool once = false;
   bool kubernetes = false;
-  kube::ClusterModeOptions km;
+  cluster::ClusterModeOptions km;
   app.add_option("--manifests", manifests, "Standalone: directory of YAML manifests (watched)");
   app.add_option("--ledger", ledger_path, "Standalone: SQLite ledger file");
   app.add_flag("--kubernetes", kubernetes,
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
     km.listen = listen;
     km.gateway_state_dir = state_dir;
     km.resync_seconds = resync_s;
-    return kube::runClusterMode(km);
+    return cluster::runClusterMode(km);
   }
   if (manifests.empty() || ledger_path.empty()) {
     spdlog::error("standalone mode needs --manifests and --ledger (or use --kubernetes)");
@@ -87,25 +88,20 @@ int main(int argc, char** argv) {
   ControllerMetrics metrics(ctl);
   metrics.leader.Set(1);
 
-  auto reconcile = [&] {
-    const auto t0 = std::chrono::steady_clock::now();
+  auto reconcile = [&]() -> RunResult {
     World w = dir.load();
     for (const auto& e : dir.errors()) spdlog::warn("{}", e.message);
     auto r = ctl.reconcile(w, dir.errors());
-    metrics.reconcile_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!r) {
-      metrics.reconcile_error.Increment();
       spdlog::error("reconcile: {}", r.error().message);
-      return false;
+      return RunResult::error();
     }
-    metrics.reconcile_ok.Increment();
     if (r->changed || r->events || r->gateways_written)
       spdlog::info("reconciled: {} ledger changes, {} events, {} gateway states written",
                    r->changed, r->events, r->gateways_written);
-    return true;
+    return RunResult::ok();
   };
-  if (once) return reconcile() ? 0 : 1;
+  if (once) return reconcile().kind == RunResult::Kind::kOk ? 0 : 1;
 
   boost::asio::io_context io;
   std::unique_ptr<HttpServer> server;
@@ -128,11 +124,17 @@ int main(int argc, char** argv) {
     spdlog::info("HTTP API on {}:{}", host, server->port());
   }
 
+  DriverOptions dopts;
+  dopts.debounce = std::chrono::milliseconds(50);  // coalesce an editor's burst of writes
+  dopts.resync = std::chrono::seconds(resync_s);
+  ReconcileDriver driver(
+      io, SystemClock::instance(), dopts, [&](const RunRequest&) { return reconcile(); },
+      &metrics.driver);
+  // The manifest directory's changes trigger a reconcile.
   int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   inotify_add_watch(ino, manifests.c_str(),
                     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
   boost::asio::posix::stream_descriptor watch(io, ino);
-  boost::asio::steady_timer debounce(io), resync(io);
   std::function<void()> arm_watch = [&] {
     watch.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                      [&](const boost::system::error_code& ec) {
@@ -140,26 +142,15 @@ int main(int argc, char** argv) {
                        char buf[4096];
                        while (read(ino, buf, sizeof buf) > 0) {
                        }
-                       debounce.expires_after(std::chrono::milliseconds(50));
-                       debounce.async_wait([&](const boost::system::error_code& e) {
-                         if (!e) reconcile();
-                       });
+                       driver.trigger();
                        arm_watch();
                      });
   };
-  std::function<void()> arm_resync = [&] {
-    resync.expires_after(std::chrono::seconds(resync_s));
-    resync.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      reconcile();
-      arm_resync();
-    });
-  };
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
-  reconcile();
+  signals.async_wait(
+      [&](const boost::system::error_code&, int) { driver.shutdown([&] { io.stop(); }); });
+  driver.start();
   arm_watch();
-  arm_resync();
   spdlog::info("started: manifests {}, ledger {}", manifests, ledger_path);
   io.run();
   return 0;

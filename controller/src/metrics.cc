@@ -62,22 +62,7 @@ ControllerMetrics::ControllerMetrics(const Controller& c)
     : ControllerMetrics(c, std::make_shared<prometheus::Registry>()) {}
 
 ControllerMetrics::ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r)
-    : reconcile_ok(prometheus::BuildCounter()
-                       .Name("nsegress_controller_reconcile_total")
-                       .Help("Reconciles by result")
-                       .Register(*r)
-                       .Add({{"result", "success"}})),
-      reconcile_error(prometheus::BuildCounter()
-                          .Name("nsegress_controller_reconcile_total")
-                          .Help("Reconciles by result")
-                          .Register(*r)
-                          .Add({{"result", "error"}})),
-      reconcile_seconds(
-          prometheus::BuildHistogram()
-              .Name("nsegress_controller_reconcile_seconds")
-              .Help("Time of one reconcile (allocate, commit, publish)")
-              .Register(*r)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.05, 0.1, 0.5, 1, 5})),
+    : driver(DriverMetrics::create(*r, "nsegress_controller")),
       leader(prometheus::BuildGauge()
                  .Name("nsegress_controller_leader")
                  .Help("1 while this replica is the leader (standalone: always)")

@@ -10,6 +10,7 @@
 
 #include "nsegress/gateway/agent.h"
 #include "nsegress/gateway/kube_source.h"
+#include "nsegress/kube/client.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
   }
 
   gateway::NodeDataplane dataplane({**nft, **addrs, **garp, **ct});
+  std::unique_ptr<kube::Client> kube_api;
   std::unique_ptr<gateway::DesiredStateSource> source_ptr;
   if (kubernetes) {
     auto cfg = kube::autoDetect(kube::Env::system(), kubeconfig);
@@ -108,7 +110,10 @@ int main(int argc, char** argv) {
       spdlog::error("start-up: {}", cfg.error().message);
       return 1;
     }
-    auto k = std::make_unique<gateway::KubeStateSource>(*cfg, node_name);
+    kube_api = std::make_unique<kube::Client>(
+        *cfg, kube::ClientOptions{50, 100, std::chrono::seconds(30)});  // lists in pages
+    auto k =
+        std::make_unique<gateway::KubeStateSource>(*kube_api, SystemClock::instance(), node_name);
     k->start();
     source_ptr = std::move(k);
   } else {

@@ -12,23 +12,19 @@
 
 namespace nsegress::gateway {
 
-FileStateSource::FileStateSource(std::string path) : path_(std::move(path)) {
-  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (inotify_fd_ >= 0) {
+FileStateSource::FileStateSource(std::string path)
+    : path_(std::move(path)), inotify_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+  if (inotify_) {
     auto dir = std::filesystem::path(path_).parent_path();
     if (dir.empty()) dir = ".";
-    inotify_add_watch(inotify_fd_, dir.c_str(),
+    inotify_add_watch(inotify_.get(), dir.c_str(),
                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY);
   }
 }
 
-FileStateSource::~FileStateSource() {
-  if (inotify_fd_ >= 0) close(inotify_fd_);
-}
-
 void FileStateSource::drain() {
   char buf[4096];
-  while (inotify_fd_ >= 0 && read(inotify_fd_, buf, sizeof buf) > 0) {
+  while (inotify_ && read(inotify_.get(), buf, sizeof buf) > 0) {
   }
 }
 

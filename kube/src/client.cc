@@ -28,7 +28,6 @@ std::chrono::nanoseconds RateLimiter::reserve(Clock::time_point now) {
 }
 
 struct Client::Impl {
-  boost::asio::io_context io;
   std::unique_ptr<ssl::context> tls;
 };
 
@@ -135,7 +134,7 @@ Result<Response> Client::request(const std::string& verb, const std::string& pat
     std::this_thread::sleep_for(wait);
   }
   Response out;
-  auto& io = impl_->io;
+  boost::asio::io_context io;
   auto r = withStream(
       io, impl_->tls.get(), cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
         http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
@@ -172,7 +171,7 @@ Result<int> Client::watch(const std::string& path,
     ++throttled_;
     std::this_thread::sleep_for(wait);
   }
-  auto& io = impl_->io;
+  boost::asio::io_context io;
   return withStream(
       io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
         http::request<http::empty_body> req{http::verb::get, path, 11};

@@ -7,19 +7,21 @@ namespace nsegress::kube {
 
 using nlohmann::json;
 
-namespace {
-std::string microTime() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+std::string LeaderElector::microTime() const {
+  const auto now = clock_.wallNow().time_since_epoch();
+  const time_t secs = std::chrono::duration_cast<std::chrono::seconds>(now).count();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count() % 1000000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
   char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", gmtime(&ts.tv_sec));
-  std::string us = std::to_string(ts.tv_nsec / 1000);
-  return std::string(buf) + "." + std::string(6 - std::min<size_t>(6, us.size()), '0') + us + "Z";
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char frac[16];
+  snprintf(frac, sizeof frac, ".%06lldZ", static_cast<long long>(us));
+  return std::string(buf) + frac;
 }
-}  // namespace
 
-LeaderElector::LeaderElector(Client& client, LeaderOptions opts)
-    : client_(client), opts_(std::move(opts)) {}
+LeaderElector::LeaderElector(Api& api, Clock& clock, LeaderOptions opts)
+    : api_(api), clock_(clock), opts_(std::move(opts)) {}
 
 std::string LeaderElector::path() const {
   return "/apis/coordination.k8s.io/v1/namespaces/" + opts_.ns + "/leases/" + opts_.name;
@@ -45,7 +47,7 @@ std::string LeaderElector::body(const std::string& holder, const std::string& rv
 }
 
 namespace {
-int64_t ns(LeaderElector::Clock::time_point t) {
+int64_t ns(Clock::TimePoint t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 }  // namespace
@@ -53,17 +55,22 @@ int64_t ns(LeaderElector::Clock::time_point t) {
 bool LeaderElector::isLeader() const {
   const int64_t last = last_renew_.load();
   return last != 0 &&
-         ns(Clock::now()) - last < std::chrono::nanoseconds(opts_.renew_deadline).count();
+         ns(clock_.now()) - last < std::chrono::nanoseconds(opts_.renew_deadline).count();
+}
+
+std::optional<Clock::TimePoint> LeaderElector::leadershipExpiry() const {
+  const int64_t last = last_renew_.load();
+  if (last == 0) return std::nullopt;
+  return Clock::TimePoint(std::chrono::nanoseconds(last)) + opts_.renew_deadline;
 }
 
 void LeaderElector::tick() {
-  const auto now = Clock::now();
-  auto got = client_.request("GET", path());
+  const auto now = clock_.now();
+  auto got = api_.request("GET", path());
   if (!got) return;  // unreachable: keep what we have; isLeader() expires by itself
   if (got->status == 404) {
-    auto r =
-        client_.request("POST", "/apis/coordination.k8s.io/v1/namespaces/" + opts_.ns + "/leases",
-                        body(opts_.identity, "", true));
+    auto r = api_.request("POST", "/apis/coordination.k8s.io/v1/namespaces/" + opts_.ns + "/leases",
+                          body(opts_.identity, "", true));
     if (r && r->status == 201) {
       last_renew_ = ns(now);
       observed_holder_ = opts_.identity;
@@ -95,7 +102,7 @@ void LeaderElector::tick() {
   if (mine) acquire_time_ = spec.value("acquireTime", "");
   // Optimistic concurrency: the update carries the resourceVersion we read;
   // if another replica wrote in between, the API server answers 409.
-  auto r = client_.request("PUT", path(), body(opts_.identity, rv_, !mine));
+  auto r = api_.request("PUT", path(), body(opts_.identity, rv_, !mine));
   if (r && r->status == 200) {
     if (!mine) acquire_time_ = microTime();
     last_renew_ = ns(now);
@@ -113,7 +120,7 @@ void LeaderElector::tick() {
 void LeaderElector::release() {
   if (!isLeader()) return;
   last_renew_ = 0;
-  auto got = client_.request("GET", path());
+  auto got = api_.request("GET", path());
   if (!got || got->status != 200) return;
   auto lease = json::parse(got->body, nullptr, false);
   if (!lease.is_object() || lease["spec"].value("holderIdentity", "") != opts_.identity) return;
@@ -121,7 +128,27 @@ void LeaderElector::release() {
   spec["holderIdentity"] = "";
   spec["leaseDurationSeconds"] = 1;
   lease["spec"] = spec;
-  (void)client_.request("PUT", path(), lease.dump());
+  (void)api_.request("PUT", path(), lease.dump());
+}
+
+void runElection(LeaderElector& e, Clock& clock, Stopper& stop,
+                 const std::function<void(bool)>& on_change) {
+  bool was = false;
+  while (!stop.requested()) {
+    e.tick();
+    bool now = e.isLeader();
+    if (now != was) on_change(now);
+    was = now;
+    // Wake at the next retry, or when leadership would lapse, if sooner.
+    auto next = clock.now() + e.options().retry_period;
+    if (auto exp = e.leadershipExpiry(); exp && *exp < next) next = *exp;
+    clock.sleepUntil(next, stop);
+    now = e.isLeader();
+    if (now != was) on_change(now);
+    was = now;
+  }
+  e.release();
+  if (was) on_change(false);
 }
 
 }  // namespace nsegress::kube

@@ -17,10 +17,12 @@
 
 #include "kube_env.h"
 #include "lab.h"
+#include "nsegress/common/decode.h"
 #include "nsegress/common/desired_state.h"
+#include "nsegress/controller/cluster/ledger_store.h"
 #include "nsegress/controller/controller.h"
+#include "nsegress/kube/client.h"
 #include "nsegress/kube/informer.h"
-#include "nsegress/kube/kube_store.h"
 #include "nsegress/kube/leader.h"
 
 namespace nsegress::testing {
@@ -29,6 +31,24 @@ namespace {
 using nlohmann::json;
 
 KubeEnv* env = nullptr;
+
+// A typed Namespace informer with its own client, as the processes run them.
+struct NsInformer {
+  kube::Client api;
+  kube::Informer<Namespace> inf;
+  NsInformer(const kube::KubeConfig& cfg, std::string path, std::function<void()> on_change,
+             kube::InformerOptions o = {})
+      : api(cfg, kube::ClientOptions{50, 100, std::chrono::seconds(30)}),
+        inf(api, SystemClock::instance(), std::move(path), decodeNamespace, std::move(on_change),
+            o) {}
+  std::set<std::string> names() const {
+    std::set<std::string> out;
+    inf.read([&](const auto& m) {
+      for (const auto& [k, ns] : m) out.insert(k);
+    });
+    return out;
+  }
+};
 
 class KubeEnvironment : public ::testing::Environment {
  public:
@@ -216,22 +236,23 @@ TEST_F(KubeApi, WatchFromACompactedVersionGets410Gone) {
 
 TEST_F(KubeApi, InformerResumesAfterAnApiServerRestart) {
   std::atomic<int> changes{0};
-  kube::Informer inf(env->admin(), "/api/v1/namespaces", kube::trimNamespace, [&] { ++changes; });
+  NsInformer ni(env->admin(), "/api/v1/namespaces", [&] { ++changes; });
+  auto& inf = ni.inf;
   inf.start();
   ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
   auto c = client();
   ASSERT_EQ(
       c.request("POST", "/api/v1/namespaces", R"({"metadata":{"name":"inf-before"}})")->status,
       201);
-  ASSERT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf-before") == 1; },
+  ASSERT_TRUE(lab::eventually([&] { return ni.names().count("inf-before") == 1; },
                               std::chrono::seconds(20)));
   env->restartApiserver();
   ASSERT_EQ(c.request("POST", "/api/v1/namespaces", R"({"metadata":{"name":"inf-after"}})")->status,
             201);
-  EXPECT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf-after") == 1; },
-                              std::chrono::seconds(30)))
+  EXPECT_TRUE(
+      lab::eventually([&] { return ni.names().count("inf-after") == 1; }, std::chrono::seconds(30)))
       << "the informer must resume after the API server comes back";
-  EXPECT_TRUE(inf.snapshot().count("inf-before")) << "and keep what it knew";
+  EXPECT_TRUE(ni.names().count("inf-before")) << "and keep what it knew";
   inf.stop();
   const auto st = inf.stats();
   EXPECT_GE(st.watches, 2u) << "the watch was re-established";
@@ -247,12 +268,14 @@ TEST_F(KubeApi, InformerListsInPages) {
   const json listed = json::parse(all->body);
   for (const auto& i : listed["items"]) want.insert(i["metadata"]["name"].get<std::string>());
   ASSERT_GE(want.size(), 3u);
-  kube::Informer inf(env->admin(), "/api/v1/namespaces", kube::trimNamespace, [] {});
-  inf.setPageSize(1);
+  kube::InformerOptions o;
+  o.page_size = 1;
+  NsInformer ni(
+      env->admin(), "/api/v1/namespaces", [] {}, o);
+  auto& inf = ni.inf;
   inf.start();
   ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
-  std::set<std::string> got;
-  for (const auto& [k, v] : inf.snapshot()) got.insert(k);
+  std::set<std::string> got = ni.names();
   inf.stop();
   EXPECT_TRUE(std::includes(got.begin(), got.end(), want.begin(), want.end()));
   EXPECT_GE(inf.stats().list_pages, want.size());
@@ -264,8 +287,8 @@ TEST_F(KubeApi, InformerRelistsAfter410Gone) {
   // and the compaction (every 10 s here) removes it. When its watch ends
   // (timeoutSeconds=20) it resumes from that version, gets 410 Gone, and
   // must relist — and then see what was created meanwhile.
-  kube::Informer inf(env->admin(), "/api/v1/namespaces?labelSelector=inf410%3Dyes",
-                     kube::trimNamespace, [] {});
+  NsInformer ni(env->admin(), "/api/v1/namespaces?labelSelector=inf410%3Dyes", [] {});
+  auto& inf = ni.inf;
   inf.start();
   ASSERT_TRUE(lab::eventually([&] { return inf.synced(); }, std::chrono::seconds(20)));
   auto c = client();
@@ -280,9 +303,9 @@ TEST_F(KubeApi, InformerRelistsAfter410Gone) {
                       R"({"metadata":{"name":"inf410-match","labels":{"inf410":"yes"}}})")
                 ->status,
             201);
-  EXPECT_TRUE(lab::eventually([&] { return inf.snapshot().count("inf410-match") == 1; }))
+  EXPECT_TRUE(lab::eventually([&] { return ni.names().count("inf410-match") == 1; }))
       << "the relisted informer keeps watching";
-  EXPECT_EQ(inf.snapshot().size(), 1u) << "only what the selector matches";
+  EXPECT_EQ(ni.names().size(), 1u) << "only what the selector matches";
   inf.stop();
 }
 
@@ -315,9 +338,10 @@ volatile sig_atomic_t stop_requested = 0;
   kube::Client c(env->config("controller-token"),
                  kube::ClientOptions{100, 100, std::chrono::seconds(2)});
   kube::LeaderElector e(
-      c, kube::LeaderOptions{"nsegress-system", "nsegress-controller", id,
-                             std::chrono::milliseconds(2000), std::chrono::milliseconds(1500),
-                             std::chrono::milliseconds(200)});
+      c, SystemClock::instance(),
+      kube::LeaderOptions{"nsegress-system", "nsegress-controller", id,
+                          std::chrono::milliseconds(2000), std::chrono::milliseconds(1500),
+                          std::chrono::milliseconds(200)});
   std::thread ticker([&] {
     while (!stop_requested) {
       e.tick();
@@ -410,24 +434,24 @@ TEST_F(KubeApi, TwoReplicasNeverBothActAsLeader) {
 
 // ---- the ledger in the API server: split brain ----------------------------------
 
-controller::World splitWorld(const std::vector<std::string>& namespaces) {
-  controller::World w;
-  controller::Pool p;
+World splitWorld(const std::vector<std::string>& namespaces) {
+  World w;
+  Pool p;
   p.name = "sb";
   p.ranges = {{*IpAddress::parse("192.0.2.1"), *IpAddress::parse("192.0.2.6")}};
   p.quarantine = 1;  // seconds: the race below crosses quarantines too
   w.pools["sb"] = p;
-  w.nodes["gw"] = controller::Node{"gw", {}, true};
-  for (const auto& n : namespaces)
-    w.namespaces[n] = controller::Namespace{n, {}, {{controller::kPoolAnnotation, "sb"}}};
+  w.nodes["gw"] = Node{"gw", {}, true};
+  for (const auto& n : namespaces) w.namespaces[n] = Namespace{n, {}, {{kPoolAnnotation, "sb"}}};
   return w;
 }
 
 TEST_F(KubeApi, TwoControllersRacingForOneAddressOnlyOneWins) {
   applyManifests();
   auto c1 = client("controller-token"), c2 = client("controller-token");
-  kube::KubeLedgerStore s1(c1), s2(c2);
-  auto now = [] { return static_cast<controller::Seconds>(time(nullptr)); };
+  controller::cluster::KubeLedgerStore s1(c1, SystemClock::instance()),
+      s2(c2, SystemClock::instance());
+  auto now = [] { return static_cast<Seconds>(time(nullptr)); };
   controller::Controller a(s1, now, ""), b(s2, now, "");
   ASSERT_TRUE(a.start());
   ASSERT_TRUE(b.start());
@@ -456,15 +480,16 @@ TEST_F(KubeApi, TwoControllersRacingForOneAddressOnlyOneWins) {
 
 TEST_F(KubeApi, SplitBrainNeverDoubleAssignsOrBreaksQuarantine) {
   applyManifests();
-  std::vector<std::pair<int64_t, controller::AddressRecord>> writes;
+  std::vector<std::pair<int64_t, AddressRecord>> writes;
   std::mutex mu;
   uint64_t conflicts = 0, commits = 0;
   auto run = [&](unsigned seed) {
     lab::NetnsEnter in(env->netns());
     auto c = client("controller-token");
-    kube::KubeLedgerStore store(c);
+    controller::cluster::KubeLedgerStore store(c, SystemClock::instance());
+    store.recordWritesForTest();
     controller::Controller ctl(
-        store, [] { return static_cast<controller::Seconds>(time(nullptr)); }, "");
+        store, [] { return static_cast<Seconds>(time(nullptr)); }, "");
     ASSERT_TRUE(ctl.start());
     std::mt19937 rng(seed);
     for (int round = 0; round < 40; ++round) {
@@ -477,7 +502,7 @@ TEST_F(KubeApi, SplitBrainNeverDoubleAssignsOrBreaksQuarantine) {
       if (round % 8 == 7) std::this_thread::sleep_for(std::chrono::milliseconds(600));
     }
     std::lock_guard l(mu);
-    auto w = store.writes();
+    auto w = store.writesForTest();
     writes.insert(writes.end(), w.begin(), w.end());
   };
   std::thread t1(run, 11u), t2(run, 22u);
@@ -489,15 +514,15 @@ TEST_F(KubeApi, SplitBrainNeverDoubleAssignsOrBreaksQuarantine) {
   // Replay every successful write of both replicas in the API server's order.
   std::sort(writes.begin(), writes.end(),
             [](const auto& x, const auto& y) { return x.first < y.first; });
-  std::map<IpAddress, controller::AddressRecord> last;
+  std::map<IpAddress, AddressRecord> last;
   for (const auto& [rv, r] : writes) {
     auto it = last.find(r.ip);
-    if (it != last.end() && r.state == controller::AddressState::kAssigned) {
+    if (it != last.end() && r.state == AddressState::kAssigned) {
       const auto& prev = it->second;
-      EXPECT_FALSE(prev.state == controller::AddressState::kAssigned && prev.ns != r.ns)
+      EXPECT_FALSE(prev.state == AddressState::kAssigned && prev.ns != r.ns)
           << r.ip.str() << " went from " << prev.ns << " to " << r.ns << " without a release (rv "
           << rv << ")";
-      EXPECT_FALSE(prev.state == controller::AddressState::kQuarantined && prev.ns != r.ns &&
+      EXPECT_FALSE(prev.state == AddressState::kQuarantined && prev.ns != r.ns &&
                    r.assigned_at < prev.quarantine_until)
           << r.ip.str() << " given to " << r.ns << " during " << prev.ns << "'s quarantine (rv "
           << rv << ")";

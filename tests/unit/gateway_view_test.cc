@@ -1,17 +1,50 @@
-// kube::gatewayView: the gateway's desired state from the API's objects
-// (cluster mode). Pure logic; the real API server path is in tests/kube.
+// GatewayViews: one node's desired state from the ledger, namespaces and
+// pods — the rules both modes share — fed here from API objects decoded by
+// common/decode.h, as a gateway's informers do in cluster mode. Pure logic;
+// the real API server path is in tests/kube, the standalone path in
+// controller_test.
+#include "nsegress/common/gateway_view.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "nsegress/kube/gateway_view.h"
-#include "nsegress/kube/informer.h"
+#include "nsegress/common/decode.h"
 
-namespace nsegress::kube {
+namespace nsegress {
 namespace {
 
 using nlohmann::json;
 using Cache = std::map<std::string, json>;
+
+// As the gateway's informers and KubeStateSource do it: decode each object
+// (an object that does not decode is skipped, with a warning), then the view.
+GatewayView gatewayView(const std::string& node, const Cache& nss, const Cache& pods,
+                        const Cache& eips) {
+  GatewayViews views;
+  std::vector<std::string> skipped;
+  for (const auto& [k, o] : nss) {
+    if (auto n = decodeNamespace(o))
+      views.addNamespace(*n);
+    else
+      skipped.push_back("namespace " + k + ": " + n.error().message);
+  }
+  for (const auto& [k, o] : eips) {
+    if (auto r = decodeEgressIP(o))
+      views.addRecord(*r);
+    else
+      skipped.push_back("egressip " + k + ": " + r.error().message);
+  }
+  for (const auto& [k, o] : pods) {
+    if (auto p = decodePod(o))
+      views.addPod(*p);
+    else
+      skipped.push_back("pod " + k + ": " + p.error().message);
+  }
+  auto v = views.forNode(node);
+  v.warnings.insert(v.warnings.end(), skipped.begin(), skipped.end());
+  return v;
+}
 
 IpAddress ip(const char* s) {
   return *IpAddress::parse(s);
@@ -23,7 +56,7 @@ json ns(const std::string& name, json annotations, bool deleting = false) {
          {"metadata", {{"name", name}, {"annotations", annotations}, {"uid", "x"}}},
          {"spec", {{"finalizers", {"kubernetes"}}}}};
   if (deleting) o["metadata"]["deletionTimestamp"] = "2026-11-25T10:00:00Z";
-  return trimNamespace(o);
+  return o;
 }
 json pod(const std::string& ns, const std::string& name, std::vector<std::string> ips,
          const std::string& phase = "Running", bool host_network = false) {
@@ -35,19 +68,19 @@ json pod(const std::string& ns, const std::string& name, std::vector<std::string
       {"metadata", {{"name", name}, {"namespace", ns}, {"labels", {{"app", "x"}}}}},
       {"spec", {{"nodeName", "n1"}, {"hostNetwork", host_network}, {"containers", json::array()}}},
       {"status", {{"phase", phase}, {"podIPs", list}, {"hostIP", "192.0.2.1"}}}};
-  return trimPod(o);
+  return o;
 }
 json eip(const std::string& address, const std::string& state, const std::string& ns,
          const std::string& node) {
-  return trimEgressIP(json{{"apiVersion", "nsegress.io/v1alpha1"},
-                           {"kind", "EgressIP"},
-                           {"metadata", {{"name", address}}},
-                           {"spec", {{"ip", address}, {"pool", "dmz"}}},
-                           {"status",
-                            {{"state", state},
-                             {"namespace", ns},
-                             {"node", node},
-                             {"assignedAt", "2026-11-25T10:00:00Z"}}}});
+  return json({{"apiVersion", "nsegress.io/v1alpha1"},
+               {"kind", "EgressIP"},
+               {"metadata", {{"name", address}}},
+               {"spec", {{"ip", address}, {"pool", "dmz"}}},
+               {"status",
+                {{"state", state},
+                 {"namespace", ns},
+                 {"node", node},
+                 {"assignedAt", "2026-11-25T10:00:00Z"}}}});
 }
 
 const NamespaceEgress* find(const GatewayView& v, const std::string& name) {
@@ -143,24 +176,32 @@ TEST(GatewayView, MalformedObjectsAreSkippedWithAWarningAndHarmNothingElse) {
   Cache nss{{"pay", ns("pay", {{"nsegress.io/pool", "dmz"}})},
             {"odd", json{{"metadata", "not an object"}}},
             {"empty", json::object()}};
-  Cache pods{
-      {"pay/a", pod("pay", "a", {"10.1.0.1", "banana", ""})},
-      {"pay/b", json{{"metadata", {{"namespace", "pay"}}}, {"status", {{"podIPs", "10.9.9.9"}}}}},
-      {"pay/c", json{{"metadata", {{"namespace", "pay"}}}, {"status", {{"podIP", 42}}}}},
-      {"x", json::array()}};
+  Cache pods{{"pay/a", pod("pay", "a", {"10.1.0.1"})},
+             {"pay/bad", pod("pay", "bad", {"10.1.0.2", "banana"})},
+             {"pay/b", json{{"metadata", {{"name", "b"}, {"namespace", "pay"}}},
+                            {"status", {{"podIPs", "10.9.9.9"}}}}},
+             {"pay/c", json{{"metadata", {{"name", "c"}, {"namespace", "pay"}}},
+                            {"status", {{"podIP", 42}}}}},
+             {"x", json::array()}};
   Cache eips{
       {"bad-ip", eip("banana", "Assigned", "pay", "gw-a")},
       {"bad-ns", eip("203.0.113.20", "Assigned", "Not_A_Namespace", "gw-a")},
-      {"no-status", json{{"spec", {{"ip", "203.0.113.21"}}}}},
+      {"no-status", json{{"metadata", {{"name", "x"}}}, {"spec", {{"ip", "203.0.113.21"}}}}},
       {"typed", json{{"spec", {{"ip", 7}}}, {"status", {{"state", "Assigned"}, {"node", 3}}}}},
       {"203.0.113.10", eip("203.0.113.10", "Assigned", "pay", "gw-a")}};
   auto v = gatewayView("gw-a", nss, pods, eips);
   ASSERT_EQ(v.state.namespaces.size(), 1u);
   EXPECT_EQ(v.state.namespaces[0].egress_v4, ip("203.0.113.10"));
-  EXPECT_EQ(v.state.namespaces[0].pod_ips, std::vector<IpAddress>{ip("10.1.0.1")});
+  EXPECT_EQ(v.state.namespaces[0].pod_ips, std::vector<IpAddress>{ip("10.1.0.1")})
+      << "pod b reports no address; a pod with a malformed address is refused whole";
   std::string all;
   for (const auto& w : v.warnings) all += w + "\n";
-  EXPECT_EQ(v.warnings.size(), 4u) << "banana pod IP, two bad EgressIPs, the typed one:\n" << all;
+  EXPECT_EQ(v.warnings.size(), 8u) << "two bad namespaces; the banana pod, pod c (a numeric "
+                                      "podIP), the array; two bad EgressIPs, the typed one:\n"
+                                   << all;
+  EXPECT_NE(all.find("pod pay/bad: status.podIPs[1]: \"banana\" is not an IP address"),
+            std::string::npos)
+      << all;
 }
 
 TEST(GatewayView, TwoAddressesOfOneFamilyForOneNamespaceUseTheLowerAndWarn) {
@@ -185,4 +226,4 @@ TEST(GatewayView, ResultIsAValidDesiredState) {
 }
 
 }  // namespace
-}  // namespace nsegress::kube
+}  // namespace nsegress

@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
-#include "nsegress/controller/manifests.h"
+#include "fake_clock.h"
+#include "fake_kube_api.h"
+#include "nsegress/common/decode.h"
+#include "nsegress/controller/cluster/write_back.h"
 #include "nsegress/kube/client.h"
-#include "nsegress/kube/cluster_mode.h"
 #include "nsegress/kube/informer.h"
 
 namespace nsegress::kube {
@@ -22,50 +25,59 @@ TEST(KubeInput, UnknownFieldsAreIgnored) {
   json pool = json::parse(R"({"apiVersion":"nsegress.io/v1alpha1","kind":"EgressPool",
     "metadata":{"name":"p","uid":"x","managedFields":[{"a":1}],"futureField":{"b":2}},
     "spec":{"addresses":["203.0.113.0/30"],"someFutureKnob":true},"status":{"whatever":[1,2,3]}})");
-  auto w = controller::parseManifests(trimEgressPool(pool).dump(), "api");
-  ASSERT_TRUE(w) << w.error().message;
-  EXPECT_FALSE(w->pools.at("p").invalid);
+  auto p = decodePool(pool);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_FALSE(p->invalid);
   json ns = json::parse(
-      R"({"metadata":{"name":"a","annotations":{"nsegress.io/pool":"p"},"ownerReferences":[]},
+      R"({"metadata":{"name":"a","annotations":{"nsegress.io/pool":"p"},"ownerReferences":[],
+    "finalizers":["nsegress.io/release"],"resourceVersion":"42"},
     "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active","conditions":[{"x":1}]}})");
-  auto t = trimNamespace(ns);
-  EXPECT_FALSE(t["metadata"].contains("ownerReferences")) << "caches keep only what is used";
-  EXPECT_TRUE(controller::parseManifests(t.dump(), "api"));
+  auto n = decodeNamespace(ns);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_TRUE(n->requestsEgress());
+  EXPECT_EQ(n->finalizers, std::vector<std::string>{"nsegress.io/release"});
+  EXPECT_EQ(n->resource_version, "42");
+  EXPECT_FALSE(n->deleting);
 }
 
-TEST(KubeInput, MissingFieldsAreHandled) {
+TEST(KubeInput, MissingFieldsAreHandledAndWrongTypesRefused) {
   // A pod without status (pending), a node without conditions, a namespace without annotations.
-  auto pod = cachedPod(trimPod(json::parse(R"({"metadata":{"name":"p","namespace":"a"}})")));
-  ASSERT_TRUE(pod);
+  auto pod = decodePod(json::parse(R"({"metadata":{"name":"p","namespace":"a"}})"));
+  ASSERT_TRUE(pod) << pod.error().message;
   EXPECT_EQ(pod->ns, "a");
   EXPECT_TRUE(pod->ips.empty());
-  EXPECT_EQ(pod->phase, "");
-  // Wrong types are dropped, not trusted: a numeric IP, a string hostNetwork.
-  auto odd = cachedPod(trimPod(json::parse(
-      R"({"metadata":{"name":"q"},"spec":{"hostNetwork":"yes"},"status":{"podIPs":[{"ip":7},{"ip":"10.0.0.1"}],"phase":3}})")));
-  ASSERT_TRUE(odd);
-  EXPECT_EQ(odd->ns, "default");
-  EXPECT_FALSE(odd->host_network);
-  EXPECT_EQ(odd->ips, (std::vector<std::string>{"", "10.0.0.1"}));
-  EXPECT_FALSE(cachedPod(json::object())) << "not a cached pod";
-  auto node = controller::parseManifests(
-      trimNode(json::parse(R"({"metadata":{"name":"n"}})")).dump(), "api");
+  auto dflt = decodePod(json::parse(R"({"metadata":{"name":"q"}})"));
+  ASSERT_TRUE(dflt);
+  EXPECT_EQ(dflt->ns, "default");
+  // Wrong types are not trusted: a numeric IP refuses the pod with the field named.
+  auto odd = decodePod(json::parse(
+      R"({"metadata":{"name":"q"},"status":{"podIPs":[{"ip":7},{"ip":"10.0.0.1"}],"phase":3}})"));
+  ASSERT_FALSE(odd);
+  EXPECT_EQ(odd.error().message, "status.podIPs[0].ip: must be a string");
+  // A host-network pod reports the node's address: never its own.
+  auto host = decodePod(json::parse(
+      R"({"metadata":{"name":"h"},"spec":{"hostNetwork":true},"status":{"podIP":"192.0.2.1"}})"));
+  ASSERT_TRUE(host);
+  EXPECT_TRUE(host->ips.empty());
+  auto node = decodeNode(json::parse(R"({"metadata":{"name":"n"}})"));
   ASSERT_TRUE(node) << node.error().message;
-  EXPECT_TRUE(node->nodes.at("n").ready);
-  auto ns = controller::parseManifests(
-      trimNamespace(json::parse(R"({"metadata":{"name":"a"}})")).dump(), "api");
+  EXPECT_TRUE(node->ready);
+  auto ns = decodeNamespace(json::parse(R"({"metadata":{"name":"a"}})"));
   ASSERT_TRUE(ns);
-  EXPECT_TRUE(ns->namespaces.at("a").annotations.empty());
+  EXPECT_TRUE(ns->annotations.empty());
   // An object without a name is refused with a reason, not a crash.
-  auto bad =
-      controller::parseManifests(trimNamespace(json::parse(R"({"metadata":{}})")).dump(), "api");
+  auto bad = decodeNamespace(json::parse(R"({"metadata":{}})"));
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("metadata.name"), std::string::npos);
+  EXPECT_EQ(bad.error().message, "metadata.name: missing");
   // A pool with no spec at all is kept, marked invalid.
-  auto pool = controller::parseManifests(
-      trimEgressPool(json::parse(R"({"metadata":{"name":"p"}})")).dump(), "api");
+  auto pool = decodePool(json::parse(R"({"metadata":{"name":"p"}})"));
   ASSERT_TRUE(pool);
-  EXPECT_TRUE(pool->pools.at("p").invalid);
+  EXPECT_EQ(pool->invalid, "spec: missing");
+  // An EgressIP with an unknown state is refused, not read as Free.
+  auto eip = decodeEgressIP(json::parse(
+      R"({"metadata":{"name":"x"},"spec":{"ip":"203.0.113.1"},"status":{"state":"Borrowed"}})"));
+  ASSERT_FALSE(eip);
+  EXPECT_NE(eip.error().message.find("status.state"), std::string::npos);
 }
 
 // A loopback server that answers every request with `response`, or with
@@ -144,27 +156,79 @@ TEST(KubeInput, SilentServerTimesOutInsteadOfHanging) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
-TEST(KubeInput, UnreachableOrFailingServerIsRetriedWithBackoffNotABusyLoop) {
-  // An API server that answers every request with 500.
-  FakeApiServer s("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}");
+TEST(Informer, AFailingServerIsRetriedWithAJitteredExponentialBackoffNotABusyLoop) {
+  testing::FakeKubeApi api;
+  api.on_request = [](const testing::FakeKubeApi::Call&) -> Result<Response> {
+    return Response{500, "{}"};
+  };
+  testing::FakeClock clock;
   int changes = 0;
-  Informer inf(s.config(), "/api/v1/pods", trimPod, [&] { ++changes; });
-  inf.start();
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  inf.stop();
-  // Backoff 100 ms doubling (with jitter) to 10 s: a handful of attempts in
-  // 3 s, not thousands.
-  EXPECT_GE(s.accepted(), 2);
-  EXPECT_LE(s.accepted(), 8) << "busy loop";
+  InformerOptions o;
+  o.seed = 7;
+  Informer<Pod> inf(
+      api, clock, "/api/v1/pods", decodePod, [&] { ++changes; }, o);
+  std::vector<int64_t> delays;
+  for (int i = 0; i < 10; ++i) delays.push_back(inf.step().count());
+  // Nominal 100 ms doubling to 10 s, each 50-150 % of nominal.
+  int64_t nominal = 100;
+  for (auto d : delays) {
+    EXPECT_GE(d, nominal / 2);
+    EXPECT_LE(d, nominal * 3 / 2);
+    nominal = std::min<int64_t>(nominal * 2, 10'000);
+  }
+  EXPECT_EQ(api.calls().size(), 10u) << "one request per step";
   EXPECT_FALSE(inf.synced());
   EXPECT_EQ(changes, 0);
-  EXPECT_GE(inf.stats().errors, 2u);
+  EXPECT_EQ(inf.stats().errors, 10u);
+}
+
+TEST(Informer, ListsInPagesWatchesFromTheListsVersionAndRelistsOn410) {
+  testing::FakeKubeApi api;
+  api.on_request = [](const testing::FakeKubeApi::Call& c) -> Result<Response> {
+    if (c.path.find("continue=") == std::string::npos)
+      return Response{200, R"({"metadata":{"resourceVersion":"10","continue":"c1"},"items":[
+        {"metadata":{"name":"a","namespace":"pay"},"status":{"podIP":"10.0.0.1"}}]})"};
+    return Response{200, R"({"metadata":{"resourceVersion":"10"},"items":[
+        {"metadata":{"name":"b","namespace":"pay"},"status":{"podIP":"bogus"}}]})"};
+  };
+  testing::FakeClock clock;
+  int changes = 0;
+  Informer<Pod> inf(api, clock, "/api/v1/pods", decodePod, [&] { ++changes; });
+  api.scriptWatch({{R"({"type":"ADDED","object":{"metadata":{"name":"c","namespace":"pay",
+      "resourceVersion":"11"},"status":{"podIP":"10.0.0.3"}}})",
+                    R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"12"}}})",
+                    R"(not json)", R"({"type":"ERROR","object":{"code":410}})"}});
+  EXPECT_EQ(inf.step().count(), 0) << "the 410 asks for a relist at once";
+  EXPECT_TRUE(inf.synced());
+  auto calls = api.calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].path, "/api/v1/pods?limit=500");
+  EXPECT_EQ(calls[1].path, "/api/v1/pods?limit=500&continue=c1");
+  EXPECT_NE(calls[2].path.find("resourceVersion=10"), std::string::npos) << calls[2].path;
+  std::set<std::string> keys;
+  inf.read([&](const auto& m) {
+    for (const auto& [k, p] : m) keys.insert(k);
+  });
+  EXPECT_EQ(keys, (std::set<std::string>{"pay/a", "pay/c"}));
+  EXPECT_EQ(inf.malformed().count("pay/b"), 1u) << "a pod that does not decode is reported";
+  EXPECT_EQ(inf.stats().relists_410, 1u);
+  EXPECT_EQ(inf.stats().bookmarks, 1u);
+  EXPECT_EQ(changes, 2) << "the list and one event";
+  // The relist replaces the cache (c is gone: it was not in the new list).
+  api.clearCalls();
+  inf.step();
+  EXPECT_EQ(api.calls().front().path, "/api/v1/pods?limit=500");
+  keys.clear();
+  inf.read([&](const auto& m) {
+    for (const auto& [k, p] : m) keys.insert(k);
+  });
+  EXPECT_EQ(keys, (std::set<std::string>{"pay/a"}));
 }
 
 }  // namespace
 }  // namespace nsegress::kube
 
-namespace nsegress::kube {
+namespace nsegress::controller::cluster {
 namespace {
 
 TEST(KubeJsonPatch, ReleaseFinalizerRemovalAppliesOnlyToTheListAsRead) {
@@ -180,4 +244,4 @@ TEST(KubeJsonPatch, ReleaseFinalizerRemovalAppliesOnlyToTheListAsRead) {
 }
 
 }  // namespace
-}  // namespace nsegress::kube
+}  // namespace nsegress::controller::cluster

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "nsegress/common/desired_state.h"
-#include "nsegress/controller/objects.h"
+#include "nsegress/common/objects.h"
 
 namespace nsegress::controller {
 
@@ -40,8 +40,9 @@ struct Allocation {
 Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
                     const std::map<std::string, NamespaceStatus>& previous = {});
 
-// Per gateway node: namespaces hosted there with their egress address and pod
-// IPs, and every other annotated namespace without an address (fail-closed).
+// Per gateway node (a node a valid pool may place addresses on, or one the
+// ledger places an address on): its desired state by the one set of rules
+// both modes share (common/gateway_view.h).
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
 
 // Per pool: usable addresses and how many of them the ledger holds. `free`

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "nsegress/controller/objects.h"
+#include "nsegress/common/objects.h"
 
 namespace nsegress::controller {
 
@@ -25,18 +25,6 @@ struct ManifestError {
 // Parses one file's text into objects. Errors in pool specs are recorded on
 // the pool (Pool::invalid); structural errors fail the whole file.
 Result<World> parseManifests(const std::string& text, const std::string& file);
-
-// A pod from the fields its status reports, by the rules manifests and the
-// API share: only addresses that are the pod's own (podOwnsItsAddresses),
-// each one validated; the error names the field, e.g.
-// `status.podIPs[1]: "x" is not an IP address`.
-Result<Pod> podFrom(std::string ns, std::string name, std::string node, std::string_view phase,
-                    bool host_network, const std::vector<std::string>& ips);
-
-// Parses "168h", "7d", "30m", "90s", "1h30m" (Kubernetes/Go style, plus days).
-std::optional<Seconds> parseDuration(const std::string& s);
-// "a.b.c.d/n", "a.b.c.d-e.f.g.h" or a single address.
-std::optional<AddressRange> parseAddressRange(const std::string& s);
 
 class ManifestDirectory {
  public:

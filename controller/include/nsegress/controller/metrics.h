@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/controller.h"
 
 namespace nsegress::controller {
@@ -16,9 +17,8 @@ class ControllerMetrics {
  public:
   explicit ControllerMetrics(const Controller& c);
   std::string text() const;  // exposition format
-  prometheus::Counter& reconcile_ok;
-  prometheus::Counter& reconcile_error;
-  prometheus::Histogram& reconcile_seconds;
+  // nsegress_controller_reconcile_total{result}, nsegress_controller_reconcile_seconds
+  DriverMetrics driver;
   // Cluster mode (standalone: leader stays 1, the others 0).
   prometheus::Gauge& leader;                  // this replica leads (0/1)
   prometheus::Counter& ledger_conflicts;      // writes the API server refused (stale version)

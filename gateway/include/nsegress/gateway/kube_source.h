@@ -1,9 +1,10 @@
-// Desired state from the Kubernetes API (cluster mode): informers on
-// EgressIPs, Namespaces and Pods; the state is kube::gatewayView() of their
-// caches. Until every informer has listed once, load() fails, so the agent
-// keeps the kernel as it found it (fail-static) instead of acting on a
-// partial view. While the API server is unreachable the caches keep their
-// last contents, so the data path stays as it was.
+// Desired state from the Kubernetes API (cluster mode): typed informers on
+// EgressIPs, Namespaces and Pods; the state is this node's GatewayView
+// (common/gateway_view.h) of their caches. Until every informer has listed
+// once, load() fails with EAGAIN, so the agent keeps the kernel as it found
+// it (fail-static) instead of acting on a partial view. While the API server
+// is unreachable the caches keep their last contents, so the data path stays
+// as it was.
 #pragma once
 
 #include <atomic>
@@ -12,30 +13,32 @@
 #include <set>
 #include <string>
 
+#include "nsegress/common/clock.h"
+#include "nsegress/common/fd.h"
+#include "nsegress/common/objects.h"
 #include "nsegress/gateway/state_source.h"
-#include "nsegress/kube/config.h"
-
-namespace nsegress::kube {
-class Informer;
-}
+#include "nsegress/kube/api.h"
+#include "nsegress/kube/informer.h"
 
 namespace nsegress::gateway {
 
 class KubeStateSource final : public DesiredStateSource {
  public:
-  KubeStateSource(kube::KubeConfig cfg, std::string node);
+  KubeStateSource(kube::Api& api, Clock& clock, std::string node);
   ~KubeStateSource() override;
   void start();
   Result<DesiredState> load() override;
-  int watchFd() const override { return event_fd_; }
+  int watchFd() const override { return event_fd_.get(); }
   void drain() override;
   std::string describe() const override;
   SourceHealth health() const override;
 
  private:
   std::string node_;
-  int event_fd_ = -1;
-  std::unique_ptr<kube::Informer> egressips_, namespaces_, pods_;
+  Fd event_fd_;
+  std::unique_ptr<kube::Informer<AddressRecord>> egressips_;
+  std::unique_ptr<kube::Informer<Namespace>> namespaces_;
+  std::unique_ptr<kube::Informer<Pod>> pods_;
   std::set<std::string> last_warnings_;  // each warning is logged once, not per load
   std::atomic<uint64_t> warning_count_{0};
   uint64_t generation_ = 0;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "nsegress/common/desired_state.h"
+#include "nsegress/common/fd.h"
 #include "nsegress/common/file.h"
 
 namespace nsegress::gateway {
@@ -37,15 +38,14 @@ class DesiredStateSource {
 class FileStateSource final : public DesiredStateSource {
  public:
   explicit FileStateSource(std::string path);
-  ~FileStateSource() override;
   Result<DesiredState> load() override;
-  int watchFd() const override { return inotify_fd_; }
+  int watchFd() const override { return inotify_.get(); }
   void drain() override;
   std::string describe() const override { return "file " + path_; }
 
  private:
   std::string path_;
-  int inotify_fd_ = -1;
+  Fd inotify_;
 };
 
 using nsegress::writeFileAtomically;

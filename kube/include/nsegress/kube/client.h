@@ -1,6 +1,8 @@
 // A small Kubernetes API client: requests (GET/POST/PUT/PATCH/DELETE) and
 // streaming watches over HTTPS (Boost.Beast + OpenSSL), with a client-side
-// token-bucket rate limiter. One connection per request or watch.
+// token-bucket rate limiter. One connection per request or watch. The real
+// implementation of kube::Api; thread-safe (each call has its own I/O
+// context; the TLS context and the limiter are shared).
 #pragma once
 
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "nsegress/kube/api.h"
 #include "nsegress/kube/config.h"
 
 namespace nsegress::kube {
@@ -28,32 +31,25 @@ class RateLimiter {
   std::optional<Clock::time_point> last_;
 };
 
-struct Response {
-  int status = 0;
-  std::string body;
-};
-
 struct ClientOptions {
   double qps = 20, burst = 40;
   std::chrono::seconds timeout{30};
   size_t max_body = 64u << 20;  // responses larger than this are refused
 };
 
-class Client {
+class Client final : public Api {
  public:
   explicit Client(KubeConfig config, ClientOptions opts = {});
-  ~Client();
-  // `content_type` e.g. application/merge-patch+json for PATCH.
+  ~Client() override;
   Result<Response> request(const std::string& verb, const std::string& path,
                            const std::string& body = "",
-                           const std::string& content_type = "application/json");
-  // Streams a watch (path with ?watch=1...): `on_event` gets each JSON line;
-  // returning false stops. Ends when the server closes the stream, or within
-  // 100 ms of `*cancel` becoming true (so a stopping informer does not wait
-  // for the next event or the server's timeout).
+                           const std::string& content_type = "application/json") override;
+  // A watch ends within 100 ms of `*cancel` becoming true (so a stopping
+  // informer does not wait for the next event or the server's timeout).
   Result<int> watch(const std::string& path,
                     const std::function<bool(const std::string&)>& on_event,
-                    std::chrono::seconds timeout, const std::atomic<bool>* cancel = nullptr);
+                    std::chrono::seconds timeout,
+                    const std::atomic<bool>* cancel = nullptr) override;
   const KubeConfig& config() const { return cfg_; }
   uint64_t throttled() const { return throttled_; }
 
@@ -63,7 +59,7 @@ class Client {
   ClientOptions opts_;
   RateLimiter limiter_;
   std::unique_ptr<Impl> impl_;
-  uint64_t throttled_ = 0;
+  std::atomic<uint64_t> throttled_{0};
 };
 
 }  // namespace nsegress::kube

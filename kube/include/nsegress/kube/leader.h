@@ -5,6 +5,8 @@
 //   renew_deadline (< lease_duration), so the old leader has stopped before a
 //   new one can take over;
 // - release() on graceful shutdown empties the holder: fast hand-over.
+// The API and the clock are injected: tick() is one attempt, unit-tested on
+// a fake Lease server and a fake clock; runElection() is the loop.
 #pragma once
 
 #include <atomic>
@@ -12,7 +14,10 @@
 #include <optional>
 #include <string>
 
-#include "nsegress/kube/client.h"
+#include <functional>
+
+#include "nsegress/common/clock.h"
+#include "nsegress/kube/api.h"
 
 namespace nsegress::kube {
 
@@ -27,8 +32,7 @@ struct LeaderOptions {
 
 class LeaderElector {
  public:
-  using Clock = std::chrono::steady_clock;
-  LeaderElector(Client& client, LeaderOptions opts);
+  LeaderElector(Api& api, Clock& clock, LeaderOptions opts);
   // One attempt to acquire or renew. Call every retry_period.
   void tick();
   // May this replica act now? Safe to call from any thread while another
@@ -36,6 +40,8 @@ class LeaderElector {
   bool isLeader() const;
   // Gives the lease up (graceful shutdown).
   void release();
+  // When isLeader() turns false unless renewed (nullopt: not leading).
+  std::optional<Clock::TimePoint> leadershipExpiry() const;
   const std::string& holder() const { return observed_holder_; }
   const LeaderOptions& options() const { return opts_; }
 
@@ -43,16 +49,26 @@ class LeaderElector {
   std::string path() const;
   std::string body(const std::string& holder, const std::string& rv, bool acquire) const;
 
-  Client& client_;
+  std::string microTime() const;
+
+  Api& api_;
+  Clock& clock_;
   LeaderOptions opts_;
   std::string observed_holder_;
   std::string observed_record_;  // holder + renewTime + transitions, to detect change
   std::string rv_;
   int transitions_ = 0;
   std::string acquire_time_;
-  Clock::time_point observed_at_{};
-  // Last successful acquire/renew, as steady-clock nanoseconds; 0 = none.
+  Clock::TimePoint observed_at_{};
+  // Last successful acquire/renew, as clock nanoseconds; 0 = none.
   std::atomic<int64_t> last_renew_{0};
 };
+
+// Ticks every retry period until `stop`; `on_change(leader)` runs (on the
+// election thread) whenever isLeader() changes, including when leadership
+// lapses without a tick (renew deadline passed while the API is away).
+// Releases the lease on stop.
+void runElection(LeaderElector& e, Clock& clock, Stopper& stop,
+                 const std::function<void(bool)>& on_change);
 
 }  // namespace nsegress::kube

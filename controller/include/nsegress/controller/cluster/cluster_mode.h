@@ -1,13 +1,12 @@
 // nsegress-controller --kubernetes: the same allocator and controller core as
-// standalone mode, with informers as the source, EgressIP objects as the
-// ledger, a Lease for leader election, and write-back of
-// nsegress.io/assigned-ip plus a release finalizer on namespaces.
+// standalone mode, with typed informers as the source, EgressIP objects as
+// the ledger (ledger_store.h), a Lease for leader election, and the
+// write-backs of write_back.h — all run by the shared reconcile driver.
 #pragma once
 
 #include <string>
-#include <vector>
 
-namespace nsegress::kube {
+namespace nsegress::controller::cluster {
 
 struct ClusterModeOptions {
   std::string kubeconfig;  // empty: $KUBECONFIG, ~/.kube/config or in-cluster
@@ -24,16 +23,7 @@ struct ClusterModeOptions {
   int retry_period_ms = 2000;
 };
 
-inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
-inline constexpr const char* kLeaderLabel = "nsegress.io/leader";
-
-// A JSON patch (RFC 6902) removing every occurrence of kReleaseFinalizer
-// from `finalizers`, each removal guarded by a test of the value at that
-// index: it applies only if the list still looks as read, without
-// conflicting with unrelated changes to the namespace. "" if absent.
-std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers);
-
 // Runs until SIGINT/SIGTERM. Returns the process exit status.
 int runClusterMode(const ClusterModeOptions& o);
 
-}  // namespace nsegress::kube
+}  // namespace nsegress::controller::cluster

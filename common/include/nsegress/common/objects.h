@@ -1,5 +1,7 @@
-// The objects the controller reads (same schema in standalone manifests and,
-// later, the Kubernetes API) and the ledger it keeps. Pure value types.
+// The objects nsegress reads — the same typed values whether they come from
+// standalone YAML manifests or the Kubernetes API (decode.h builds them from
+// either) — and the ledger the controller keeps. Pure value types, shared by
+// the controller and the gateway.
 #pragma once
 
 #include <chrono>
@@ -7,17 +9,14 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nsegress/common/ip.h"
 #include "nsegress/common/kubernetes.h"
 #include "nsegress/common/result.h"
 
-namespace nsegress::controller {
-
-using nsegress::kAssignedAnnotation;
-using nsegress::kIpAnnotation;
-using nsegress::kPoolAnnotation;
+namespace nsegress {
 
 using Labels = std::map<std::string, std::string>;
 using Seconds = int64_t;  // Unix time, seconds (the ledger's clock)
@@ -60,11 +59,26 @@ struct Namespace {
   std::string name;
   Labels labels;
   std::map<std::string, std::string> annotations;
+  // From the API only (manifests leave them empty): a namespace being
+  // deleted (metadata.deletionTimestamp), its finalizers and the version
+  // read, for conditional write-backs.
+  bool deleting = false;
+  std::vector<std::string> finalizers;
+  std::string resource_version;
+
+  // Asks for an egress address (nsegress.io/pool or nsegress.io/ip).
+  bool requestsEgress() const {
+    return annotations.count(kPoolAnnotation) || annotations.count(kIpAnnotation);
+  }
+  bool operator==(const Namespace&) const = default;
 };
 
 struct Pod {
   std::string ns, name, node;
+  // The pod's own addresses only (podOwnsItsAddresses): empty for a
+  // host-network or finished pod.
   std::vector<IpAddress> ips;
+  bool operator==(const Pod&) const = default;
 };
 
 struct Node {
@@ -88,6 +102,9 @@ std::string toString(AddressState s);
 std::optional<AddressState> addressStateFrom(const std::string& s);
 // RFC 3339 UTC ("2026-11-25T12:00:00Z"); "" for 0.
 std::string formatTime(Seconds t);
+// Parses an RFC 3339 UTC time ("2026-11-25T12:00:00Z", fractions of a
+// second ignored); nullopt for anything else.
+std::optional<Seconds> parseRfc3339(std::string_view s);
 
 struct AddressRecord {
   IpAddress ip;
@@ -117,4 +134,16 @@ struct AuditEvent {
   bool operator==(const AuditEvent&) const = default;
 };
 
-}  // namespace nsegress::controller
+// A pod from the fields its status reports, by the rules manifests and the
+// API share: only addresses that are the pod's own (podOwnsItsAddresses),
+// each one validated; the error names the field, e.g.
+// `status.podIPs[1]: "x" is not an IP address`.
+Result<Pod> podFrom(std::string ns, std::string name, std::string node, std::string_view phase,
+                    bool host_network, const std::vector<std::string>& ips);
+
+// Parses "168h", "7d", "30m", "90s", "1h30m" (Kubernetes/Go style, plus days).
+std::optional<Seconds> parseDuration(const std::string& s);
+// "a.b.c.d/n", "a.b.c.d-e.f.g.h" or a single address.
+std::optional<AddressRange> parseAddressRange(const std::string& s);
+
+}  // namespace nsegress

@@ -14,51 +14,60 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "nsegress/controller/store.h"
-#include "nsegress/kube/client.h"
+#include "nsegress/common/clock.h"
 
-namespace nsegress::kube {
+#include "nsegress/controller/store.h"
+#include "nsegress/kube/api.h"
+
+namespace nsegress::controller::cluster {
 
 std::string egressIpObjectName(const IpAddress& ip);
 
-class KubeLedgerStore final : public controller::LedgerStore {
+class KubeLedgerStore final : public LedgerStore {
  public:
-  KubeLedgerStore(Client& client, std::string state_namespace = "nsegress-system");
-  Result<controller::Ledger> load() override;
+  KubeLedgerStore(kube::Api& api, Clock& clock, std::string state_namespace = "nsegress-system");
+  Result<Ledger> load() override;
   using LedgerStore::commit;
-  Status commit(std::vector<controller::AddressRecord>& changed,
-                const std::vector<controller::AuditEvent>& events,
+  Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
                 const std::map<std::string, std::string>& meta = {}) override;
   // The durable audit trail is each address's history in its EgressIP status
   // (the last kHistoryMax changes, written atomically with the record); see
   // audit() in kube_store.cc for how it is merged.
-  Result<std::vector<controller::StoredEvent>> audit(int64_t since, size_t limit) override;
+  Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
   static constexpr size_t kHistoryMax = 64;
   Result<std::optional<std::string>> meta(const std::string& key) override;
 
-  // Every successful write: (resourceVersion, record). Tests use it to replay
-  // the writes of several controllers in the API server's order.
-  std::vector<std::pair<int64_t, controller::AddressRecord>> writes() const;
+  // Records and the ledger objects skipped at the last load (malformed).
+  size_t skippedAtLoad() const { return skipped_; }
   uint64_t conflicts() const { return conflicts_; }
   uint64_t eventFailures() const { return event_failures_; }
 
+  // Tests only: every successful write (resourceVersion, record) from now
+  // on, to replay the writes of several controllers in the API server's
+  // order. Off (and empty) unless enabled.
+  void recordWritesForTest() { record_writes_ = true; }
+  std::vector<std::pair<int64_t, AddressRecord>> writesForTest() const;
+
  private:
-  Status writeRecord(controller::AddressRecord& r);
-  Status putStatus(controller::AddressRecord& r, const std::string& rv);
-  void emitEvent(const controller::AuditEvent& e);
+  Status writeRecord(AddressRecord& r);
+  Status putStatus(AddressRecord& r, const std::string& rv);
+  void emitEvent(const AuditEvent& e);
 
-  Client& client_;
+  kube::Api& api_;
+  Clock& clock_;
   std::string state_ns_;
-  std::vector<controller::StoredEvent> events_;
-  std::vector<std::pair<int64_t, controller::AddressRecord>> writes_;
-  std::vector<controller::AuditEvent> mergedHistory() const;
+  std::vector<StoredEvent> events_;
+  bool record_writes_ = false;
+  std::vector<std::pair<int64_t, AddressRecord>> writes_;
+  std::vector<AuditEvent> mergedHistory() const;
 
-  std::map<IpAddress, nlohmann::json> history_;                // status.history per address
-  std::optional<std::vector<controller::AuditEvent>> merged_;  // audit(): cached merge
+  std::map<IpAddress, nlohmann::json> history_;     // status.history per address
+  std::optional<std::vector<AuditEvent>> merged_;  // audit(): cached merge
   std::map<std::string, std::vector<nlohmann::json>> pending_history_;  // this commit's, by ip
   uint64_t conflicts_ = 0;
   uint64_t event_failures_ = 0;
+  size_t skipped_ = 0;
   mutable std::mutex mu_;
 };
 
-}  // namespace nsegress::kube
+}  // namespace nsegress::controller::cluster

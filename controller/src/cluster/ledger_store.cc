@@ -1,4 +1,4 @@
-#include "nsegress/kube/kube_store.h"
+#include "nsegress/controller/cluster/ledger_store.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,24 +7,22 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-namespace nsegress::kube {
+#include "nsegress/common/decode.h"
 
-using controller::AddressRecord;
-using controller::AddressState;
+namespace nsegress::controller::cluster {
+
+using kube::Response;
 using nlohmann::json;
 
 namespace {
 constexpr const char* kBase = "/apis/nsegress.io/v1alpha1/egressips";
 
-controller::Seconds parse3339(const std::string& s) {
-  if (s.empty()) return 0;
-  std::tm tm{};
-  if (!strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return 0;
-  return static_cast<controller::Seconds>(timegm(&tm));
+Seconds parse3339(const std::string& s) {
+  return parseRfc3339(s).value_or(0);
 }
 
-json historyEntry(const controller::AuditEvent& e) {
-  json h{{"at", controller::formatTime(e.at)}, {"kind", e.kind}};
+json historyEntry(const AuditEvent& e) {
+  json h{{"at", formatTime(e.at)}, {"kind", e.kind}};
   if (!e.ns.empty()) h["namespace"] = e.ns;
   if (!e.node.empty()) h["node"] = e.node;
   if (!e.message.empty()) h["message"] = e.message.substr(0, 512);
@@ -34,12 +32,12 @@ json historyEntry(const controller::AuditEvent& e) {
 json statusOf(const AddressRecord& r, const json& history) {
   // Empty optional fields are omitted (absent reads back as empty): the test
   // API server (1.20 built with Go 1.19) decodes "" in a CRD status as null.
-  json s{{"state", controller::toString(r.state)}};
+  json s{{"state", toString(r.state)}};
   if (!r.ns.empty()) s["namespace"] = r.ns;
   if (!r.node.empty()) s["node"] = r.node;
-  if (r.assigned_at) s["assignedAt"] = controller::formatTime(r.assigned_at);
-  if (r.released_at) s["releasedAt"] = controller::formatTime(r.released_at);
-  if (r.quarantine_until) s["quarantineUntil"] = controller::formatTime(r.quarantine_until);
+  if (r.assigned_at) s["assignedAt"] = formatTime(r.assigned_at);
+  if (r.released_at) s["releasedAt"] = formatTime(r.released_at);
+  if (r.quarantine_until) s["quarantineUntil"] = formatTime(r.quarantine_until);
   if (!history.empty()) s["history"] = history;
   return s;
 }
@@ -61,38 +59,34 @@ std::string egressIpObjectName(const IpAddress& ip) {
   return n;
 }
 
-KubeLedgerStore::KubeLedgerStore(Client& client, std::string state_namespace)
-    : client_(client), state_ns_(std::move(state_namespace)) {}
+KubeLedgerStore::KubeLedgerStore(kube::Api& api, Clock& clock, std::string state_namespace)
+    : api_(api), clock_(clock), state_ns_(std::move(state_namespace)) {}
 
-Result<controller::Ledger> KubeLedgerStore::load() {
-  auto r = client_.request("GET", kBase);
+Result<Ledger> KubeLedgerStore::load() {
+  auto r = api_.request("GET", kBase);
   if (!r) return r.error();
   if (r->status != 200) return apiError("list egressips", *r);
   auto j = json::parse(r->body, nullptr, false);
   if (!j.is_object() || !j["items"].is_array())
     return makeError(EPROTO, "list egressips: malformed response");
-  controller::Ledger out;
+  Ledger out;
   std::lock_guard l(mu_);
   history_.clear();
   merged_.reset();
+  skipped_ = 0;
   for (const auto& item : j["items"]) {
-    // Unknown fields are ignored; an object without a usable ip is skipped.
-    auto ip = IpAddress::parse(item["spec"].value("ip", ""));
-    if (!ip) continue;
+    // The same decoder as the gateways' informers; an object that does not
+    // decode is skipped and counted (a claim of its address then conflicts
+    // with the object and fails loudly, instead of reading garbage as Free).
+    auto rec = decodeEgressIP(item);
+    if (!rec) {
+      ++skipped_;
+      spdlog::warn("EgressIP {}: skipped: {}", describeObject(item), rec.error().message);
+      continue;
+    }
     const auto& st = item.value("status", json::object());
-    AddressRecord rec;
-    rec.ip = *ip;
-    rec.pool = item["spec"].value("pool", "");
-    rec.state =
-        controller::addressStateFrom(st.value("state", "Free")).value_or(AddressState::kFree);
-    rec.ns = st.value("namespace", "");
-    rec.node = st.value("node", "");
-    rec.assigned_at = parse3339(st.value("assignedAt", ""));
-    rec.released_at = parse3339(st.value("releasedAt", ""));
-    rec.quarantine_until = parse3339(st.value("quarantineUntil", ""));
-    rec.version = item["metadata"].value("resourceVersion", "");
-    out[*ip] = rec;
-    if (st.contains("history") && st["history"].is_array()) history_[*ip] = st["history"];
+    if (st.contains("history") && st["history"].is_array()) history_[rec->ip] = st["history"];
+    out[rec->ip] = std::move(*rec);
   }
   return out;
 }
@@ -110,7 +104,7 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
            {"metadata", {{"name", egressIpObjectName(r.ip)}, {"resourceVersion", rv}}},
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}},
            {"status", statusOf(r, history)}};
-  auto resp = client_.request(
+  auto resp = api_.request(
       "PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status", obj.dump());
   if (!resp) return resp.error();
   if (resp->status == 409) ++conflicts_;
@@ -120,7 +114,7 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
   r.version = new_rv;
   history_[r.ip] = std::move(history);
   merged_.reset();
-  writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
+  if (record_writes_) writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
   return okStatus();
 }
 
@@ -132,7 +126,7 @@ Status KubeLedgerStore::writeRecord(AddressRecord& r) {
            {"kind", "EgressIP"},
            {"metadata", {{"name", egressIpObjectName(r.ip)}}},
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}}};
-  auto resp = client_.request("POST", kBase, obj.dump());
+  auto resp = api_.request("POST", kBase, obj.dump());
   if (!resp) return resp.error();
   if (resp->status == 409) {
     ++conflicts_;
@@ -144,7 +138,7 @@ Status KubeLedgerStore::writeRecord(AddressRecord& r) {
 }
 
 Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
-                               const std::vector<controller::AuditEvent>& events,
+                               const std::vector<AuditEvent>& events,
                                const std::map<std::string, std::string>& meta) {
   std::lock_guard l(mu_);
   // Events about an address that this commit writes go into that address's
@@ -171,13 +165,13 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
     const std::string path =
         "/api/v1/namespaces/" + state_ns_ + "/configmaps/nsegress-controller-state";
     json patch{{"data", meta}};
-    auto r = client_.request("PATCH", path, patch.dump(), "application/merge-patch+json");
+    auto r = api_.request("PATCH", path, patch.dump(), "application/merge-patch+json");
     if (r && r->status == 404) {
       json cm{{"apiVersion", "v1"},
               {"kind", "ConfigMap"},
               {"metadata", {{"name", "nsegress-controller-state"}, {"namespace", state_ns_}}},
               {"data", meta}};
-      r = client_.request("POST", "/api/v1/namespaces/" + state_ns_ + "/configmaps", cm.dump());
+      r = api_.request("POST", "/api/v1/namespaces/" + state_ns_ + "/configmaps", cm.dump());
     }
     if (!r) return r.error();
     if (r->status != 200 && r->status != 201) return apiError("write controller state", *r);
@@ -185,17 +179,14 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
   return okStatus();
 }
 
-void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
+void KubeLedgerStore::emitEvent(const AuditEvent& e) {
   if (e.ns.empty()) return;
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", gmtime(&ts.tv_sec));
+  const std::string now = formatTime(clock_.unixNow());
   const bool warning = e.kind == "Refused" || e.kind == "Pending" || e.kind == "Conflict";
   json ev{{"apiVersion", "events.k8s.io/v1"},
           {"kind", "Event"},
           {"metadata", {{"generateName", "nsegress-"}, {"namespace", e.ns}}},
-          {"eventTime", std::string(buf) + ".000000Z"},
+          {"eventTime", now.substr(0, now.size() - 1) + ".000000Z"},
           {"reportingController", "nsegress.io/controller"},
           {"reportingInstance", "nsegress-controller"},
           {"action", e.kind},
@@ -208,7 +199,7 @@ void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}, {"namespace", e.ns}}}};
   // Best effort: an event that cannot be written does not undo the ledger.
   auto r =
-      client_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+      api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
   if (r && r->status == 404) {
     // The namespace is gone (its release is what is being recorded): there
     // is nowhere to put the event; the ledger has the record.
@@ -220,7 +211,7 @@ void KubeLedgerStore::emitEvent(const controller::AuditEvent& e) {
   }
 }
 
-Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t since, size_t limit) {
+Result<std::vector<StoredEvent>> KubeLedgerStore::audit(int64_t since, size_t limit) {
   // Durable: every address's history from its EgressIP status (as of the
   // last load or write), merged in time order with this process's events
   // that changed no address (refusals, pending reasons; those are also
@@ -228,7 +219,7 @@ Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t sinc
   std::lock_guard l(mu_);
   if (!merged_) merged_ = mergedHistory();
   const auto& all = *merged_;
-  std::vector<controller::StoredEvent> out;
+  std::vector<StoredEvent> out;
   for (size_t i = static_cast<size_t>(std::max<int64_t>(since, 0));
        i < all.size() && out.size() < limit; ++i)
     out.push_back({static_cast<int64_t>(i) + 1, all[i]});
@@ -237,12 +228,12 @@ Result<std::vector<controller::StoredEvent>> KubeLedgerStore::audit(int64_t sinc
 
 // Built once per change of the histories or events, not per audit page
 // (who-had pages through all of it).
-std::vector<controller::AuditEvent> KubeLedgerStore::mergedHistory() const {
-  std::vector<controller::AuditEvent> all;
+std::vector<AuditEvent> KubeLedgerStore::mergedHistory() const {
+  std::vector<AuditEvent> all;
   for (const auto& [ip, hist] : history_)
     for (const auto& h : hist) {
       if (!h.is_object()) continue;
-      controller::AuditEvent e;
+      AuditEvent e;
       e.at = parse3339(h.value("at", ""));
       e.kind = h.value("kind", "");
       e.ns = h.value("namespace", "");
@@ -258,7 +249,7 @@ std::vector<controller::AuditEvent> KubeLedgerStore::mergedHistory() const {
 }
 
 Result<std::optional<std::string>> KubeLedgerStore::meta(const std::string& key) {
-  auto r = client_.request(
+  auto r = api_.request(
       "GET", "/api/v1/namespaces/" + state_ns_ + "/configmaps/nsegress-controller-state");
   if (!r) return r.error();
   if (r->status == 404) return std::optional<std::string>();
@@ -269,9 +260,9 @@ Result<std::optional<std::string>> KubeLedgerStore::meta(const std::string& key)
   return std::optional<std::string>(j["data"][key].get<std::string>());
 }
 
-std::vector<std::pair<int64_t, AddressRecord>> KubeLedgerStore::writes() const {
+std::vector<std::pair<int64_t, AddressRecord>> KubeLedgerStore::writesForTest() const {
   std::lock_guard l(mu_);
   return writes_;
 }
 
-}  // namespace nsegress::kube
+}  // namespace nsegress::controller::cluster

@@ -1,0 +1,54 @@
+// One node's desired state, from the ledger, the namespaces and the pods —
+// the rules written once, used by both modes: the standalone controller
+// writes the result to each gateway's file; in a cluster each gateway
+// computes its own from its informers' caches. Pure.
+//
+// Rules:
+// - A namespace is listed when it asks for an address (nsegress.io/pool or
+//   nsegress.io/ip), including while it is being deleted (its draining pods
+//   stay pinned), or when the ledger assigns it an address on any node.
+// - Its egress address on node N is the ledger record in state Assigned with
+//   that namespace and node N. Only the ledger decides: an annotation alone
+//   never maps anything. Should the ledger name two addresses of one family
+//   for one namespace on N, the lowest is used (both are that tenant's own)
+//   and a warning is raised.
+// - A listed namespace without an address on N is fail-closed on N.
+// - Pod addresses are the pods' own (Pod::ips); an address listed by pods of
+//   more than one namespace is translated for none (dropAmbiguousPodIps).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nsegress/common/desired_state.h"
+#include "nsegress/common/objects.h"
+
+namespace nsegress {
+
+struct GatewayView {
+  DesiredState state;
+  std::vector<std::string> warnings;  // ambiguities
+};
+
+// Fed from any container: namespaces and ledger records first, then pods.
+class GatewayViews {
+ public:
+  void addNamespace(const Namespace& ns);
+  void addRecord(const AddressRecord& r);
+  // After every namespace and record (a pod of an unlisted namespace is
+  // skipped at once, so 100k pods cost one map lookup each).
+  void addPod(const Pod& p);
+  GatewayView forNode(const std::string& node) const;
+  // Nodes the ledger places an Assigned address on.
+  std::vector<std::string> nodesWithAddresses() const;
+
+ private:
+  struct Listed {
+    std::vector<IpAddress> pods;
+    std::vector<std::pair<std::string, IpAddress>> assigned;  // (node, address) from the ledger
+  };
+  std::map<std::string, Listed> listed_;
+};
+
+}  // namespace nsegress

@@ -1,0 +1,279 @@
+#include "nsegress/common/decode.h"
+
+#include "nsegress/common/desired_state.h"
+
+namespace nsegress {
+
+using nlohmann::json;
+
+namespace {
+
+struct FieldError {
+  std::string message;
+};
+
+// A string member, or "" (missing fields and wrong types alike).
+std::string str(const json& o, const char* key) {
+  if (!o.is_object()) return "";
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+// A member, or null.
+const json& member(const json& o, const char* key) {
+  static const json null;
+  if (!o.is_object()) return null;
+  auto it = o.find(key);
+  return it != o.end() ? *it : null;
+}
+bool has(const json& o, const char* key) {
+  return !member(o, key).is_null();
+}
+
+// Booleans as JSON has them, or as YAML 1.1 plain scalars (manifests).
+bool boolean(const json& v) {
+  if (v.is_boolean()) return v.get<bool>();
+  if (!v.is_string()) return false;
+  static const char* kTrue[] = {"true", "True", "TRUE", "yes", "Yes", "YES",
+                                "on",   "On",   "ON",   "y",   "Y"};
+  const auto s = v.get<std::string>();
+  for (const char* t : kTrue)
+    if (s == t) return true;
+  return false;
+}
+
+Labels stringMap(const json& n, const std::string& path) {
+  Labels out;
+  if (n.is_null()) return out;
+  if (!n.is_object()) throw FieldError{path + ": must be a map"};
+  for (const auto& [k, v] : n.items()) {
+    if (!v.is_string()) throw FieldError{path + "." + k + ": must be a string"};
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+Selector selector(const json& n, const std::string& path) {
+  Selector s;
+  if (n.is_null()) return s;
+  if (!n.is_object()) throw FieldError{path + ": must be a label selector"};
+  for (const auto& [k, v] : stringMap(member(n, "matchLabels"), path + ".matchLabels"))
+    s.requirements.push_back({k, Selector::Requirement::Op::kIn, {v}});
+  const json& exprs = member(n, "matchExpressions");
+  if (exprs.is_null()) return s;
+  if (!exprs.is_array()) throw FieldError{path + ".matchExpressions: must be a list"};
+  for (size_t i = 0; i < exprs.size(); ++i) {
+    const std::string p = path + ".matchExpressions[" + std::to_string(i) + "]";
+    const json& e = exprs[i];
+    if (!e.is_object() || str(e, "key").empty()) throw FieldError{p + ".key: missing"};
+    Selector::Requirement r{str(e, "key"), Selector::Requirement::Op::kIn, {}};
+    const std::string op = str(e, "operator");
+    if (op == "In")
+      r.op = Selector::Requirement::Op::kIn;
+    else if (op == "NotIn")
+      r.op = Selector::Requirement::Op::kNotIn;
+    else if (op == "Exists")
+      r.op = Selector::Requirement::Op::kExists;
+    else if (op == "DoesNotExist")
+      r.op = Selector::Requirement::Op::kDoesNotExist;
+    else
+      throw FieldError{p + ".operator: \"" + op + "\" is not In, NotIn, Exists or DoesNotExist"};
+    const json& values = member(e, "values");
+    if (!values.is_null()) {
+      if (!values.is_array()) throw FieldError{p + ".values: must be a list"};
+      for (const auto& v : values) r.values.push_back(v.is_string() ? v.get<std::string>() : "");
+    }
+    const bool needs_values =
+        r.op == Selector::Requirement::Op::kIn || r.op == Selector::Requirement::Op::kNotIn;
+    if (needs_values == r.values.empty())
+      throw FieldError{p + ".values: " + (needs_values ? "required for " : "not allowed with ") +
+                       op};
+    s.requirements.push_back(std::move(r));
+  }
+  return s;
+}
+
+std::vector<AddressRange> ranges(const json& list, const std::string& path, bool required) {
+  std::vector<AddressRange> out;
+  if (list.is_null() && !required) return out;
+  if (!list.is_array() || (required && list.empty()))
+    throw FieldError{path + (required ? ": must be a non-empty list" : ": must be a list")};
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string text = list[i].is_string() ? list[i].get<std::string>() : "";
+    auto r = parseAddressRange(text);
+    if (!r)
+      throw FieldError{path + "[" + std::to_string(i) + "]: \"" + text +
+                       "\" is not a CIDR, an address range or an address"};
+    out.push_back(*r);
+  }
+  return out;
+}
+
+// metadata.name, required; the error names the field.
+std::string nameOf(const json& o) {
+  const json& meta = member(o, "metadata");
+  if (!meta.is_object()) throw FieldError{"metadata: missing"};
+  std::string name = str(meta, "name");
+  if (name.empty()) throw FieldError{"metadata.name: missing"};
+  return name;
+}
+
+template <typename F>
+auto guarded(F&& f) -> Result<decltype(f())> {
+  try {
+    return f();
+  } catch (const FieldError& e) {
+    return makeError(EINVAL, e.message);
+  }
+}
+
+Pool poolOf(const json& o, std::string name) {
+  Pool p;
+  p.name = std::move(name);
+  try {
+    const json& spec = member(o, "spec");
+    if (!spec.is_object()) throw FieldError{"spec: missing"};
+    p.ranges = ranges(member(spec, "addresses"), "spec.addresses", true);
+    p.excluded = ranges(member(spec, "exclude"), "spec.exclude", false);
+    p.namespace_selector = selector(member(spec, "namespaceSelector"), "spec.namespaceSelector");
+    p.node_selector = selector(member(spec, "nodeSelector"), "spec.nodeSelector");
+    if (has(spec, "quarantine")) {
+      const json& q = member(spec, "quarantine");
+      const std::string text = q.is_string() ? q.get<std::string>() : q.dump();
+      auto d = parseDuration(text);
+      if (!d)
+        throw FieldError{"spec.quarantine: \"" + text + "\" is not a duration like 168h or 7d"};
+      p.quarantine = *d;
+    }
+  } catch (const FieldError& e) {
+    p.invalid = e.message;  // kept, marked invalid: its namespaces see why
+  }
+  return p;
+}
+
+Namespace namespaceOf(const json& o) {
+  Namespace ns;
+  ns.name = nameOf(o);
+  if (!isDnsLabel(ns.name))
+    throw FieldError{"metadata.name: \"" + ns.name + "\" is not a valid namespace name"};
+  const json& meta = member(o, "metadata");
+  ns.labels = stringMap(member(meta, "labels"), "metadata.labels");
+  ns.annotations = stringMap(member(meta, "annotations"), "metadata.annotations");
+  ns.deleting = has(meta, "deletionTimestamp");
+  const json& fins = member(meta, "finalizers");
+  if (fins.is_array())
+    for (const auto& f : fins)
+      if (f.is_string()) ns.finalizers.push_back(f.get<std::string>());
+  ns.resource_version = str(meta, "resourceVersion");
+  return ns;
+}
+
+Pod podOf(const json& o) {
+  std::string name = nameOf(o);
+  std::string ns = str(member(o, "metadata"), "namespace");
+  const json& spec = member(o, "spec");
+  const json& st = member(o, "status");
+  std::vector<std::string> ips;
+  if (const json& list = member(st, "podIPs"); list.is_array()) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!member(list[i], "ip").is_string())
+        throw FieldError{"status.podIPs[" + std::to_string(i) + "].ip: must be a string"};
+      ips.push_back(str(list[i], "ip"));
+    }
+  } else if (has(st, "podIP")) {
+    if (!member(st, "podIP").is_string()) throw FieldError{"status.podIP: must be a string"};
+    ips.push_back(str(st, "podIP"));
+  }
+  auto p = podFrom(ns.empty() ? "default" : ns, std::move(name), str(spec, "nodeName"),
+                   str(st, "phase"), boolean(member(spec, "hostNetwork")), ips);
+  if (!p) throw FieldError{p.error().message};
+  return std::move(*p);
+}
+
+Node nodeOf(const json& o) {
+  Node n{nameOf(o), stringMap(member(member(o, "metadata"), "labels"), "metadata.labels"), true};
+  if (const json& conds = member(member(o, "status"), "conditions"); conds.is_array())
+    for (const auto& c : conds)
+      if (str(c, "type") == "Ready") n.ready = str(c, "status") == "True";
+  return n;
+}
+
+Seconds timeField(const json& st, const char* key) {
+  const std::string s = str(st, key);
+  if (s.empty()) return 0;
+  auto t = parseRfc3339(s);
+  if (!t)
+    throw FieldError{std::string("status.") + key + ": \"" + s + "\" is not an RFC 3339 time"};
+  return *t;
+}
+
+AddressRecord egressIpOf(const json& o) {
+  nameOf(o);
+  const json& spec = member(o, "spec");
+  const std::string ip_text = str(spec, "ip");
+  auto ip = IpAddress::parse(ip_text);
+  if (!ip) throw FieldError{"spec.ip: \"" + ip_text + "\" is not an IP address"};
+  const json& st = member(o, "status");
+  AddressRecord r;
+  r.ip = *ip;
+  r.pool = str(spec, "pool");
+  const std::string state = str(st, "state");
+  if (state.empty()) {
+    r.state = AddressState::kFree;  // created, status not written yet
+  } else if (auto s = addressStateFrom(state)) {
+    r.state = *s;
+  } else {
+    throw FieldError{"status.state: \"" + state + "\" is not Assigned, Quarantined or Free"};
+  }
+  r.ns = str(st, "namespace");
+  if (r.state == AddressState::kAssigned && !isDnsLabel(r.ns))
+    throw FieldError{"status.namespace: \"" + r.ns + "\" is not a valid namespace name"};
+  r.node = str(st, "node");
+  r.assigned_at = timeField(st, "assignedAt");
+  r.released_at = timeField(st, "releasedAt");
+  r.quarantine_until = timeField(st, "quarantineUntil");
+  r.version = str(member(o, "metadata"), "resourceVersion");
+  return r;
+}
+
+}  // namespace
+
+std::string describeObject(const json& o) {
+  return str(o, "kind") + " " + str(member(o, "metadata"), "name");
+}
+
+Result<Object> decodeObject(const json& o) {
+  return guarded([&]() -> Object {
+    if (!o.is_object()) throw FieldError{"must be a map"};
+    const std::string kind = str(o, "kind"), api = str(o, "apiVersion");
+    if (kind.empty()) throw FieldError{"kind: missing"};
+    if (api.empty()) throw FieldError{"apiVersion: missing"};
+    std::string name = nameOf(o);
+    if (kind == "EgressPool") {
+      if (api != "nsegress.io/v1alpha1")
+        throw FieldError{"apiVersion: must be nsegress.io/v1alpha1"};
+      return poolOf(o, std::move(name));
+    }
+    if (kind == "Namespace") return namespaceOf(o);
+    if (kind == "Pod") return podOf(o);
+    if (kind == "Node") return nodeOf(o);
+    return OtherKind{kind};
+  });
+}
+
+Result<Namespace> decodeNamespace(const json& o) {
+  return guarded([&] { return namespaceOf(o); });
+}
+Result<Pod> decodePod(const json& o) {
+  return guarded([&] { return podOf(o); });
+}
+Result<Node> decodeNode(const json& o) {
+  return guarded([&] { return nodeOf(o); });
+}
+Result<Pool> decodePool(const json& o) {
+  return guarded([&] { return poolOf(o, nameOf(o)); });
+}
+Result<AddressRecord> decodeEgressIP(const json& o) {
+  return guarded([&] { return egressIpOf(o); });
+}
+
+}  // namespace nsegress

@@ -1,0 +1,55 @@
+// What the leader writes back to the API besides the ledger: each
+// namespace's nsegress.io/assigned-ip annotation and release finalizer, the
+// EgressPool status, and its own Pod's leader label. Every write goes
+// through kube::Api (a fake in unit tests, the API server in the kube
+// tests) and is conditional where it could overwrite someone else's edit.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nsegress/controller/controller.h"
+#include "nsegress/kube/api.h"
+
+namespace nsegress::controller::cluster {
+
+inline constexpr const char* kReleaseFinalizer = "nsegress.io/release";
+inline constexpr const char* kLeaderLabel = "nsegress.io/leader";
+
+// A JSON patch (RFC 6902) removing every occurrence of kReleaseFinalizer
+// from `finalizers`, each removal guarded by a test of the value at that
+// index: it applies only if the list still looks as read, without
+// conflicting with unrelated changes to the namespace. "" if absent.
+std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers);
+
+struct WriteBackStats {
+  size_t annotations = 0;       // namespaces whose assigned-ip was written
+  size_t finalizers_added = 0;  // namespaces given the release finalizer
+  size_t finalizers_removed = 0;
+  size_t failures = 0;  // writes refused for another reason than a stale read
+};
+
+// Writes nsegress.io/assigned-ip and the release finalizer of every
+// namespace in `namespaces` (as read from the API, with their
+// resourceVersion), and removes the finalizer once a namespace being deleted
+// no longer holds an address in the ledger. A write refused because the
+// namespace changed since it was read (409/422) is left to the next pass
+// (the watch brings the new version).
+WriteBackStats writeBack(kube::Api& api, const View& v,
+                         const std::map<std::string, Namespace>& namespaces);
+
+// EgressPool status (kubectl get egresspools: ASSIGNED, QUARANTINED, FREE, a
+// Ready condition), written when it changes; `written` remembers what this
+// leader wrote (cleared when leadership is lost).
+struct WrittenPool {
+  PoolUsage usage;
+  std::string ready_since;  // the condition's lastTransitionTime
+};
+void writePoolStatus(kube::Api& api, const View& v, std::map<std::string, WrittenPool>& written);
+
+// Sets or removes the leader label on this replica's Pod; true once the Pod
+// shows `want`.
+bool labelPod(kube::Api& api, const std::string& ns, const std::string& pod, bool want);
+
+}  // namespace nsegress::controller::cluster

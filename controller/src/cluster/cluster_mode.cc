@@ -1,0 +1,230 @@
+#include "nsegress/controller/cluster/cluster_mode.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <thread>
+
+#include "nsegress/common/decode.h"
+#include "nsegress/common/reconcile_driver.h"
+#include "nsegress/controller/api.h"
+#include "nsegress/controller/cluster/ledger_store.h"
+#include "nsegress/controller/cluster/write_back.h"
+#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/metrics.h"
+#include "nsegress/kube/client.h"
+#include "nsegress/kube/informer.h"
+#include "nsegress/kube/leader.h"
+
+namespace nsegress::controller::cluster {
+
+namespace {
+
+// The informers the controller reads, typed.
+struct Sources {
+  kube::Informer<Pool> pools;
+  kube::Informer<Node> nodes;
+  kube::Informer<Namespace> namespaces;
+  kube::Informer<Pod> pods;
+  std::vector<kube::InformerBase*> all() { return {&pools, &nodes, &namespaces, &pods}; }
+  bool synced() {
+    auto a = all();
+    return std::all_of(a.begin(), a.end(), [](auto* i) { return i->synced(); });
+  }
+};
+
+// The allocator's world from the informers' caches (typed already: no
+// re-parsing). A namespace being deleted is gone for the allocator (its
+// address is released; the release finalizer holds the namespace until that
+// is recorded); `all_namespaces` keeps it for the write-back.
+World buildWorld(Sources& s, std::vector<ManifestError>& errors,
+                 std::map<std::string, Namespace>& all_namespaces) {
+  World w;
+  s.pools.read([&](const auto& m) {
+    for (const auto& [k, p] : m) w.pools[p.name] = p;
+  });
+  s.nodes.read([&](const auto& m) {
+    for (const auto& [k, n] : m) w.nodes[n.name] = n;
+  });
+  s.namespaces.read([&](const auto& m) {
+    for (const auto& [k, ns] : m) {
+      all_namespaces[ns.name] = ns;
+      if (!ns.deleting) w.namespaces[ns.name] = ns;
+    }
+  });
+  s.pods.read([&](const auto& m) {
+    w.pods.reserve(m.size());
+    for (const auto& [k, p] : m) w.pods.push_back(p);
+  });
+  for (auto* i : s.all())
+    for (const auto& [key, why] : i->malformed())
+      errors.push_back({"api:" + i->path() + "/" + key, key + ": " + why});
+  return w;
+}
+
+std::string defaultIdentity() {
+  char h[256] = {};
+  gethostname(h, sizeof h - 1);
+  return std::string(h) + "-" + std::to_string(getpid());
+}
+
+}  // namespace
+
+int runClusterMode(const ClusterModeOptions& o) {
+  if (o.renew_deadline_ms >= o.lease_duration_ms) {
+    spdlog::error(
+        "--renew-deadline-ms must be shorter than --lease-duration-ms (else two leaders could "
+        "act)");
+    return 2;
+  }
+  auto cfg = kube::autoDetect(kube::Env::system(), o.kubeconfig);
+  if (!cfg) {
+    spdlog::error("{}", cfg.error().message);
+    return 1;
+  }
+  const std::string identity = o.identity.empty() ? defaultIdentity() : o.identity;
+  Clock& clock = SystemClock::instance();
+  // Three clients: watches, writes, and the Lease (so renewals never queue
+  // behind a burst of writes).
+  kube::Client watch_api(*cfg, kube::ClientOptions{50, 100, std::chrono::seconds(30)});
+  kube::Client api(*cfg);
+  kube::Client lease_api(*cfg);
+
+  KubeLedgerStore store(api, clock, o.lease_namespace);
+  Controller ctl(
+      store, [&clock] { return static_cast<Seconds>(clock.unixNow()); }, o.gateway_state_dir);
+  ControllerMetrics metrics(ctl);
+  kube::LeaderElector elector(
+      lease_api, clock,
+      kube::LeaderOptions{o.lease_namespace, "nsegress-controller", identity,
+                          std::chrono::milliseconds(o.lease_duration_ms),
+                          std::chrono::milliseconds(o.renew_deadline_ms),
+                          std::chrono::milliseconds(o.retry_period_ms)});
+
+  // Written by the loop, read by the HTTP thread: serve only as a leader
+  // whose ledger is loaded and reconciled.
+  std::atomic<bool> serving{false};
+  bool started = false, was_leader = false;
+  std::map<std::string, WrittenPool> pool_status;
+  // The Pod's leader label as last written: -1 unknown (a restarted
+  // container may find it set), 0 absent, 1 present.
+  int labeled = -1;
+  auto label = [&](bool want) {
+    if (!o.pod_name.empty() && labeled != int(want) &&
+        labelPod(api, o.lease_namespace, o.pod_name, want))
+      labeled = want;
+  };
+
+  boost::asio::io_context loop;
+  std::unique_ptr<ReconcileDriver> driver;
+  auto changed = [&] { driver->trigger(); };
+  Sources src{
+      kube::Informer<Pool>(watch_api, clock, "/apis/nsegress.io/v1alpha1/egresspools", decodePool,
+                           changed),
+      kube::Informer<Node>(watch_api, clock, "/api/v1/nodes", decodeNode, changed),
+      kube::Informer<Namespace>(watch_api, clock, "/api/v1/namespaces", decodeNamespace, changed),
+      kube::Informer<Pod>(watch_api, clock, "/api/v1/pods", decodePod, changed)};
+
+  auto run = [&](const RunRequest&) -> RunResult {
+    const bool leader = elector.isLeader();
+    metrics.leader.Set(leader ? 1 : 0);
+    // Counters follow the store's totals.
+    metrics.ledger_conflicts.Increment(static_cast<double>(store.conflicts()) -
+                                       metrics.ledger_conflicts.Value());
+    metrics.event_write_failures.Increment(static_cast<double>(store.eventFailures()) -
+                                           metrics.event_write_failures.Value());
+    if (leader != was_leader) spdlog::info("{} leadership", leader ? "acquired" : "lost");
+    was_leader = leader;
+    if (!leader) {
+      serving = false;
+      label(false);
+      started = false;  // a new term starts from the API server's ledger
+      pool_status.clear();
+      return RunResult::idle();
+    }
+    if (!src.synced()) return RunResult::idle();  // each informer's first list triggers a run
+    if (!started) {
+      if (auto r = ctl.start(); !r) {
+        spdlog::error("load ledger: {}", r.error().message);
+        return RunResult::error();
+      }
+      started = true;
+    }
+    std::vector<ManifestError> errors;
+    std::map<std::string, Namespace> all_namespaces;
+    auto world = buildWorld(src, errors, all_namespaces);
+    auto r = ctl.reconcile(world, errors);
+    if (!r) {
+      spdlog::warn("reconcile: {} (retrying)", r.error().message);
+      return RunResult::error();
+    }
+    serving = true;
+    if (r->changed || r->events)
+      spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
+    const auto view = ctl.view();
+    writeBack(api, *view, all_namespaces);
+    writePoolStatus(api, *view, pool_status);
+    label(true);
+    return RunResult::ok();
+  };
+  DriverOptions dopts;
+  dopts.debounce = std::chrono::milliseconds(100);  // coalesce a burst of events
+  dopts.resync = std::chrono::seconds(o.resync_seconds);
+  driver = std::make_unique<ReconcileDriver>(loop, clock, dopts, run, &metrics.driver);
+
+  boost::asio::io_context http_io;
+  std::unique_ptr<HttpServer> server;
+  if (!o.listen.empty()) {
+    auto colon = o.listen.rfind(':');
+    auto s = HttpServer::listen(
+        http_io, o.listen.substr(0, colon),
+        static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))),
+        [&](const std::string& m, const std::string& t) {
+          return handleRequest(
+              ApiContext{ctl.view(), &store, [&] { return metrics.text(); },
+                         serving ? "" : "not serving: this replica is not the leader"},
+              m, t);
+        });
+    if (!s) {
+      spdlog::error("{}", s.error().message);
+      return 1;
+    }
+    server = std::move(*s);
+  }
+  std::thread http([&] {
+    auto guard = boost::asio::make_work_guard(http_io);
+    http_io.run();
+  });
+
+  // Leadership changes (won, lost, lapsed) wake the loop at once.
+  Stopper elect_stop;
+  std::thread elect(
+      [&] { kube::runElection(elector, clock, elect_stop, [&](bool) { driver->trigger(); }); });
+
+  boost::asio::signal_set signals(loop, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) {
+    // Shutdown goes through the loop, after any reconcile in progress:
+    // stop serving and move readers to the next leader before the Lease
+    // is released.
+    driver->shutdown([&] {
+      serving = false;
+      label(false);
+      loop.stop();
+    });
+  });
+  spdlog::info("cluster mode: {} as {}", cfg->source, identity);
+  for (auto* i : src.all()) i->start();
+  driver->start();
+  loop.run();
+
+  elect_stop.request();
+  elect.join();  // releases the Lease: fast hand-over to a standby
+  http_io.stop();
+  http.join();
+  for (auto* i : src.all()) i->stop();
+  return 0;
+}
+
+}  // namespace nsegress::controller::cluster

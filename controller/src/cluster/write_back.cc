@@ -1,0 +1,122 @@
+#include "nsegress/controller/cluster/write_back.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace nsegress::controller::cluster {
+
+using nlohmann::json;
+
+std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers) {
+  json ops = json::array();
+  for (size_t i = finalizers.size(); i-- > 0;) {  // from the end: earlier indices stay valid
+    if (finalizers[i] != kReleaseFinalizer) continue;
+    const std::string path = "/metadata/finalizers/" + std::to_string(i);
+    ops.push_back({{"op", "test"}, {"path", path}, {"value", kReleaseFinalizer}});
+    ops.push_back({{"op", "remove"}, {"path", path}});
+  }
+  return ops.empty() ? "" : ops.dump();
+}
+
+WriteBackStats writeBack(kube::Api& api, const View& v,
+                         const std::map<std::string, Namespace>& namespaces) {
+  WriteBackStats st;
+  std::set<std::string> holders;
+  for (const auto& [ip, r] : v.ledger)
+    if (r.state == AddressState::kAssigned) holders.insert(r.ns);
+  auto failed = [&](const std::string& ns, const char* what, const Result<kube::Response>& r) {
+    ++st.failures;
+    spdlog::warn("namespace {}: {} failed: {}", ns, what,
+                 r ? r->body.substr(0, 200) : r.error().message);
+  };
+  for (const auto& [name, ns] : namespaces) {
+    std::vector<std::string> fins = ns.finalizers;
+    const bool has_fin = std::find(fins.begin(), fins.end(), kReleaseFinalizer) != fins.end();
+    if (ns.deleting) {
+      if (!has_fin || holders.count(name)) continue;
+      auto r = api.request("PATCH", "/api/v1/namespaces/" + name, releaseFinalizerPatch(fins),
+                           "application/json-patch+json");
+      // 422/409: the list changed since it was read; the watch brings the
+      // new version and the next pass retries.
+      if (r && r->status == 200) ++st.finalizers_removed;
+      if (!r || (r->status != 200 && r->status != 404 && r->status != 409 && r->status != 422))
+        failed(name, "finalizer removal", r);
+      continue;
+    }
+    json patch_meta = json::object();
+    auto sit = v.statuses.find(name);
+    const std::string want =
+        sit != v.statuses.end() && sit->second.phase == Phase::kAssigned && sit->second.ip
+            ? sit->second.ip->str()
+            : "";
+    auto ait = ns.annotations.find(kAssignedAnnotation);
+    const std::string have = ait == ns.annotations.end() ? "" : ait->second;
+    if (want != have)
+      patch_meta["annotations"][kAssignedAnnotation] = want.empty() ? json(nullptr) : json(want);
+    const bool adds_fin = ns.requestsEgress() && !has_fin;
+    if (adds_fin) {
+      fins.push_back(kReleaseFinalizer);
+      patch_meta["finalizers"] = fins;
+    }
+    if (patch_meta.empty()) continue;
+    // Conditional on the version we saw: never overwrite someone else's edit.
+    patch_meta["resourceVersion"] = ns.resource_version;
+    auto r = api.request("PATCH", "/api/v1/namespaces/" + name,
+                         json{{"metadata", patch_meta}}.dump(), "application/merge-patch+json");
+    if (r && r->status == 200) {
+      st.annotations += want != have;
+      st.finalizers_added += adds_fin;
+    }
+    if (!r || (r->status != 200 && r->status != 404 && r->status != 409))
+      failed(name, "write-back", r);
+  }
+  return st;
+}
+
+// Sets or removes the leader label on this replica's Pod; true once the Pod
+// shows `want`.
+bool labelPod(kube::Api& api, const std::string& ns, const std::string& pod, bool want) {
+  json patch{{"metadata", {{"labels", {{kLeaderLabel, want ? json("true") : json(nullptr)}}}}}};
+  auto r = api.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + pod, patch.dump(),
+                       "application/merge-patch+json");
+  if (r && r->status == 200) return true;
+  spdlog::warn("pod {}: leader label not {}: {}", pod, want ? "set" : "removed",
+               r ? r->body.substr(0, 200) : r.error().message);
+  return false;
+}
+
+void writePoolStatus(kube::Api& api, const View& v, std::map<std::string, WrittenPool>& written) {
+  const std::string now = formatTime(v.at);
+  for (const auto& [name, u] : poolUsage(v.pools, v.ledger)) {
+    auto prev = written.find(name);
+    if (prev != written.end() && prev->second.usage == u) continue;
+    const bool same_ready =
+        prev != written.end() && prev->second.usage.invalid.empty() == u.invalid.empty();
+    const std::string since = same_ready ? prev->second.ready_since : now;
+    json cond{{"type", "Ready"},
+              {"status", u.invalid.empty() ? "True" : "False"},
+              {"reason", u.invalid.empty() ? "Valid" : "InvalidSpec"},
+              {"message", u.invalid.empty() ? std::to_string(u.free) + " of " +
+                                                  std::to_string(u.size) + " addresses free"
+                                            : u.invalid.substr(0, 1024)},
+              {"lastTransitionTime", since}};
+    json status{{"size", u.size},
+                {"assigned", u.assigned},
+                {"quarantined", u.quarantined},
+                {"free", u.free},
+                {"conditions", json::array({cond})}};
+    auto r = api.request("PATCH", "/apis/nsegress.io/v1alpha1/egresspools/" + name + "/status",
+                         json{{"status", status}}.dump(), "application/merge-patch+json");
+    if (r && (r->status == 200 || r->status == 404)) {
+      written[name] = WrittenPool{u, since};
+    } else {
+      spdlog::warn("pool {}: status not written: {}", name,
+                   r ? r->body.substr(0, 200) : r.error().message);
+    }
+  }
+}
+
+}  // namespace nsegress::controller::cluster

@@ -1,0 +1,263 @@
+// Cluster mode's logic on a fake API and a fake clock, deterministic: Lease
+// election (take-over only after the lease went unrenewed, never two
+// leaders, release for a fast hand-over, optimistic concurrency) and the
+// write-backs. The real API server runs the same code in tests/kube.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fake_clock.h"
+#include "fake_kube_api.h"
+#include "nsegress/controller/cluster/write_back.h"
+#include "nsegress/kube/leader.h"
+
+namespace nsegress {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using testing::FakeClock;
+using testing::FakeKubeApi;
+
+// One Lease object with resourceVersion semantics (create-if-absent,
+// update only at the version read), as the API server keeps it.
+class FakeLeaseServer {
+ public:
+  Result<kube::Response> operator()(const FakeKubeApi::Call& c) {
+    std::lock_guard l(mu_);
+    if (c.verb == "GET") {
+      if (!lease_) return kube::Response{404, "{}"};
+      return kube::Response{200, lease_->dump()};
+    }
+    auto body = json::parse(c.body);
+    if (c.verb == "POST") {
+      if (lease_) return kube::Response{409, "{}"};
+      body["metadata"]["resourceVersion"] = std::to_string(++rv_);
+      lease_ = body;
+      return kube::Response{201, lease_->dump()};
+    }
+    if (c.verb == "PUT") {
+      if (!lease_ || body["metadata"].value("resourceVersion", "") !=
+                         (*lease_)["metadata"].value("resourceVersion", ""))
+        return kube::Response{409, "{}"};
+      body["metadata"]["resourceVersion"] = std::to_string(++rv_);
+      lease_ = body;
+      return kube::Response{200, lease_->dump()};
+    }
+    return kube::Response{405, "{}"};
+  }
+  std::string holder() const {
+    std::lock_guard l(mu_);
+    return lease_ ? (*lease_)["spec"].value("holderIdentity", "") : "";
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<json> lease_;
+  int rv_ = 0;
+};
+
+struct Replicas {
+  FakeLeaseServer server;
+  FakeKubeApi api_a, api_b;
+  FakeClock clock;
+  kube::LeaderElector a{api_a, clock, opts("a")}, b{api_b, clock, opts("b")};
+  Replicas() {
+    api_a.on_request = [this](const auto& c) { return server(c); };
+    api_b.on_request = [this](const auto& c) { return server(c); };
+  }
+  static kube::LeaderOptions opts(std::string id) {
+    return kube::LeaderOptions{"nsegress-system",   "nsegress-controller", std::move(id),
+                               milliseconds(15000), milliseconds(10000),   milliseconds(2000)};
+  }
+};
+
+TEST(LeaderElection, OneAcquiresTheOtherWaitsWhileItIsRenewed) {
+  Replicas r;
+  r.a.tick();
+  EXPECT_TRUE(r.a.isLeader());
+  EXPECT_EQ(r.server.holder(), "a");
+  for (int i = 0; i < 50; ++i) {  // 100 s of renewals every 2 s
+    r.b.tick();
+    EXPECT_FALSE(r.b.isLeader()) << "at " << i * 2 << " s";
+    r.clock.advance(milliseconds(2000));
+    r.a.tick();
+    ASSERT_TRUE(r.a.isLeader());
+  }
+  EXPECT_EQ(r.b.holder(), "a");
+}
+
+TEST(LeaderElection, AFrozenLeaderStopsActingBeforeAnotherTakesOver) {
+  Replicas r;
+  r.a.tick();
+  r.b.tick();  // b observes a's record now
+  // a freezes (no more ticks). Step through time: never two leaders.
+  int a_stopped_at = -1, b_started_at = -1;
+  for (int ms = 0; ms <= 30000; ms += 500) {
+    if (ms % 2000 == 0) r.b.tick();
+    const bool la = r.a.isLeader(), lb = r.b.isLeader();
+    ASSERT_FALSE(la && lb) << "two leaders at " << ms << " ms";
+    if (!la && a_stopped_at < 0) a_stopped_at = ms;
+    if (lb && b_started_at < 0) b_started_at = ms;
+    r.clock.advance(milliseconds(500));
+  }
+  EXPECT_EQ(a_stopped_at, 10000) << "a stops at its renew deadline, by its own clock";
+  EXPECT_EQ(b_started_at, 16000) << "b takes over at its first tick after the lease duration";
+  EXPECT_EQ(r.server.holder(), "b");
+}
+
+TEST(LeaderElection, ReleaseHandsOverAtTheNextTick) {
+  Replicas r;
+  r.a.tick();
+  r.b.tick();
+  r.a.release();
+  EXPECT_FALSE(r.a.isLeader());
+  EXPECT_EQ(r.server.holder(), "");
+  r.b.tick();
+  EXPECT_TRUE(r.b.isLeader()) << "an empty holder is free at once";
+}
+
+TEST(LeaderElection, TwoReplicasUpdatingFromTheSameVersionOneWins) {
+  Replicas r;
+  r.a.tick();
+  r.a.release();
+  // Both read the released lease, then both write: the second write carries
+  // a stale resourceVersion and gets 409.
+  std::optional<FakeKubeApi::Call> held;
+  r.api_b.on_request = [&](const FakeKubeApi::Call& c) -> Result<kube::Response> {
+    if (c.verb == "PUT" && !held) {
+      held = c;  // b's update waits until a has written
+      r.a.tick();
+      return r.server(c);
+    }
+    return r.server(c);
+  };
+  r.b.tick();
+  EXPECT_TRUE(r.a.isLeader());
+  EXPECT_FALSE(r.b.isLeader());
+  EXPECT_EQ(r.server.holder(), "a");
+}
+
+TEST(LeaderElection, TheLoopReportsWonLostAndLapsedLeadership) {
+  Replicas r;
+  Stopper stop;
+  std::vector<bool> changes;
+  std::mutex mu;
+  // The API becomes unreachable after the first acquisition: leadership
+  // lapses at the renew deadline without any tick succeeding.
+  std::atomic<bool> reachable{true};
+  r.api_a.on_request = [&](const FakeKubeApi::Call& c) -> Result<kube::Response> {
+    if (!reachable) return makeError(ECONNREFUSED, "unreachable");
+    return r.server(c);
+  };
+  std::thread t([&] {
+    kube::runElection(r.a, r.clock, stop, [&](bool leader) {
+      std::lock_guard l(mu);
+      changes.push_back(leader);
+    });
+  });
+  auto seen = [&](size_t n) {
+    for (int i = 0; i < 5000; ++i) {
+      {
+        std::lock_guard l(mu);
+        if (changes.size() >= n) return true;
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    return false;
+  };
+  ASSERT_TRUE(seen(1));
+  reachable = false;
+  for (int i = 0; i < 12; ++i) {
+    r.clock.advance(milliseconds(1000));
+    std::this_thread::sleep_for(milliseconds(10));  // let the loop see each second
+  }
+  ASSERT_TRUE(seen(2));
+  stop.request();
+  t.join();
+  EXPECT_EQ(changes, (std::vector<bool>{true, false}));
+}
+
+// ---- write-back -------------------------------------------------------------
+
+controller::View viewWith(const std::string& ns, const char* ip) {
+  controller::View v;
+  controller::NamespaceStatus st;
+  st.ns = ns;
+  st.phase = controller::Phase::kAssigned;
+  st.ip = *IpAddress::parse(ip);
+  v.statuses[ns] = st;
+  AddressRecord r;
+  r.ip = *st.ip;
+  r.state = AddressState::kAssigned;
+  r.ns = ns;
+  v.ledger[r.ip] = r;
+  return v;
+}
+
+Namespace annotated(std::string name, std::string rv) {
+  Namespace n;
+  n.name = std::move(name);
+  n.annotations[kPoolAnnotation] = "dmz";
+  n.resource_version = std::move(rv);
+  return n;
+}
+
+TEST(WriteBack, AnnotatesAndAddsTheFinalizerConditionallyOnTheVersionRead) {
+  FakeKubeApi api;
+  api.on_request = [](const auto&) { return kube::Response{200, "{}"}; };
+  auto st = controller::cluster::writeBack(api, viewWith("pay", "203.0.113.10"),
+                                           {{"pay", annotated("pay", "7")}});
+  ASSERT_EQ(api.calls().size(), 1u);
+  const auto c = api.calls()[0];
+  EXPECT_EQ(c.verb, "PATCH");
+  EXPECT_EQ(c.path, "/api/v1/namespaces/pay");
+  EXPECT_EQ(c.content_type, "application/merge-patch+json");
+  auto body = json::parse(c.body);
+  EXPECT_EQ(body["metadata"]["resourceVersion"], "7");
+  EXPECT_EQ(body["metadata"]["annotations"][kAssignedAnnotation], "203.0.113.10");
+  EXPECT_EQ(body["metadata"]["finalizers"], json::array({"nsegress.io/release"}));
+  EXPECT_EQ(st.annotations, 1u);
+  EXPECT_EQ(st.finalizers_added, 1u);
+  // Written already: nothing to do.
+  Namespace done = annotated("pay", "8");
+  done.annotations[kAssignedAnnotation] = "203.0.113.10";
+  done.finalizers = {"nsegress.io/release"};
+  api.clearCalls();
+  controller::cluster::writeBack(api, viewWith("pay", "203.0.113.10"), {{"pay", done}});
+  EXPECT_TRUE(api.calls().empty());
+}
+
+TEST(WriteBack, TheFinalizerIsRemovedOnlyOnceTheLedgerNoLongerHoldsTheAddress) {
+  FakeKubeApi api;
+  api.on_request = [](const auto&) { return kube::Response{200, "{}"}; };
+  Namespace gone = annotated("pay", "9");
+  gone.deleting = true;
+  gone.finalizers = {"kubernetes", "nsegress.io/release"};
+  controller::cluster::writeBack(api, viewWith("pay", "203.0.113.10"), {{"pay", gone}});
+  EXPECT_TRUE(api.calls().empty()) << "still held: the namespace waits";
+  controller::View released;
+  auto st = controller::cluster::writeBack(api, released, {{"pay", gone}});
+  ASSERT_EQ(api.calls().size(), 1u);
+  EXPECT_EQ(api.calls()[0].content_type, "application/json-patch+json");
+  EXPECT_EQ(api.calls()[0].body, controller::cluster::releaseFinalizerPatch(gone.finalizers));
+  EXPECT_EQ(st.finalizers_removed, 1u);
+}
+
+TEST(WriteBack, AStaleReadIsLeftToTheNextPassOtherRefusalsAreCounted) {
+  FakeKubeApi api;
+  int status = 409;
+  api.on_request = [&](const auto&) { return kube::Response{status, "{}"}; };
+  auto st = controller::cluster::writeBack(api, viewWith("pay", "203.0.113.10"),
+                                           {{"pay", annotated("pay", "7")}});
+  EXPECT_EQ(st.failures, 0u);
+  EXPECT_EQ(st.annotations, 0u);
+  status = 403;
+  st = controller::cluster::writeBack(api, viewWith("pay", "203.0.113.10"),
+                                      {{"pay", annotated("pay", "7")}});
+  EXPECT_EQ(st.failures, 1u);
+}
+
+}  // namespace
+}  // namespace nsegress
