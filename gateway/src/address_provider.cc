@@ -57,11 +57,17 @@ Status AddressProvider::observe() {
 Status AddressProvider::install(const DesiredState& desired, ExecStats& stats) {
   const auto p = planAddresses(desired, s_.model(), *uplink_);
   stats.planned_ops += p.intent.size() + p.add.size();
-  // Which namespace used each address, before the snat switch moves pods
-  // away from it (names the flush of an address that leaves).
-  for (const auto& [pod, e] : s_.model().snat)
-    if (auto it = s_.model().tx_counter.find(pod); it != s_.model().tx_counter.end())
-      last_users_[e] = namespaceOfCounter(it->second);
+  // Which namespace used each address that leaves, before the snat switch
+  // moves its pods away (names the flush). Only when one leaves: O(pods).
+  last_users_.clear();
+  if (!p.flush.empty()) {
+    std::set<IpAddress> leaving;
+    for (const auto& f : p.flush) leaving.insert(f.egress);
+    for (const auto& [pod, e] : s_.model().snat)
+      if (leaving.count(e))
+        if (auto it = s_.model().tx_counter.find(pod); it != s_.model().tx_counter.end())
+          last_users_[e] = namespaceOfCounter(it->second);
+  }
   if (auto r = s_.apply(p.intent, stats); !r) return r;
   const auto t = Clock::now();
   for (const auto& a : p.add) {
@@ -98,9 +104,7 @@ Status AddressProvider::retire(const DesiredState& desired, ExecStats& stats) {
     stats.flows_flushed += *n;
   }
   stats.flush_seconds += since(t);
-  if (auto r = s_.apply(p.forget, stats); !r) return r;
-  for (const auto& f : p.flush) last_users_.erase(f.egress);
-  return okStatus();
+  return s_.apply(p.forget, stats);
 }
 
 }  // namespace nsegress::gateway

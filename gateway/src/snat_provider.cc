@@ -184,14 +184,18 @@ std::set<IpAddress> leavingAddresses(const DesiredState& d, const ObservedNft& h
 }  // namespace
 
 Status SnatProvider::install(const DesiredState& desired, ExecStats& stats) {
-  const auto p = planSnat(desired, s_.model(), leavingAddresses(desired, s_.model()));
-  stats.planned_ops += p.main.size();
-  return s_.apply(p.main, stats);
+  planned_.reset();
+  auto p = planSnat(desired, s_.model(), leavingAddresses(desired, s_.model()));
+  stats.planned_ops += p.size();
+  if (auto r = s_.apply(p.main, stats); !r) return r;
+  planned_ = std::move(p);
+  return okStatus();
 }
 
-Status SnatProvider::retire(const DesiredState& desired, ExecStats& stats) {
-  const auto p = planSnat(desired, s_.model(), leavingAddresses(desired, s_.model()));
-  stats.planned_ops += p.flush.size() + p.forget.size();
+Status SnatProvider::retire(const DesiredState&, ExecStats& stats) {
+  if (!planned_) return okStatus();
+  const SnatPlan p = std::move(*planned_);
+  planned_.reset();
   const auto t = Clock::now();
   for (const auto& f : p.flush) {
     auto n = ct_.flush(f);

@@ -8,6 +8,7 @@
 // finished by the next reconcile.
 #pragma once
 
+#include <optional>
 #include <set>
 
 #include "nsegress/gateway/nft_session.h"
@@ -41,6 +42,9 @@ class SnatProvider final : public Provider {
  private:
   NftSession& s_;
   ConntrackKernel& ct_;
+  // The flushes and forgets planned with the switch, for retire(): planned
+  // once per reconcile (a plan is O(pods)).
+  std::optional<SnatPlan> planned_;
 };
 
 }  // namespace nsegress::gateway
