@@ -17,7 +17,7 @@
 #include "nsegress/netlink/nft.h"
 
 using namespace nsegress;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
 // Counts announcements without sending: the benchmark measures programming;
@@ -71,16 +71,16 @@ int run(int argc, char** argv) {
     CountingAnnouncer ann;
     gateway::NodeDataplane rec({**nft, **ua, ann, **ct});
 
-    auto t0 = Clock::now();
+    auto t0 = Steady::now();
     auto parsed = parseDesiredState(json);
-    auto t1 = Clock::now();
+    auto t1 = Steady::now();
     if (!parsed) return 1;
     auto obs = (*nft)->observe();
-    auto t2 = Clock::now();
+    auto t2 = Steady::now();
     auto p = gateway::planSnat(*parsed, *obs);  // the largest plan: every map element
-    auto t3 = Clock::now();
+    auto t3 = Steady::now();
     auto done = rec.reconcile(*parsed, /*full=*/true);  // what a starting agent does
-    auto t4 = Clock::now();
+    auto t4 = Steady::now();
     if (!done) {
       std::cerr << done.error().message << "\n";
       return 1;
@@ -98,9 +98,9 @@ int run(int argc, char** argv) {
     // Verify: the kernel holds exactly the desired state. Right after a large
     // insert the kernel's hash table may still be resizing, and a dump during
     // the rehash can miss elements; read until two dumps agree.
-    auto t5 = Clock::now();
+    auto t5 = Steady::now();
     auto after = (*nft)->observe();
-    t_observe_full.push_back(bench::seconds(Clock::now() - t5));
+    t_observe_full.push_back(bench::seconds(Steady::now() - t5));
     for (int i = 0; i < 50 && after && after->snat.size() != static_cast<size_t>(namespaces * pods);
          ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -120,11 +120,11 @@ int run(int argc, char** argv) {
     plus.namespaces.back().name = "ns-extra";
     plus.namespaces.back().egress_v4 = IpAddress::v4(0x0AC9FFFFu);
     for (auto& ip : plus.namespaces.back().pod_ips) ip = ip.plus(0x00F00000u);
-    auto t6 = Clock::now();
+    auto t6 = Steady::now();
     auto ra = rec.reconcile(plus, /*full=*/false);
-    auto t7 = Clock::now();
+    auto t7 = Steady::now();
     auto rd = rec.reconcile(*parsed, /*full=*/false);
-    auto t8 = Clock::now();
+    auto t8 = Steady::now();
     if (!ra || !rd) return 1;
     t_incr_add.push_back(bench::seconds(t7 - t6));
     t_incr_del.push_back(bench::seconds(t8 - t7));
@@ -145,9 +145,9 @@ int run(int argc, char** argv) {
     f.close();
     for (int r = 0; r < runs; ++r) {
       lab::run("ip -n " + lab.gw() + " address flush dev up0 to 10.200.0.0/16");
-      auto t0 = Clock::now();
+      auto t0 = Steady::now();
       lab::must("ip -n " + lab.gw() + " -batch " + lab.dir() + "/addrs.batch");
-      t_ipbatch.push_back(bench::seconds(Clock::now() - t0));
+      t_ipbatch.push_back(bench::seconds(Steady::now() - t0));
     }
     lab::run("ip -n " + lab.gw() + " address flush dev up0 to 10.200.0.0/16");
   }

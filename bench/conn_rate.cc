@@ -33,7 +33,7 @@
 #include "nsegress/netlink/nft.h"
 
 using namespace nsegress;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
 
@@ -85,8 +85,8 @@ uint64_t generate(int n_sources, std::chrono::duration<double> duration, Xorshif
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
   uint64_t sent = 0;
-  const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(duration);
-  while (Clock::now() < end) {
+  const auto end = Steady::now() + std::chrono::duration_cast<Steady::duration>(duration);
+  while (Steady::now() < end) {
     for (int i = 0; i < kBatch; ++i) {
       auto* ip = reinterpret_cast<iphdr*>(pkts[i]);
       auto* udp = reinterpret_cast<udphdr*>(pkts[i] + sizeof(iphdr));
@@ -194,9 +194,9 @@ int run(int argc, char** argv) {
         double secs;
         {
           lab::NetnsEnter in(lab.pod("gen"));
-          auto t0 = Clock::now();
+          auto t0 = Steady::now();
           sent = generate(n, std::chrono::duration<double>(duration), rng);
-          secs = bench::seconds(Clock::now() - t0);
+          secs = bench::seconds(Steady::now() - t0);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         const uint64_t got = sinkCount(lab) - c0;

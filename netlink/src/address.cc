@@ -12,25 +12,15 @@
 
 #include <cstring>
 
+#include "nsegress/common/fd.h"
+
 namespace nsegress::netlink {
 
 namespace {
-struct NlSockDel {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct NlAddrDel {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct RtAddrDel {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct CacheDel {
-  void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
-using NlSockPtr = std::unique_ptr<nl_sock, NlSockDel>;
-using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDel>;
-using RtAddrPtr = std::unique_ptr<rtnl_addr, RtAddrDel>;
-using CachePtr = std::unique_ptr<nl_cache, CacheDel>;
+using NlSockPtr = Handle<nl_sock, nl_socket_free>;
+using NlAddrPtr = Handle<nl_addr, nl_addr_put>;
+using RtAddrPtr = Handle<rtnl_addr, rtnl_addr_put>;
+using CachePtr = Handle<nl_cache, nl_cache_free>;
 
 Error nlError(const std::string& what, int err) {
   return makeError(err < 0 ? -err : err, what + ": " + nl_geterror(err));
@@ -128,27 +118,56 @@ std::vector<uint8_t> buildGratuitousArp(const uint8_t mac[6], const IpAddress& i
   return f;
 }
 
-Result<std::unique_ptr<GarpAnnouncer>> GarpAnnouncer::open(const std::string& ifname, int count,
-                                                           std::chrono::milliseconds interval) {
-  int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
-  if (ifindex == 0) return makeError(ENODEV, "garp: " + ifname + ": no such interface");
-  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
-  if (fd < 0) return makeError(errno, std::string("garp: packet socket: ") + strerror(errno));
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
-  if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
-    int e = errno;
-    close(fd);
-    return makeError(e, "garp: " + ifname + ": no hardware address");
-  }
-  uint8_t mac[6];
-  std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-  return std::unique_ptr<GarpAnnouncer>(new GarpAnnouncer(fd, ifindex, mac, count, interval));
+void GarpSchedule::add(const IpAddress& a, Clock::TimePoint now) {
+  if (!a.isV4() || count_ <= 0) return;  // IPv6: the kernel sends unsolicited NAs itself
+  series_[a] = Series{now, count_};
 }
 
-GarpAnnouncer::GarpAnnouncer(int fd, int ifindex, const uint8_t mac[6], int count,
-                             std::chrono::milliseconds interval)
-    : fd_(fd), ifindex_(ifindex), count_(count), interval_(interval) {
+std::vector<IpAddress> GarpSchedule::due(Clock::TimePoint now) {
+  std::vector<IpAddress> out;
+  for (auto it = series_.begin(); it != series_.end();) {
+    if (it->second.at > now) {
+      ++it;
+      continue;
+    }
+    out.push_back(it->first);
+    if (--it->second.remaining > 0) {
+      it->second.at += interval_;
+      ++it;
+    } else {
+      it = series_.erase(it);
+    }
+  }
+  return out;
+}
+
+std::optional<Clock::TimePoint> GarpSchedule::next() const {
+  std::optional<Clock::TimePoint> t;
+  for (const auto& [ip, s] : series_)
+    if (!t || s.at < *t) t = s.at;
+  return t;
+}
+
+Result<std::unique_ptr<GarpAnnouncer>> GarpAnnouncer::open(const std::string& ifname, int count,
+                                                           std::chrono::milliseconds interval,
+                                                           Clock& clock) {
+  int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
+  if (ifindex == 0) return makeError(ENODEV, "garp: " + ifname + ": no such interface");
+  Fd fd(socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP)));
+  if (!fd) return makeError(errno, std::string("garp: packet socket: ") + strerror(errno));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd.get(), SIOCGIFHWADDR, &ifr) < 0)
+    return makeError(errno, "garp: " + ifname + ": no hardware address");
+  uint8_t mac[6];
+  std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+  return std::unique_ptr<GarpAnnouncer>(
+      new GarpAnnouncer(std::move(fd), ifindex, mac, count, interval, clock));
+}
+
+GarpAnnouncer::GarpAnnouncer(Fd fd, int ifindex, const uint8_t mac[6], int count,
+                             std::chrono::milliseconds interval, Clock& clock)
+    : fd_(std::move(fd)), ifindex_(ifindex), clock_(clock), schedule_(count, interval) {
   std::memcpy(mac_, mac, 6);
   worker_ = std::thread([this] { run(); });
 }
@@ -160,14 +179,12 @@ GarpAnnouncer::~GarpAnnouncer() {
   }
   cv_.notify_all();
   worker_.join();
-  close(fd_);
 }
 
 void GarpAnnouncer::announce(const IpAddress& a) {
-  if (!a.isV4() || count_ <= 0) return;  // IPv6: the kernel sends unsolicited NAs itself
   {
     std::lock_guard l(mu_);
-    queue_.push(Due{std::chrono::steady_clock::now(), a, count_});
+    schedule_.add(a, clock_.now());
   }
   cv_.notify_all();
 }
@@ -189,31 +206,30 @@ bool GarpAnnouncer::sendOne(const IpAddress& a) {
   to.sll_ifindex = ifindex_;
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);
-  return sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
-         static_cast<ssize_t>(frame.size());
+  return sendto(fd_.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                sizeof to) == static_cast<ssize_t>(frame.size());
 }
 
 void GarpAnnouncer::run() {
   std::unique_lock l(mu_);
   while (!stop_) {
-    if (queue_.empty()) {
+    auto next = schedule_.next();
+    if (!next) {
       cv_.wait(l);
       continue;
     }
-    auto next = queue_.top();
-    if (next.at > std::chrono::steady_clock::now()) {
-      cv_.wait_until(l, next.at);
+    const auto wait = *next - clock_.now();
+    if (wait.count() > 0) {
+      // Bounded, so a clock other than the system's is re-read regularly.
+      cv_.wait_for(l, std::min<Clock::Duration>(wait, std::chrono::milliseconds(100)));
       continue;
     }
-    queue_.pop();
+    const auto due = schedule_.due(clock_.now());
     l.unlock();
-    bool ok = sendOne(next.ip);
+    std::vector<bool> ok;
+    for (const auto& a : due) ok.push_back(sendOne(a));
     l.lock();
-    (ok ? sent_ : failed_)++;
-    if (--next.remaining > 0) {
-      next.at += interval_;
-      queue_.push(next);
-    }
+    for (bool b : ok) (b ? sent_ : failed_)++;
   }
 }
 

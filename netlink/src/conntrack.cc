@@ -10,21 +10,14 @@
 #include <set>
 #include <vector>
 
+#include "nsegress/common/fd.h"
+
 namespace nsegress::netlink {
 
 namespace {
-struct HandleDel {
-  void operator()(nfct_handle* h) const { nfct_close(h); }
-};
-struct CtDel {
-  void operator()(nf_conntrack* c) const { nfct_destroy(c); }
-};
-struct FilterDel {
-  void operator()(nfct_filter_dump* f) const { nfct_filter_dump_destroy(f); }
-};
-using HandlePtr = std::unique_ptr<nfct_handle, HandleDel>;
-using CtPtr = std::unique_ptr<nf_conntrack, CtDel>;
-using FilterPtr = std::unique_ptr<nfct_filter_dump, FilterDel>;
+using HandlePtr = Handle<nfct_handle, nfct_close>;
+using CtPtr = Handle<nf_conntrack, nfct_destroy>;
+using FilterPtr = Handle<nfct_filter_dump, nfct_filter_dump_destroy>;
 
 std::optional<IpAddress> replyDst(const nf_conntrack* ct) {
   uint8_t l3 = nfct_get_attr_u8(ct, ATTR_L3PROTO);

@@ -21,42 +21,27 @@
 #include <map>
 #include <set>
 
+#include "nsegress/common/fd.h"
+
 namespace nsegress::netlink {
 
 using gateway::NftOp;
 
 namespace {
 
-// ---- RAII for libnftnl objects ---------------------------------------------
-struct TableDel {
-  void operator()(nftnl_table* p) const { nftnl_table_free(p); }
-};
-struct ChainDel {
-  void operator()(nftnl_chain* p) const { nftnl_chain_free(p); }
-};
-struct RuleDel {
-  void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
-};
-struct SetDel {
-  void operator()(nftnl_set* p) const { nftnl_set_free(p); }
-};
-struct ObjDel {
-  void operator()(nftnl_obj* p) const { nftnl_obj_free(p); }
-};
-struct MnlDel {
-  void operator()(mnl_socket* p) const { mnl_socket_close(p); }
-};
-using TablePtr = std::unique_ptr<nftnl_table, TableDel>;
-using ChainPtr = std::unique_ptr<nftnl_chain, ChainDel>;
-using RulePtr = std::unique_ptr<nftnl_rule, RuleDel>;
-using SetPtr = std::unique_ptr<nftnl_set, SetDel>;
-using ObjPtr = std::unique_ptr<nftnl_obj, ObjDel>;
-using MnlPtr = std::unique_ptr<mnl_socket, MnlDel>;
+// ---- RAII for libnftnl and libmnl objects ----------------------------------
+using TablePtr = Handle<nftnl_table, nftnl_table_free>;
+using ChainPtr = Handle<nftnl_chain, nftnl_chain_free>;
+using RulePtr = Handle<nftnl_rule, nftnl_rule_free>;
+using SetPtr = Handle<nftnl_set, nftnl_set_free>;
+using ObjPtr = Handle<nftnl_obj, nftnl_obj_free>;
+using MnlPtr = Handle<mnl_socket, mnl_socket_close>;
 
 constexpr uint16_t kFamily = NFPROTO_INET;
 constexpr uint32_t kTypeIpv4Addr = 7;  // nft datatype ids, so `nft list` prints addresses
 constexpr uint32_t kTypeIpv6Addr = 8;
-constexpr size_t kMaxMsg = 8192;
+constexpr size_t kMaxMsg = 8192;       // a message of one object
+constexpr size_t kMaxElemBytes = 192;  // an element: key, data or counter name, nesting
 
 struct SetSpec {
   const char* name;
@@ -96,6 +81,26 @@ const char* setFor(NftOp::Kind k, Family f) {
       return v4 ? NftNames::kFlush4 : NftNames::kFlush6;
     default:
       return nullptr;
+  }
+}
+
+// ---- attribute walks (libmnl's for_each macros do not compile as C++) -------
+template <typename F>
+void forEachAttr(const nlmsghdr* nlh, size_t offset, F&& f) {
+  const auto* attr = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, offset));
+  const char* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  while (mnl_attr_ok(attr, static_cast<int>(tail - reinterpret_cast<const char*>(attr)))) {
+    f(attr);
+    attr = mnl_attr_next(attr);
+  }
+}
+template <typename F>
+void forEachNested(const nlattr* nest, F&& f) {
+  const auto* attr = static_cast<const nlattr*>(mnl_attr_get_payload(nest));
+  const char* tail = reinterpret_cast<const char*>(nest) + mnl_attr_get_len(nest);
+  while (mnl_attr_ok(attr, static_cast<int>(tail - reinterpret_cast<const char*>(attr)))) {
+    f(attr);
+    attr = mnl_attr_next(attr);
   }
 }
 
@@ -224,25 +229,34 @@ std::string structureFingerprint(const NftConfig& c) {
 
 // ---- NftBuilder ------------------------------------------------------------
 
+// Consecutive element ops on one set in one direction, waiting to be
+// written as one message.
+struct NftBuilder::Group {
+  const char* set;
+  bool add;
+  SetPtr obj{nftnl_set_alloc()};
+  std::vector<size_t> ops;
+};
+
 NftBuilder::NftBuilder(NftConfig config, uint32_t first_seq)
     : cfg_(std::move(config)), first_seq_(first_seq), seq_(first_seq) {
   buf_.resize(1 << 16);
-  nftnl_batch_begin(static_cast<char*>(reserve()), seq_++);
+  nftnl_batch_begin(static_cast<char*>(reserve(kMaxMsg)), seq_++);
   len_ += NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data() + len_)->nlmsg_len);
 }
 
 NftBuilder::~NftBuilder() = default;
 
-void* NftBuilder::reserve() {
-  if (buf_.size() - len_ < kMaxMsg) buf_.resize(std::max(buf_.size() * 2, len_ + kMaxMsg));
-  std::memset(buf_.data() + len_, 0, kMaxMsg);
+void* NftBuilder::reserve(size_t bytes) {
+  if (buf_.size() - len_ < bytes) buf_.resize(std::max(buf_.size() * 2, len_ + bytes));
+  std::memset(buf_.data() + len_, 0, bytes);
   return buf_.data() + len_;
 }
 
 void NftBuilder::commit(uint32_t seq, size_t op_index) {
   auto* nlh = reinterpret_cast<nlmsghdr*>(buf_.data() + len_);
   len_ += NLMSG_ALIGN(nlh->nlmsg_len);
-  seq_to_op_.emplace_back(seq, op_index);
+  msgs_.push_back(Msg{seq, {op_index}, {}});
 }
 
 void NftBuilder::createTable(size_t op_index) {
@@ -253,8 +267,9 @@ void NftBuilder::createTable(size_t op_index) {
     const std::string fp = structureFingerprint(cfg_);
     nftnl_table_set_data(t.get(), NFTNL_TABLE_USERDATA, fp.data(), fp.size());
     uint32_t seq = seq_++;
-    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()), NFT_MSG_NEWTABLE, kFamily,
-                                      NLM_F_CREATE, seq);
+    auto* nlh =
+        nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_NEWTABLE, kFamily,
+                              NLM_F_CREATE | NLM_F_EXCL, seq);  // never rules on top of rules
     nftnl_table_nlmsg_build_payload(nlh, t.get());
     commit(seq, op_index);
   }
@@ -278,7 +293,7 @@ void NftBuilder::createTable(size_t op_index) {
     nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, flags);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, static_cast<uint32_t>(&spec - kSets) + 1);
     uint32_t seq = seq_++;
-    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()), NFT_MSG_NEWSET, kFamily,
+    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_NEWSET, kFamily,
                                       NLM_F_CREATE, seq);
     nftnl_set_nlmsg_build_payload(nlh, s.get());
     commit(seq, op_index);
@@ -303,21 +318,22 @@ void NftBuilder::createTable(size_t op_index) {
     nftnl_chain_set_s32(ch.get(), NFTNL_CHAIN_PRIO, cs.prio);
     nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
     uint32_t seq = seq_++;
-    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()), NFT_MSG_NEWCHAIN, kFamily,
-                                      NLM_F_CREATE, seq);
+    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_NEWCHAIN,
+                                      kFamily, NLM_F_CREATE, seq);
     nftnl_chain_nlmsg_build_payload(nlh, ch.get());
     commit(seq, op_index);
   }
   for (auto& [chain, rule] : buildRules(cfg_)) {
     uint32_t seq = seq_++;
-    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()), NFT_MSG_NEWRULE, kFamily,
-                                      NLM_F_CREATE | NLM_F_APPEND, seq);
+    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_NEWRULE,
+                                      kFamily, NLM_F_CREATE | NLM_F_APPEND, seq);
     nftnl_rule_nlmsg_build_payload(nlh, rule.get());
     commit(seq, op_index);
   }
 }
 
 void NftBuilder::append(const NftOp& op, size_t op_index) {
+  if (!setFor(op.kind, op.key.family())) flushGroup();  // not an element: keep the order
   switch (op.kind) {
     case NftOp::Kind::kCreateTable:
       createTable(op_index);
@@ -327,8 +343,8 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
       nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, cfg_.table.c_str());
       nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, kFamily);
       uint32_t seq = seq_++;
-      auto* nlh =
-          nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()), NFT_MSG_DELTABLE, kFamily, 0, seq);
+      auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_DELTABLE,
+                                        kFamily, 0, seq);
       nftnl_table_nlmsg_build_payload(nlh, t.get());
       commit(seq, op_index);
       return;
@@ -342,7 +358,7 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
       nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
       const bool add = op.kind == NftOp::Kind::kAddCounter;
       uint32_t seq = seq_++;
-      auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()),
+      auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)),
                                         add ? NFT_MSG_NEWOBJ : NFT_MSG_DELOBJ, kFamily,
                                         add ? NLM_F_CREATE : 0, seq);
       nftnl_obj_nlmsg_build_payload(nlh, o.get());
@@ -352,15 +368,12 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
     default:
       break;
   }
-  // Set element ops: one element per message so errors map to exactly one op.
+  // Set element ops: consecutive ones on the same set and in the same
+  // direction share a message.
   const char* set = setFor(op.kind, op.key.family());
-  SetPtr s(nftnl_set_alloc());
-  nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, cfg_.table.c_str());
-  nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set);
-  nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
+  bool add = false;
   nftnl_set_elem* e = nftnl_set_elem_alloc();
   nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, op.key.bytes(), op.key.size());
-  bool add = false;
   switch (op.kind) {
     case NftOp::Kind::kAddSnat:
     case NftOp::Kind::kAddFlushRec:
@@ -378,18 +391,47 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
     default:
       break;
   }
-  nftnl_set_elem_add(s.get(), e);  // set takes ownership
-  uint32_t seq = seq_++;
-  auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve()),
-                                    add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, kFamily,
-                                    add ? NLM_F_CREATE : 0, seq);
-  nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
-  commit(seq, op_index);
+  if (group_ &&
+      (group_->set != set || group_->add != add || group_->ops.size() >= kElementsPerMessage))
+    flushGroup();
+  if (!group_) {
+    group_ = std::make_unique<Group>();
+    group_->set = set;
+    group_->add = add;
+    nftnl_set_set_str(group_->obj.get(), NFTNL_SET_TABLE, cfg_.table.c_str());
+    nftnl_set_set_str(group_->obj.get(), NFTNL_SET_NAME, set);
+    nftnl_set_set_u32(group_->obj.get(), NFTNL_SET_FAMILY, kFamily);
+  }
+  nftnl_set_elem_add(group_->obj.get(), e);  // the set takes ownership
+  group_->ops.push_back(op_index);
+}
+
+void NftBuilder::flushGroup() {
+  if (!group_) return;
+  auto g = std::move(group_);
+  const uint32_t seq = seq_++;
+  auto* nlh = nftnl_nlmsg_build_hdr(
+      static_cast<char*>(reserve(kMaxMsg + g->ops.size() * kMaxElemBytes)),
+      g->add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, kFamily, g->add ? NLM_F_CREATE : 0, seq);
+  nftnl_set_elems_nlmsg_build_payload(nlh, g->obj.get());
+  // Where each element's attribute starts: the kernel names the element it
+  // refused by that offset (extended ack).
+  Msg m{seq, std::move(g->ops), {}};
+  forEachAttr(nlh, sizeof(nfgenmsg), [&](const nlattr* attr) {
+    if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) return;
+    forEachNested(attr, [&](const nlattr* elem) {
+      m.offsets.push_back(static_cast<uint32_t>(reinterpret_cast<const char*>(elem) -
+                                                reinterpret_cast<const char*>(nlh)));
+    });
+  });
+  len_ += NLMSG_ALIGN(nlh->nlmsg_len);
+  msgs_.push_back(std::move(m));
 }
 
 const std::vector<char>& NftBuilder::finish() {
   if (!finished_) {
-    nftnl_batch_end(static_cast<char*>(reserve()), seq_++);
+    flushGroup();
+    nftnl_batch_end(static_cast<char*>(reserve(kMaxMsg)), seq_++);
     len_ += NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data() + len_)->nlmsg_len);
     buf_.resize(len_);
     finished_ = true;
@@ -397,12 +439,28 @@ const std::vector<char>& NftBuilder::finish() {
   return buf_;
 }
 
-std::optional<size_t> NftBuilder::opForSeq(uint32_t seq) const {
-  // seq_to_op_ is sorted by seq (assigned increasingly).
-  auto it = std::lower_bound(seq_to_op_.begin(), seq_to_op_.end(), std::make_pair(seq, size_t{0}),
-                             [](const auto& a, const auto& b) { return a.first < b.first; });
-  if (it == seq_to_op_.end() || it->first != seq) return std::nullopt;
-  return it->second;
+const NftBuilder::Msg* NftBuilder::find(uint32_t seq) const {
+  // msgs_ is sorted by seq (assigned increasingly).
+  auto it = std::lower_bound(msgs_.begin(), msgs_.end(), seq,
+                             [](const Msg& m, uint32_t s) { return m.seq < s; });
+  return it == msgs_.end() || it->seq != seq ? nullptr : &*it;
+}
+
+std::optional<size_t> NftBuilder::opFor(uint32_t seq, std::optional<uint32_t> attr_offset) const {
+  const Msg* m = find(seq);
+  if (!m) return std::nullopt;
+  if (m->ops.size() == 1) return m->ops[0];
+  if (!attr_offset) return std::nullopt;
+  for (size_t i = 0; i < m->offsets.size() && i < m->ops.size(); ++i)
+    if (m->offsets[i] == *attr_offset) return m->ops[i];
+  return std::nullopt;
+}
+
+std::optional<std::pair<size_t, size_t>> NftBuilder::opsOf(uint32_t seq) const {
+  const Msg* m = find(seq);
+  if (!m) return std::nullopt;
+  auto [lo, hi] = std::minmax_element(m->ops.begin(), m->ops.end());
+  return std::pair{*lo, *hi};
 }
 
 std::vector<std::string> NftBuilder::renderRules(const NftConfig& config) {
@@ -420,7 +478,26 @@ std::vector<std::string> NftBuilder::renderRules(const NftConfig& config) {
 struct NftTable::Impl {
   MnlPtr sock;
   uint32_t portid = 0;
+  std::vector<char> rx = std::vector<char>(1 << 20);  // one receive buffer, reused
 };
+
+namespace {
+
+// Sets a socket buffer size: the FORCE variant (CAP_NET_ADMIN, beyond
+// rmem_max/wmem_max) first, then the plain one, as nftables' mnl.c does.
+// Returns the size the kernel granted (it doubles the request).
+Result<int> setBuffer(int fd, int force_opt, int opt, int bytes, const char* what) {
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) != 0 &&
+      setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes) != 0)
+    return makeError(errno, std::string("nft: ") + what + ": " + strerror(errno));
+  int got = 0;
+  socklen_t len = sizeof got;
+  if (getsockopt(fd, SOL_SOCKET, opt, &got, &len) != 0)
+    return makeError(errno, std::string("nft: ") + what + ": " + strerror(errno));
+  return got;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<NftTable>> NftTable::open(NftConfig config) {
   if (config.uplink.empty() || config.uplink.size() >= IFNAMSIZ)
@@ -431,8 +508,16 @@ Result<std::unique_ptr<NftTable>> NftTable::open(NftConfig config) {
   if (mnl_socket_bind(impl->sock.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return makeError(errno, std::string("nft: bind: ") + strerror(errno));
   impl->portid = mnl_socket_get_portid(impl->sock.get());
-  int rcv = 4 << 20;
-  setsockopt(mnl_socket_get_fd(impl->sock.get()), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
+  const int fd = mnl_socket_get_fd(impl->sock.get());
+  // Room for the errors of a large batch and for dumps.
+  if (auto r = setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20, "receive buffer"); !r)
+    return r.error();
+  // Extended acks name the element a multi-element message was refused for;
+  // capped acks do not echo our (large) messages back. Older kernels lack
+  // them: errors are then attributed to the message's range of ops.
+  int on = 1;
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof on);
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof on);
   return std::unique_ptr<NftTable>(new NftTable(std::move(config), std::move(impl)));
 }
 
@@ -443,183 +528,258 @@ NftTable::~NftTable() = default;
 
 namespace {
 
-// Sends one request and runs `cb` on each reply message until the dump ends.
-// Returns 0 or a negative errno.
-int talk(mnl_socket* sock, uint32_t portid, const nlmsghdr* req, uint32_t seq,
-         const std::function<void(const nlmsghdr*)>& cb) {
-  if (mnl_socket_sendto(sock, req, req->nlmsg_len) < 0) return -errno;
-  std::vector<char> buf(1 << 20);
-  struct Ctx {
-    const std::function<void(const nlmsghdr*)>* cb;
-  } ctx{&cb};
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock, buf.data(), buf.size());
-    if (n < 0) return -errno;
-    int r = mnl_cb_run(
-        buf.data(), static_cast<size_t>(n), seq, portid,
-        [](const nlmsghdr* nlh, void* data) -> int {
-          (*static_cast<Ctx*>(data)->cb)(nlh);
-          return MNL_CB_OK;
-        },
-        &ctx);
-    if (r < 0) return -errno;
-    if (r == MNL_CB_STOP) return 0;
-  }
-}
-
 Result<IpAddress> ipFrom(const void* data, uint32_t len) {
   if (len == 4) return IpAddress::fromBytes(Family::V4, static_cast<const uint8_t*>(data));
   if (len == 16) return IpAddress::fromBytes(Family::V6, static_cast<const uint8_t*>(data));
   return makeError(EPROTO, "nft: element of unexpected length " + std::to_string(len));
 }
 
+// Reads what is left of an answer to `seq` (after an error or an interrupted
+// dump) so the next request starts on a clean socket.
+void drain(mnl_socket* sock, std::vector<char>& buf, uint32_t seq) {
+  for (;;) {
+    ssize_t n = recv(mnl_socket_get_fd(sock), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n <= 0) return;
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nlh, len);
+         nlh = NLMSG_NEXT(nlh, len))
+      if (nlh->nlmsg_seq == seq &&
+          (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR))
+        return;
+  }
+}
+
+// Parses a reply message into a libnftnl object, or nullptr.
+template <typename Ptr, auto Alloc, auto Parse>
+Ptr parsed(const nlmsghdr* m) {
+  Ptr p(Alloc());
+  if (Parse(m, p.get()) < 0) p.reset();
+  return p;
+}
+
 }  // namespace
+
+Status NftTable::query(uint16_t type, uint16_t flags, const std::function<void(nlmsghdr*)>& payload,
+                       const std::function<void(const nlmsghdr*)>& each, const std::string& what) {
+  mnl_socket* sock = impl_->sock.get();
+  // A dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is started
+  // over, as nftables does; a few attempts, then it is an error.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    char req[kMaxMsg] = {};
+    const uint32_t seq = ++seq_;
+    auto* nlh = nftnl_nlmsg_build_hdr(req, type, kFamily, flags, seq);
+    payload(nlh);
+    if (mnl_socket_sendto(sock, nlh, nlh->nlmsg_len) < 0)
+      return makeError(errno, "nft: " + what + ": " + strerror(errno));
+    struct Ctx {
+      const std::function<void(const nlmsghdr*)>* each;
+    } ctx{&each};
+    int r;
+    do {
+      ssize_t n = mnl_socket_recvfrom(sock, impl_->rx.data(), impl_->rx.size());
+      if (n < 0) {
+        const int e = errno;
+        drain(sock, impl_->rx, seq);
+        return makeError(e, "nft: " + what + ": " + strerror(e));
+      }
+      r = mnl_cb_run(
+          impl_->rx.data(), static_cast<size_t>(n), seq, impl_->portid,
+          [](const nlmsghdr* m, void* data) -> int {
+            (*static_cast<Ctx*>(data)->each)(m);
+            return MNL_CB_OK;
+          },
+          &ctx);
+    } while (r > MNL_CB_STOP);
+    if (r == MNL_CB_STOP) return okStatus();
+    const int e = errno;
+    drain(sock, impl_->rx, seq);
+    if (e != EINTR) return makeError(e, "nft: " + what + ": " + strerror(e));
+  }
+  return makeError(EINTR, "nft: " + what + ": the table kept changing during the dump");
+}
 
 Result<gateway::ObservedNft> NftTable::observe() {
   gateway::ObservedNft obs;
-  mnl_socket* sock = impl_->sock.get();
-  std::vector<char> req(kMaxMsg);
+  const char* table = cfg_.table.c_str();
+  auto ours = [&](const char* t) { return t && cfg_.table == t; };
 
   // Table and its fingerprint.
   std::string fingerprint;
-  {
-    TablePtr t(nftnl_table_alloc());
-    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, cfg_.table.c_str());
-    uint32_t seq = ++seq_;
-    std::memset(req.data(), 0, req.size());
-    auto* nlh = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETTABLE, kFamily, NLM_F_ACK, seq);
-    nftnl_table_nlmsg_build_payload(nlh, t.get());
-    int r = talk(sock, impl_->portid, nlh, seq, [&](const nlmsghdr* m) {
-      TablePtr got(nftnl_table_alloc());
-      if (nftnl_table_nlmsg_parse(m, got.get()) < 0) return;
-      obs.table_present = true;
-      uint32_t len = 0;
-      if (nftnl_table_is_set(got.get(), NFTNL_TABLE_USERDATA)) {
-        const void* ud = nftnl_table_get_data(got.get(), NFTNL_TABLE_USERDATA, &len);
-        fingerprint.assign(static_cast<const char*>(ud), len);
-      }
-    });
-    if (r == -ENOENT) return obs;  // no table: nothing observed
-    if (r < 0) return makeError(-r, std::string("nft: get table: ") + strerror(-r));
-  }
+  auto st = query(
+      NFT_MSG_GETTABLE, NLM_F_ACK,
+      [&](nlmsghdr* nlh) {
+        TablePtr t(nftnl_table_alloc());
+        nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table);
+        nftnl_table_nlmsg_build_payload(nlh, t.get());
+      },
+      [&](const nlmsghdr* m) {
+        auto got = parsed<TablePtr, nftnl_table_alloc, nftnl_table_nlmsg_parse>(m);
+        if (!got) return;
+        obs.table_present = true;
+        uint32_t len = 0;
+        if (nftnl_table_is_set(got.get(), NFTNL_TABLE_USERDATA)) {
+          const void* ud = nftnl_table_get_data(got.get(), NFTNL_TABLE_USERDATA, &len);
+          fingerprint.assign(static_cast<const char*>(ud), len);
+        }
+      },
+      "get table");
+  if (!st && st.error().code == ENOENT) return obs;  // no table: nothing observed
+  if (!st) return st.error();
 
   // Structure: sets, chains, rule counts.
   std::set<std::string> sets;
-  {
-    SetPtr s(nftnl_set_alloc());
-    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, cfg_.table.c_str());
-    uint32_t seq = ++seq_;
-    std::memset(req.data(), 0, req.size());
-    auto* nlh = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETSET, kFamily, NLM_F_DUMP, seq);
-    nftnl_set_nlmsg_build_payload(nlh, s.get());
-    int r = talk(sock, impl_->portid, nlh, seq, [&](const nlmsghdr* m) {
-      SetPtr got(nftnl_set_alloc());
-      if (nftnl_set_nlmsg_parse(m, got.get()) < 0) return;
-      const char* table = nftnl_set_get_str(got.get(), NFTNL_SET_TABLE);
-      if (table && cfg_.table == table) sets.insert(nftnl_set_get_str(got.get(), NFTNL_SET_NAME));
-    });
-    if (r < 0) return makeError(-r, std::string("nft: list sets: ") + strerror(-r));
-  }
+  st = query(
+      NFT_MSG_GETSET, NLM_F_DUMP,
+      [&](nlmsghdr* nlh) {
+        SetPtr s(nftnl_set_alloc());
+        nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
+        nftnl_set_nlmsg_build_payload(nlh, s.get());
+      },
+      [&](const nlmsghdr* m) {
+        auto got = parsed<SetPtr, nftnl_set_alloc, nftnl_set_nlmsg_parse>(m);
+        if (got && ours(nftnl_set_get_str(got.get(), NFTNL_SET_TABLE)))
+          sets.insert(nftnl_set_get_str(got.get(), NFTNL_SET_NAME));
+      },
+      "list sets");
+  if (!st) return st.error();
   std::map<std::string, size_t> rules_per_chain;
-  {
-    RulePtr rl(nftnl_rule_alloc());
-    nftnl_rule_set_str(rl.get(), NFTNL_RULE_TABLE, cfg_.table.c_str());
-    uint32_t seq = ++seq_;
-    std::memset(req.data(), 0, req.size());
-    auto* nlh = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETRULE, kFamily, NLM_F_DUMP, seq);
-    nftnl_rule_nlmsg_build_payload(nlh, rl.get());
-    int r = talk(sock, impl_->portid, nlh, seq, [&](const nlmsghdr* m) {
-      RulePtr got(nftnl_rule_alloc());
-      if (nftnl_rule_nlmsg_parse(m, got.get()) < 0) return;
-      const char* table = nftnl_rule_get_str(got.get(), NFTNL_RULE_TABLE);
-      if (table && cfg_.table == table)
-        rules_per_chain[nftnl_rule_get_str(got.get(), NFTNL_RULE_CHAIN)]++;
-    });
-    if (r < 0) return makeError(-r, std::string("nft: list rules: ") + strerror(-r));
-  }
+  st = query(
+      NFT_MSG_GETRULE, NLM_F_DUMP,
+      [&](nlmsghdr* nlh) {
+        RulePtr r(nftnl_rule_alloc());
+        nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table);
+        nftnl_rule_nlmsg_build_payload(nlh, r.get());
+      },
+      [&](const nlmsghdr* m) {
+        auto got = parsed<RulePtr, nftnl_rule_alloc, nftnl_rule_nlmsg_parse>(m);
+        if (got && ours(nftnl_rule_get_str(got.get(), NFTNL_RULE_TABLE)))
+          rules_per_chain[nftnl_rule_get_str(got.get(), NFTNL_RULE_CHAIN)]++;
+      },
+      "list rules");
+  if (!st) return st.error();
   bool all_sets = true;
   for (const auto& spec : kSets) all_sets = all_sets && sets.count(spec.name);
   obs.structure_ok = fingerprint == structureFingerprint(cfg_) && all_sets &&
                      rules_per_chain[NftNames::kForward] == kRulesInForward &&
                      rules_per_chain[NftNames::kPostrouting] == kRulesInPostrouting;
 
-  // Elements of every set that exists.
+  // Elements of every set that exists, each set's dump collected apart so
+  // an interrupted dump is retried from nothing.
   for (const auto& spec : kSets) {
     if (!sets.count(spec.name)) continue;
-    SetPtr s(nftnl_set_alloc());
-    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, cfg_.table.c_str());
-    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, spec.name);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
-    uint32_t seq = ++seq_;
-    std::memset(req.data(), 0, req.size());
-    auto* nlh = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETSETELEM, kFamily, NLM_F_DUMP, seq);
-    nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+    const std::string_view name = spec.name;
+    std::vector<std::pair<IpAddress, IpAddress>> addr_values;
+    std::vector<std::pair<IpAddress, std::string>> counter_values;
+    std::vector<IpAddress> keys;
     std::optional<Error> bad;
-    int r = talk(sock, impl_->portid, nlh, seq, [&](const nlmsghdr* m) {
-      SetPtr got(nftnl_set_alloc());
-      if (nftnl_set_elems_nlmsg_parse(m, got.get()) < 0) return;
-      std::function<void(nftnl_set_elem*)> each = [&](nftnl_set_elem* e) {
-        uint32_t klen = 0;
-        const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
-        auto key = ipFrom(k, klen);
-        if (!key) {
-          bad = key.error();
+    std::function<void(nftnl_set_elem*)> element = [&](nftnl_set_elem* e) {
+      uint32_t klen = 0;
+      const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+      auto key = ipFrom(k, klen);
+      if (!key) {
+        bad = key.error();
+        return;
+      }
+      if (spec.kind == SetSpec::kMap) {
+        uint32_t dlen = 0;
+        const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
+        auto val = ipFrom(d, dlen);
+        if (!val) {
+          bad = val.error();
           return;
         }
-        std::string_view name = spec.name;
-        if (name.starts_with("snat") || name.starts_with("flush")) {
-          uint32_t dlen = 0;
-          const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
-          auto val = ipFrom(d, dlen);
-          if (!val) {
-            bad = val.error();
-            return;
-          }
-          (name.starts_with("snat") ? obs.snat : obs.flush_pending)[*key] = *val;
-        } else if (name.starts_with("tx")) {
-          obs.tx_counter[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
-        } else if (name.starts_with("pending")) {
-          obs.pending[*key] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
-        } else {
-          obs.owned.insert(*key);
-        }
-      };
-      nftnl_set_elem_foreach(
-          got.get(),
-          [](nftnl_set_elem* e, void* data) -> int {
-            (*static_cast<std::function<void(nftnl_set_elem*)>*>(data))(e);
-            return 0;
-          },
-          &each);
-    });
-    if (r < 0)
-      return makeError(-r, std::string("nft: list elements of ") + spec.name + ": " + strerror(-r));
+        addr_values.emplace_back(*key, *val);
+      } else if (spec.kind == SetSpec::kObjMap) {
+        const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
+        counter_values.emplace_back(*key, c ? c : "");
+      } else {
+        keys.push_back(*key);
+      }
+    };
+    st = query(
+        NFT_MSG_GETSETELEM, NLM_F_DUMP,
+        [&](nlmsghdr* nlh) {
+          addr_values.clear();
+          counter_values.clear();
+          keys.clear();
+          bad.reset();
+          SetPtr s(nftnl_set_alloc());
+          nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
+          nftnl_set_set_str(s.get(), NFTNL_SET_NAME, spec.name);
+          nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
+          nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+        },
+        [&](const nlmsghdr* m) {
+          auto got = parsed<SetPtr, nftnl_set_alloc, nftnl_set_elems_nlmsg_parse>(m);
+          if (!got) return;
+          nftnl_set_elem_foreach(
+              got.get(),
+              [](nftnl_set_elem* e, void* data) -> int {
+                (*static_cast<std::function<void(nftnl_set_elem*)>*>(data))(e);
+                return 0;
+              },
+              &element);
+        },
+        std::string("list elements of ") + spec.name);
+    if (!st) return st.error();
     if (bad) return *bad;
+    auto& into = name.starts_with("snat") ? obs.snat : obs.flush_pending;
+    for (auto& [k, v] : addr_values) into[k] = v;
+    for (auto& [k, c] : counter_values)
+      (name.starts_with("tx") ? obs.tx_counter : obs.pending)[k] = std::move(c);
+    obs.owned.insert(keys.begin(), keys.end());
   }
 
   // Counters.
-  {
-    ObjPtr o(nftnl_obj_alloc());
-    nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, cfg_.table.c_str());
-    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
-    uint32_t seq = ++seq_;
-    std::memset(req.data(), 0, req.size());
-    auto* nlh = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETOBJ, kFamily, NLM_F_DUMP, seq);
-    nftnl_obj_nlmsg_build_payload(nlh, o.get());
-    int r = talk(sock, impl_->portid, nlh, seq, [&](const nlmsghdr* m) {
-      ObjPtr got(nftnl_obj_alloc());
-      if (nftnl_obj_nlmsg_parse(m, got.get()) < 0) return;
-      const char* table = nftnl_obj_get_str(got.get(), NFTNL_OBJ_TABLE);
-      if (!table || cfg_.table != table) return;
-      if (nftnl_obj_get_u32(got.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) return;
-      obs.counters[nftnl_obj_get_str(got.get(), NFTNL_OBJ_NAME)] = {
-          nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_PKTS),
-          nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_BYTES)};
-    });
-    if (r < 0) return makeError(-r, std::string("nft: list counters: ") + strerror(-r));
-  }
+  st = query(
+      NFT_MSG_GETOBJ, NLM_F_DUMP,
+      [&](nlmsghdr* nlh) {
+        obs.counters.clear();
+        ObjPtr o(nftnl_obj_alloc());
+        nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table);
+        nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+        nftnl_obj_nlmsg_build_payload(nlh, o.get());
+      },
+      [&](const nlmsghdr* m) {
+        auto got = parsed<ObjPtr, nftnl_obj_alloc, nftnl_obj_nlmsg_parse>(m);
+        if (!got || !ours(nftnl_obj_get_str(got.get(), NFTNL_OBJ_TABLE))) return;
+        if (nftnl_obj_get_u32(got.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) return;
+        obs.counters[nftnl_obj_get_str(got.get(), NFTNL_OBJ_NAME)] = {
+            nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_PKTS),
+            nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_BYTES)};
+      },
+      "list counters");
+  if (!st) return st.error();
   return obs;
 }
+
+namespace {
+
+// What a kernel error carries besides its code, with extended acks.
+struct ErrorDetail {
+  std::optional<uint32_t> offset;  // NLMSGERR_ATTR_OFFS: the attribute refused
+  std::string message;             // NLMSGERR_ATTR_MSG
+};
+
+ErrorDetail errorDetail(const nlmsghdr* nlh) {
+  ErrorDetail d;
+  if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return d;
+  const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+  // Capped: the error echoes only the header of our message, then the TLVs.
+  size_t off = sizeof(nlmsgerr);
+  if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  forEachAttr(nlh, off, [&](const nlattr* attr) {
+    if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_OFFS &&
+        mnl_attr_get_payload_len(attr) >= sizeof(uint32_t))
+      d.offset = mnl_attr_get_u32(attr);
+    if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG && mnl_attr_get_payload_len(attr) > 0)
+      d.message.assign(mnl_attr_get_str(attr),
+                       strnlen(mnl_attr_get_str(attr), mnl_attr_get_payload_len(attr)));
+  });
+  return d;
+}
+
+}  // namespace
 
 Status NftTable::apply(const std::vector<NftOp>& ops) {
   if (ops.empty()) return okStatus();
@@ -629,21 +789,27 @@ Status NftTable::apply(const std::vector<NftOp>& ops) {
   seq_ = b.nextSeq();
   last_messages_ = b.messages();
 
-  int fd = mnl_socket_get_fd(impl_->sock.get());
-  // The whole batch goes in one sendmsg, so the socket must accept it at once.
-  int snd = static_cast<int>(std::min<size_t>(bytes.size() + (1 << 16), 1u << 30));
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd);
+  const int fd = mnl_socket_get_fd(impl_->sock.get());
+  // The whole batch goes in one sendmsg (one transaction), so the socket
+  // must accept it at once.
+  const int want = static_cast<int>(std::min<size_t>(bytes.size() + (1 << 16), 1u << 30));
+  auto granted = setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, want, "send buffer");
+  if (!granted) return granted.error();
+  if (static_cast<size_t>(*granted) < bytes.size())
+    return makeError(EMSGSIZE, "nft: a batch of " + std::to_string(bytes.size()) +
+                                   " bytes exceeds the send buffer the kernel allows (" +
+                                   std::to_string(*granted) +
+                                   " bytes; needs CAP_NET_ADMIN or a larger wmem_max)");
   if (mnl_socket_sendto(impl_->sock.get(), bytes.data(), bytes.size()) < 0)
     return makeError(errno, std::string("nft: send batch: ") + strerror(errno));
 
   // The kernel processes a batch synchronously inside sendmsg and only
   // answers messages that failed (we send no ACK requests), so whatever is
   // queued now is the complete list of errors.
-  std::vector<char> buf(1 << 16);
   std::optional<Error> first;
   size_t failures = 0;
   for (;;) {
-    ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    ssize_t n = recv(fd, impl_->rx.data(), impl_->rx.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == ENOBUFS) {
@@ -653,18 +819,27 @@ Status NftTable::apply(const std::vector<NftOp>& ops) {
       }
       return makeError(errno, std::string("nft: read errors: ") + strerror(errno));
     }
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nlh, n);
-         nlh = NLMSG_NEXT(nlh, n)) {
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(impl_->rx.data()); NLMSG_OK(nlh, len);
+         nlh = NLMSG_NEXT(nlh, len)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(nlh));
       if (err->error == 0) continue;
       ++failures;
       if (first) continue;
       const int code = -err->error;
-      auto idx = b.opForSeq(nlh->nlmsg_seq);
-      std::string what = idx ? "op " + std::to_string(*idx) + " (" + ops[*idx].describe() + ")"
-                             : "message seq " + std::to_string(nlh->nlmsg_seq);
-      first = makeError(code, "nft: kernel refused " + what + ": " + strerror(code));
+      const auto detail = errorDetail(nlh);
+      std::string what;
+      if (auto idx = b.opFor(nlh->nlmsg_seq, detail.offset)) {
+        what = "op " + std::to_string(*idx) + " (" + ops[*idx].describe() + ")";
+      } else if (auto range = b.opsOf(nlh->nlmsg_seq)) {
+        what = "one of ops " + std::to_string(range->first) + "-" + std::to_string(range->second) +
+               " (" + ops[range->first].describe() + " ...)";
+      } else {
+        what = "message seq " + std::to_string(nlh->nlmsg_seq);
+      }
+      first = makeError(code, "nft: kernel refused " + what + ": " + strerror(code) +
+                                  (detail.message.empty() ? "" : " (" + detail.message + ")"));
     }
   }
   if (first) {
@@ -676,23 +851,9 @@ Status NftTable::apply(const std::vector<NftOp>& ops) {
 }
 
 Status NftTable::destroy() {
-  NftBuilder b(cfg_, seq_ + 1);
-  b.append(NftOp{NftOp::Kind::kDeleteTable, "", {}, {}, {}}, 0);
-  const auto& bytes = b.finish();
-  seq_ = b.nextSeq();
-  if (mnl_socket_sendto(impl_->sock.get(), bytes.data(), bytes.size()) < 0)
-    return makeError(errno, std::string("nft: send: ") + strerror(errno));
-  std::vector<char> buf(1 << 14);
-  ssize_t n = recv(mnl_socket_get_fd(impl_->sock.get()), buf.data(), buf.size(), MSG_DONTWAIT);
-  if (n > 0) {
-    auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
-    if (nlh->nlmsg_type == NLMSG_ERROR) {
-      int code = -static_cast<nlmsgerr*>(NLMSG_DATA(nlh))->error;
-      if (code != 0 && code != ENOENT)
-        return makeError(code, std::string("nft: delete table: ") + strerror(code));
-    }
-  }
-  return okStatus();
+  auto r = apply({NftOp{NftOp::Kind::kDeleteTable, "", {}, {}, {}}});
+  if (!r && r.error().code == ENOENT) return okStatus();
+  return r;
 }
 
 }  // namespace nsegress::netlink

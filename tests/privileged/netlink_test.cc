@@ -79,6 +79,28 @@ TEST_F(NetlinkKernel, KernelRefusalNamesTheOpAndAbortsTheWholeTransaction) {
   EXPECT_TRUE(obs->counters.empty());
 }
 
+TEST_F(NetlinkKernel, InAMessageOfManyElementsTheKernelsExtendedAckNamesTheOneRefused) {
+  lab::NetnsEnter in(lab->gw());
+  auto nft = netlink::NftTable::open({"nsegress", "up0"});
+  ASSERT_TRUE(nft);
+  ASSERT_TRUE((*nft)->apply(
+      {NftOp{K::kCreateTable, "", {}, {}, ""}, NftOp{K::kAddCounter, "a", {}, {}, "tx-a"}}));
+  std::vector<NftOp> ops;
+  for (uint32_t i = 0; i < 600; ++i)
+    ops.push_back(
+        NftOp{K::kAddTx, "a", IpAddress::v4(0x0AF40000u + i), {}, i == 400 ? "tx-ghost" : "tx-a"});
+  auto r = (*nft)->apply(ops);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("op 400 (add accounting 10.244.1.144 -> tx-ghost"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_LT((*nft)->lastBatchMessages(), 10u) << "600 elements in a few messages";
+  EXPECT_TRUE((*nft)->observe()->tx_counter.empty()) << "all or nothing";
+  ops[400].counter = "tx-a";
+  ASSERT_TRUE((*nft)->apply(ops));
+  EXPECT_EQ((*nft)->observe()->tx_counter.size(), 600u);
+}
+
 TEST_F(NetlinkKernel, TamperedTableIsDetectedAsWrongStructure) {
   lab::NetnsEnter in(lab->gw());
   auto nft = netlink::NftTable::open({"nsegress", "up0"});

@@ -64,7 +64,7 @@ uint16_t nft(uint16_t m) {
   return static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | m);
 }
 
-TEST(NftBuilder, OneBatchOneMessagePerElementOpAndSeqMapsBack) {
+TEST(NftBuilder, OneBatchAndEachMessageMapsBackToItsOp) {
   NftConfig c;
   c.uplink = "up0";
   NftBuilder b(c, 100);
@@ -86,12 +86,12 @@ TEST(NftBuilder, OneBatchOneMessagePerElementOpAndSeqMapsBack) {
   for (size_t i = 1; i + 1 < msgs.size(); ++i) {
     EXPECT_TRUE(msgs[i].flags & NLM_F_REQUEST);
     EXPECT_FALSE(msgs[i].flags & NLM_F_ACK) << "errors only: acks would not scale";
-    auto op = b.opForSeq(msgs[i].seq);
+    auto op = b.opFor(msgs[i].seq);
     ASSERT_TRUE(op);
     EXPECT_EQ(*op, i - 1);
   }
-  EXPECT_FALSE(b.opForSeq(msgs.front().seq));
-  EXPECT_FALSE(b.opForSeq(9999));
+  EXPECT_FALSE(b.opFor(msgs.front().seq));
+  EXPECT_FALSE(b.opFor(9999));
 }
 
 TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
@@ -104,18 +104,78 @@ TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
   ASSERT_EQ(msgs.size(), 1u + 1 + 10 + 2 + 6 + 1);
   EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
   for (size_t i = 2; i < 12; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
-  for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opForSeq(msgs[i].seq), 7u);
+  for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opFor(msgs[i].seq), 7u);
 }
 
-TEST(NftBuilder, LargeBatchesGrowTheBuffer) {
+// The element attributes of a NEWSETELEM/DELSETELEM message, as offsets
+// from the message start (an independent walk of the bytes).
+std::vector<uint32_t> elementOffsets(const nlmsghdr* nlh) {
+  std::vector<uint32_t> out;
+  const char* base = reinterpret_cast<const char*>(nlh);
+  size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+  while (off + sizeof(nlattr) <= nlh->nlmsg_len) {
+    const auto* a = reinterpret_cast<const nlattr*>(base + off);
+    if ((a->nla_type & NLA_TYPE_MASK) == NFTA_SET_ELEM_LIST_ELEMENTS) {
+      size_t e = off + NLA_HDRLEN;
+      while (e + sizeof(nlattr) <= off + a->nla_len) {
+        out.push_back(static_cast<uint32_t>(e));
+        e += NLA_ALIGN(reinterpret_cast<const nlattr*>(base + e)->nla_len);
+      }
+    }
+    off += NLA_ALIGN(a->nla_len);
+  }
+  return out;
+}
+
+TEST(NftBuilder, ElementsInARowShareMessagesAndAKernelErrorOffsetNamesTheElement) {
   NftConfig c;
   c.uplink = "up0";
   NftBuilder b(c, 1);
   for (uint32_t i = 0; i < 20000; ++i)
     b.append(
         NftOp{K::kAddSnat, "a", IpAddress::v4(0x0A000000u + i), IpAddress::v4(0xCB007101u), ""}, i);
-  EXPECT_EQ(messages(b.finish()).size(), 20002u);
-  EXPECT_EQ(*b.opForSeq(2 + 12345), 12345u);
+  b.append(NftOp{K::kAddCounter, "a", {}, {}, "tx-a"}, 20000);  // ends the run of elements
+  b.append(NftOp{K::kAddTx, "a", IpAddress::v4(0x0A000000u), {}, "tx-a"}, 20001);
+  const auto& bytes = b.finish();
+  const size_t per = NftBuilder::kElementsPerMessage;
+  const size_t element_msgs = (20000 + per - 1) / per;
+  ASSERT_EQ(messages(bytes).size(), element_msgs + 2 /*counter, tx*/ + 2 /*begin, end*/);
+  // Walk to the message holding op 12345 and take its element's offset.
+  int len = static_cast<int>(bytes.size());
+  std::vector<const nlmsghdr*> msgs;
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes.data()); NLMSG_OK(nlh, len);
+       nlh = NLMSG_NEXT(nlh, len))
+    msgs.push_back(nlh);
+  const nlmsghdr* m = msgs[1 + 12345 / per];
+  auto offs = elementOffsets(m);
+  ASSERT_EQ(offs.size(), per);
+  EXPECT_EQ(*b.opFor(m->nlmsg_seq, offs[12345 % per]), 12345u);
+  EXPECT_FALSE(b.opFor(m->nlmsg_seq)) << "several ops, no offset: not one op";
+  EXPECT_EQ(*b.opsOf(m->nlmsg_seq), (std::pair<size_t, size_t>{12288, 12543}));
+  EXPECT_FALSE(b.opFor(m->nlmsg_seq, 3)) << "an offset that is no element";
+  EXPECT_EQ(*b.opFor(msgs[msgs.size() - 2]->nlmsg_seq), 20001u);
+}
+
+TEST(Garp, ScheduleSpacesEachSeriesAndARepeatRestartsIt) {
+  using std::chrono::milliseconds;
+  GarpSchedule s(3, milliseconds(200));
+  const Clock::TimePoint t0{std::chrono::hours(1)};
+  const auto a = *IpAddress::parse("203.0.113.10"), b = *IpAddress::parse("203.0.113.11");
+  s.add(a, t0);
+  s.add(*IpAddress::parse("2001:db8::1"), t0);  // IPv6: the kernel's own NAs
+  EXPECT_EQ(s.due(t0), std::vector<IpAddress>{a});
+  EXPECT_EQ(*s.next(), t0 + milliseconds(200));
+  EXPECT_TRUE(s.due(t0 + milliseconds(199)).empty());
+  s.add(b, t0 + milliseconds(100));
+  EXPECT_EQ(s.due(t0 + milliseconds(100)), std::vector<IpAddress>{b});
+  EXPECT_EQ(s.due(t0 + milliseconds(200)), std::vector<IpAddress>{a});
+  s.add(a, t0 + milliseconds(250));  // moved again: a new series of 3, not a second one
+  EXPECT_EQ(s.due(t0 + milliseconds(300)), (std::vector<IpAddress>{a, b}));
+  EXPECT_EQ(s.due(t0 + milliseconds(450)), std::vector<IpAddress>{a});
+  EXPECT_EQ(s.due(t0 + milliseconds(500)), std::vector<IpAddress>{b});
+  EXPECT_EQ(s.due(t0 + milliseconds(650)), std::vector<IpAddress>{a});
+  EXPECT_TRUE(s.empty());
+  EXPECT_FALSE(s.next());
 }
 
 TEST(NftBuilder, FingerprintCoversUplink) {

@@ -4,13 +4,16 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <queue>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "nsegress/common/clock.h"
+#include "nsegress/common/fd.h"
 #include "nsegress/gateway/ports/address.h"
 
 namespace nsegress::netlink {
@@ -37,38 +40,55 @@ class UplinkAddresses final : public gateway::AddressKernel {
 // request with sender and target address both `ip`). Pure, for tests.
 std::vector<uint8_t> buildGratuitousArp(const uint8_t mac[6], const IpAddress& ip);
 
-// Sends `count` gratuitous ARPs per announced address, spaced by `interval`,
-// from a worker thread, so neighbours' caches move without waiting for their
-// entries to expire. The socket is opened in the constructor's namespace.
+// When each gratuitous ARP is due: `count` per announced address, the first
+// at once, then every `interval`. Announcing an address again restarts its
+// series (no duplicate series). Pure: times are passed in.
+class GarpSchedule {
+ public:
+  GarpSchedule(int count, std::chrono::milliseconds interval)
+      : count_(count), interval_(interval) {}
+  void add(const IpAddress& a, Clock::TimePoint now);
+  // The addresses due at `now` (one ARP each), advancing their series.
+  std::vector<IpAddress> due(Clock::TimePoint now);
+  std::optional<Clock::TimePoint> next() const;
+  bool empty() const { return series_.empty(); }
+
+ private:
+  struct Series {
+    Clock::TimePoint at;
+    int remaining;
+  };
+  int count_;
+  std::chrono::milliseconds interval_;
+  std::map<IpAddress, Series> series_;
+};
+
+// Sends the scheduled gratuitous ARPs from a worker thread, so neighbours'
+// caches move without waiting for their entries to expire. The socket is
+// opened in the constructor's namespace; time comes from `clock`.
 class GarpAnnouncer final : public gateway::Announcer {
  public:
   static Result<std::unique_ptr<GarpAnnouncer>> open(const std::string& ifname, int count,
-                                                     std::chrono::milliseconds interval);
+                                                     std::chrono::milliseconds interval,
+                                                     Clock& clock = SystemClock::instance());
   ~GarpAnnouncer() override;
   void announce(const IpAddress& a) override;
   uint64_t sent() const;
   uint64_t failed() const;
 
  private:
-  GarpAnnouncer(int fd, int ifindex, const uint8_t mac[6], int count,
-                std::chrono::milliseconds interval);
+  GarpAnnouncer(Fd fd, int ifindex, const uint8_t mac[6], int count,
+                std::chrono::milliseconds interval, Clock& clock);
   void run();
   bool sendOne(const IpAddress& a);
 
-  int fd_;
+  Fd fd_;
   int ifindex_;
   uint8_t mac_[6];
-  int count_;
-  std::chrono::milliseconds interval_;
-  struct Due {
-    std::chrono::steady_clock::time_point at;
-    IpAddress ip;
-    int remaining;
-    bool operator>(const Due& o) const { return at > o.at; }
-  };
+  Clock& clock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::priority_queue<Due, std::vector<Due>, std::greater<>> queue_;
+  GarpSchedule schedule_;
   bool stop_ = false;
   uint64_t sent_ = 0;
   uint64_t failed_ = 0;

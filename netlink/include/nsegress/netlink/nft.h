@@ -8,11 +8,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nsegress/gateway/ports/nft.h"
+
+struct nlmsghdr;
 
 namespace nsegress::netlink {
 
@@ -49,14 +53,23 @@ class NftBuilder {
   NftBuilder(const NftBuilder&) = delete;
   NftBuilder& operator=(const NftBuilder&) = delete;
 
-  // Appends the netlink message(s) of `op`, remembering them as `op_index`.
+  // Element ops in a row on the same set and in the same direction share one
+  // message (as nftables' mnl_nft_setelem_batch does), up to this many.
+  static constexpr size_t kElementsPerMessage = 256;
+
+  // Appends `op` as op number `op_index`.
   void append(const gateway::NftOp& op, size_t op_index);
   // Closes the batch (BATCH_BEGIN ... BATCH_END) and returns its bytes.
   const std::vector<char>& finish();
 
-  // Which op a kernel error with this sequence number belongs to.
-  std::optional<size_t> opForSeq(uint32_t seq) const;
-  size_t messages() const { return seq_to_op_.size(); }
+  // Which op a kernel error belongs to: the message's sequence number, and
+  // (for a message of several elements) the offset of the offending
+  // attribute the kernel reports with extended acks (NLMSGERR_ATTR_OFFS).
+  std::optional<size_t> opFor(uint32_t seq, std::optional<uint32_t> attr_offset = {}) const;
+  // The ops a message carries ([first, last] op index), for an error without
+  // an offset.
+  std::optional<std::pair<size_t, size_t>> opsOf(uint32_t seq) const;
+  size_t messages() const { return msgs_.size(); }
   uint32_t nextSeq() const { return seq_; }
 
   // Rules of the table as libnftnl renders them ("[ meta load ... ]"), for
@@ -64,9 +77,17 @@ class NftBuilder {
   static std::vector<std::string> renderRules(const NftConfig& config);
 
  private:
-  void* reserve();  // room for one more message at the end of the buffer
+  struct Msg {
+    uint32_t seq;
+    std::vector<size_t> ops;        // op index of each element (one entry: a one-op message)
+    std::vector<uint32_t> offsets;  // each element's attribute offset in the message
+  };
+  struct Group;                 // element ops waiting to share a message
+  void* reserve(size_t bytes);  // zeroed room for one message at the end of the buffer
   void commit(uint32_t seq, size_t op_index);
   void createTable(size_t op_index);
+  void flushGroup();
+  const Msg* find(uint32_t seq) const;
 
   NftConfig cfg_;
   uint32_t first_seq_;
@@ -74,7 +95,8 @@ class NftBuilder {
   std::vector<char> buf_;
   size_t len_ = 0;
   bool finished_ = false;
-  std::vector<std::pair<uint32_t, size_t>> seq_to_op_;
+  std::vector<Msg> msgs_;  // by increasing seq
+  std::unique_ptr<Group> group_;
 };
 
 class NftTable final : public gateway::NftKernel {
@@ -86,7 +108,8 @@ class NftTable final : public gateway::NftKernel {
   Result<gateway::ObservedNft> observe() override;
   Status apply(const std::vector<gateway::NftOp>& ops) override;
 
-  // Removes the whole table (operator `--cleanup`, tests).
+  // Removes the whole table (operator `--cleanup`, tests); absent is success.
+  // The same batch path as apply().
   Status destroy();
   const NftConfig& config() const { return cfg_; }
   // Messages in the last applied batch (for metrics and benchmarks).
@@ -95,6 +118,11 @@ class NftTable final : public gateway::NftKernel {
  private:
   struct Impl;
   explicit NftTable(NftConfig config, std::unique_ptr<Impl> impl);
+  // One GET (NLM_F_ACK for one object, NLM_F_DUMP for a dump): `payload`
+  // fills the request, `each` sees every reply message. An interrupted dump
+  // is retried; the socket is left clean on every error.
+  Status query(uint16_t type, uint16_t flags, const std::function<void(nlmsghdr*)>& payload,
+               const std::function<void(const nlmsghdr*)>& each, const std::string& what);
   NftConfig cfg_;
   std::unique_ptr<Impl> impl_;
   uint32_t seq_;
