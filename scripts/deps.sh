@@ -12,7 +12,7 @@ PKGS=(
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
   libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev prometheus-cpp-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
   # lab tooling: inspection in tests/demo, peers in benchmarks
   iproute2 nftables iptables conntrack procps curl
 )

@@ -27,10 +27,10 @@ std::optional<Seconds> parseTime(const std::string& s) {
 namespace {
 
 HttpResponse jsonResp(const json& j, int status = 200) {
-  return {status, "application/json", j.dump(2) + "\n"};
+  return {status, "application/json", {}, j.dump(2) + "\n"};
 }
 HttpResponse error(int status, const std::string& msg) {
-  return jsonResp(json{{"error", msg}}, status);
+  return jsonError(status, msg);
 }
 
 json statusJson(const NamespaceStatus& s, const View& v) {
@@ -54,20 +54,6 @@ json recordJson(const AddressRecord& r) {
               {"assignedAt", formatTime(r.assigned_at)},
               {"releasedAt", formatTime(r.released_at)},
               {"quarantineUntil", formatTime(r.quarantine_until)}};
-}
-
-std::map<std::string, std::string> query(const std::string& q) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(q);
-  std::string kv;
-  while (std::getline(in, kv, '&')) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos)
-      out[kv] = "";
-    else
-      out[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return out;
 }
 
 bool safePathPart(const std::string& s) {
@@ -113,131 +99,173 @@ std::string explain(const View& v, const std::string& ns) {
   return out;
 }
 
+ApiContext ApiContext::fixed(std::shared_ptr<const View> v, LedgerStore* store,
+                             std::function<std::string()> metrics, std::string not_serving) {
+  return ApiContext{[v] { return v; }, store, std::move(metrics),
+                    [ns = std::move(not_serving)] { return ns; }};
+}
+
+namespace {
+
+// Routes that hand out data: a replica that is not serving answers 503.
+Handler data(const ApiContext& ctx,
+             std::function<HttpResponse(const HttpRequest&, const View&)> f) {
+  return [&ctx, f = std::move(f)](const HttpRequest& r) {
+    const std::string why = ctx.not_serving ? ctx.not_serving() : "";
+    if (!why.empty()) return error(503, why);
+    const auto v = ctx.view();
+    return f(r, *v);
+  };
+}
+
+HttpResponse namespaces(const HttpRequest&, const View& v) {
+  json arr = json::array();
+  for (const auto& [n, s] : v.statuses) arr.push_back(statusJson(s, v));
+  return jsonResp(arr);
+}
+
+HttpResponse oneNamespace(const HttpRequest& r, const View& v) {
+  const std::string& ns = r.rest;
+  if (!safePathPart(ns)) return error(400, "malformed namespace name");
+  if (!v.namespaces.count(ns)) return error(404, "namespace " + ns + " does not exist");
+  json j = v.statuses.count(ns)
+               ? statusJson(v.statuses.at(ns), v)
+               : json{{"namespace", ns}, {"phase", "NotRequested"}, {"ip", nullptr}};
+  j["explain"] = explain(v, ns);
+  return jsonResp(j);
+}
+
+HttpResponse addresses(const HttpRequest&, const View& v) {
+  json arr = json::array();
+  for (const auto& [ip, r] : v.ledger) arr.push_back(recordJson(r));
+  return jsonResp(arr);
+}
+
+HttpResponse errors(const HttpRequest&, const View& v) {
+  json arr = json::array();
+  for (const auto& e : v.errors) arr.push_back(json{{"file", e.file}, {"message", e.message}});
+  return jsonResp(arr);
+}
+
+HttpResponse edl(const HttpRequest& r, const View& v) {
+  const std::string& pool = r.rest;
+  if (!safePathPart(pool)) return error(400, "malformed pool name");
+  if (!v.pools.count(pool)) {
+    bool in_ledger = false;
+    for (const auto& [ip, rec] : v.ledger) in_ledger |= rec.pool == pool;
+    if (!in_ledger) return error(404, "no pool " + pool);
+  }
+  std::string body;
+  for (const auto& [ip, rec] : v.ledger)
+    if (rec.pool == pool && rec.state == AddressState::kAssigned) body += ip.str() + "\n";
+  return {200, "text/plain", {}, body};
+}
+
+HttpResponse assignmentsJson(const HttpRequest&, const View& v) {
+  json arr = json::array();
+  for (const auto& [ip, r] : v.ledger)
+    if (r.state == AddressState::kAssigned)
+      arr.push_back(json{{"namespace", r.ns},
+                         {"ip", ip.str()},
+                         {"pool", r.pool},
+                         {"since", formatTime(r.assigned_at)}});
+  return jsonResp(arr);
+}
+
+HttpResponse assignmentsCsv(const HttpRequest&, const View& v) {
+  std::string body = "namespace,ip,pool,since\n";
+  for (const auto& [ip, r] : v.ledger)
+    if (r.state == AddressState::kAssigned)
+      body += csvField(r.ns) + "," + ip.str() + "," + csvField(r.pool) + "," +
+              formatTime(r.assigned_at) + "\n";
+  return {200, "text/csv", {}, body};
+}
+
+HttpResponse whoHadRoute(const ApiContext& ctx, const HttpRequest& r, const View& v) {
+  auto ip = IpAddress::parse(r.query.count("ip") ? r.query.at("ip") : "");
+  if (!ip) return error(400, "query parameter ip: not an IP address");
+  Seconds at = v.at;
+  if (r.query.count("at")) {
+    auto t = parseTime(r.query.at("at"));
+    if (!t) return error(400, "query parameter at: not a Unix time or RFC 3339 UTC time");
+    at = *t;
+  }
+  if (!ctx.store) return error(503, "no audit log");
+  std::vector<AuditEvent> history;
+  for (int64_t since = 0;;) {
+    auto page = ctx.store->audit(since, 10000);
+    if (!page) return error(500, page.error().message);
+    if (page->empty()) break;
+    for (const auto& e : *page) history.push_back(e.event);
+    since = page->back().id;
+  }
+  auto who = whoHad(history, *ip, at);
+  return jsonResp(json{
+      {"ip", ip->str()}, {"at", formatTime(at)}, {"namespace", who ? json(*who) : json(nullptr)}});
+}
+
+HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
+  if (!ctx.store) return error(503, "no audit log");
+  int64_t since = 0;
+  size_t limit = 1000;
+  if (r.query.count("since")) {
+    auto& s = r.query.at("since");
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), since);
+    if (ec != std::errc() || p != s.data() + s.size() || since < 0)
+      return error(400, "query parameter since: not a non-negative integer");
+  }
+  if (r.query.count("limit")) {
+    auto& s = r.query.at("limit");
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), limit);
+    if (ec != std::errc() || p != s.data() + s.size() || limit == 0 || limit > 10000)
+      return error(400, "query parameter limit: must be 1..10000");
+  }
+  auto page = ctx.store->audit(since, limit);
+  if (!page) return error(500, page.error().message);
+  std::string body;
+  for (const auto& e : *page)
+    body += json{{"id", e.id},           {"at", formatTime(e.event.at)},
+                 {"kind", e.event.kind}, {"namespace", e.event.ns},
+                 {"ip", e.event.ip},     {"pool", e.event.pool},
+                 {"node", e.event.node}, {"message", e.event.message}}
+                .dump() +
+            "\n";
+  return {200, "application/x-ndjson", {}, body};
+}
+
+}  // namespace
+
+Router apiRouter(const ApiContext& ctx) {
+  using Cost = Router::Cost;
+  Router r;
+  r.get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", {}, "ok\n"}; });
+  r.get("/metrics", [&ctx](const HttpRequest&) {
+    return HttpResponse{
+        200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
+  });
+  r.get("/readyz", data(ctx, [](const HttpRequest&, const View& v) {
+          return v.reconciles > 0 ? HttpResponse{200, "text/plain", {}, "ok\n"}
+                                  : error(503, "no reconcile yet");
+        }));
+  r.get("/api/v1/namespaces", data(ctx, namespaces));
+  r.get("/api/v1/namespaces/*", data(ctx, oneNamespace));
+  r.get("/api/v1/addresses", data(ctx, addresses));
+  r.get("/api/v1/errors", data(ctx, errors));
+  r.get("/api/v1/who-had",
+        data(ctx, [&ctx](const HttpRequest& q, const View& v) { return whoHadRoute(ctx, q, v); }),
+        Cost::kSlow);
+  r.get("/feeds/edl/*", data(ctx, edl));
+  r.get("/feeds/assignments.json", data(ctx, assignmentsJson));
+  r.get("/feeds/assignments.csv", data(ctx, assignmentsCsv));
+  r.get("/audit",
+        data(ctx, [&ctx](const HttpRequest& q, const View&) { return auditRoute(ctx, q); }),
+        Cost::kSlow);
+  return r;
+}
+
 HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,
                            const std::string& target) {
-  if (target.empty() || target[0] != '/' || target.size() > 2048)
-    return error(400, "malformed request target");
-  if (method != "GET" && method != "HEAD") return error(405, "only GET is supported");
-  const auto qpos = target.find('?');
-  const std::string path = target.substr(0, qpos);
-  const auto q = query(qpos == std::string::npos ? "" : target.substr(qpos + 1));
-  const View& v = *ctx.view;
-
-  if (path == "/healthz") return {200, "text/plain", "ok\n"};
-  if (path == "/metrics")
-    return {200, "text/plain; version=0.0.4", ctx.metrics_text ? ctx.metrics_text() : ""};
-  if (!ctx.not_serving.empty()) return error(503, ctx.not_serving);
-  if (path == "/readyz")
-    return v.reconciles > 0 ? HttpResponse{200, "text/plain", "ok\n"}
-                            : error(503, "no reconcile yet");
-  if (path == "/api/v1/namespaces") {
-    json arr = json::array();
-    for (const auto& [n, s] : v.statuses) arr.push_back(statusJson(s, v));
-    return jsonResp(arr);
-  }
-  if (path.rfind("/api/v1/namespaces/", 0) == 0) {
-    const std::string ns = path.substr(19);
-    if (!safePathPart(ns)) return error(400, "malformed namespace name");
-    if (!v.namespaces.count(ns)) return error(404, "namespace " + ns + " does not exist");
-    json j = v.statuses.count(ns)
-                 ? statusJson(v.statuses.at(ns), v)
-                 : json{{"namespace", ns}, {"phase", "NotRequested"}, {"ip", nullptr}};
-    j["explain"] = explain(v, ns);
-    return jsonResp(j);
-  }
-  if (path == "/api/v1/addresses") {
-    json arr = json::array();
-    for (const auto& [ip, r] : v.ledger) arr.push_back(recordJson(r));
-    return jsonResp(arr);
-  }
-  if (path == "/api/v1/errors") {
-    json arr = json::array();
-    for (const auto& e : v.errors) arr.push_back(json{{"file", e.file}, {"message", e.message}});
-    return jsonResp(arr);
-  }
-  if (path == "/api/v1/who-had") {
-    auto ip = IpAddress::parse(q.count("ip") ? q.at("ip") : "");
-    if (!ip) return error(400, "query parameter ip: not an IP address");
-    Seconds at = v.at;
-    if (q.count("at")) {
-      auto t = parseTime(q.at("at"));
-      if (!t) return error(400, "query parameter at: not a Unix time or RFC 3339 UTC time");
-      at = *t;
-    }
-    if (!ctx.store) return error(503, "no audit log");
-    std::vector<AuditEvent> history;
-    for (int64_t since = 0;;) {
-      auto page = ctx.store->audit(since, 10000);
-      if (!page) return error(500, page.error().message);
-      if (page->empty()) break;
-      for (const auto& e : *page) history.push_back(e.event);
-      since = page->back().id;
-    }
-    auto who = whoHad(history, *ip, at);
-    return jsonResp(json{{"ip", ip->str()},
-                         {"at", formatTime(at)},
-                         {"namespace", who ? json(*who) : json(nullptr)}});
-  }
-  if (path.rfind("/feeds/edl/", 0) == 0) {
-    const std::string pool = path.substr(11);
-    if (!safePathPart(pool)) return error(400, "malformed pool name");
-    if (!v.pools.count(pool)) {
-      bool in_ledger = false;
-      for (const auto& [ip, r] : v.ledger) in_ledger |= r.pool == pool;
-      if (!in_ledger) return error(404, "no pool " + pool);
-    }
-    std::string body;
-    for (const auto& [ip, r] : v.ledger)
-      if (r.pool == pool && r.state == AddressState::kAssigned) body += ip.str() + "\n";
-    return {200, "text/plain", body};
-  }
-  if (path == "/feeds/assignments.json") {
-    json arr = json::array();
-    for (const auto& [ip, r] : v.ledger)
-      if (r.state == AddressState::kAssigned)
-        arr.push_back(json{{"namespace", r.ns},
-                           {"ip", ip.str()},
-                           {"pool", r.pool},
-                           {"since", formatTime(r.assigned_at)}});
-    return jsonResp(arr);
-  }
-  if (path == "/feeds/assignments.csv") {
-    std::string body = "namespace,ip,pool,since\n";
-    for (const auto& [ip, r] : v.ledger)
-      if (r.state == AddressState::kAssigned)
-        body += csvField(r.ns) + "," + ip.str() + "," + csvField(r.pool) + "," +
-                formatTime(r.assigned_at) + "\n";
-    return {200, "text/csv", body};
-  }
-  if (path == "/audit") {
-    if (!ctx.store) return error(503, "no audit log");
-    int64_t since = 0;
-    size_t limit = 1000;
-    if (q.count("since")) {
-      auto& s = q.at("since");
-      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), since);
-      if (ec != std::errc() || p != s.data() + s.size() || since < 0)
-        return error(400, "query parameter since: not a non-negative integer");
-    }
-    if (q.count("limit")) {
-      auto& s = q.at("limit");
-      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), limit);
-      if (ec != std::errc() || p != s.data() + s.size() || limit == 0 || limit > 10000)
-        return error(400, "query parameter limit: must be 1..10000");
-    }
-    auto page = ctx.store->audit(since, limit);
-    if (!page) return error(500, page.error().message);
-    std::string body;
-    for (const auto& e : *page)
-      body += json{{"id", e.id},           {"at", formatTime(e.event.at)},
-                   {"kind", e.event.kind}, {"namespace", e.event.ns},
-                   {"ip", e.event.ip},     {"pool", e.event.pool},
-                   {"node", e.event.node}, {"message", e.event.message}}
-                  .dump() +
-              "\n";
-    return {200, "application/x-ndjson", body};
-  }
-  return error(404, "no route " + path);
+  return apiRouter(ctx).dispatch(HttpRequest::make(method, target));
 }
 
 }  // namespace nsegress::controller

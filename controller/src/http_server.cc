@@ -1,6 +1,7 @@
 #include "nsegress/controller/http_server.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -10,75 +11,116 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  Impl(boost::asio::io_context& io, const Router& r, HttpServerOptions o)
+      : acceptor(io),
+        router(r),
+        opts(o),
+        slow(std::make_shared<boost::asio::thread_pool>(o.slow_workers)) {}
+  tcp::acceptor acceptor;
+  const Router& router;
+  HttpServerOptions opts;
+  // Joined by ~HttpServer, so no slow handler outlives the server.
+  std::shared_ptr<boost::asio::thread_pool> slow;
+  void accept();
+};
+
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+HttpRequest fromBeast(const http::request<http::string_body>& req, const std::string& peer) {
+  HttpRequest r = HttpRequest::make(std::string(req.method_string()), std::string(req.target()));
+  for (const auto& f : req) r.headers.add(std::string(f.name_string()), std::string(f.value()));
+  r.body = req.body();
+  r.peer = peer;
+  return r;
+}
+
+// One connection: read one request, answer it, close. `Stream` is the
+// transport (plain TCP today).
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket s, HttpServer::Handler h) : stream_(std::move(s)), handler_(std::move(h)) {}
+  Session(Stream s, std::shared_ptr<HttpServer::Impl> server)
+      : stream_(std::move(s)), server_(std::move(server)) {}
   void start() {
     parser_.emplace();
-    parser_->header_limit(8 * 1024);
-    parser_->body_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(10));
+    parser_->header_limit(static_cast<uint32_t>(server_->opts.header_limit));
+    parser_->body_limit(server_->opts.body_limit);
+    beast::get_lowest_layer(stream_).expires_after(server_->opts.timeout);
     http::async_read(
         stream_, buf_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
   }
 
  private:
   void onRead(beast::error_code ec) {
     if (ec == http::error::end_of_stream) return;
-    HttpResponse r;
-    if (ec) {
-      r = {400, "application/json",
-           "{\"error\": \"malformed HTTP request: " + ec.message() + "\"}\n"};
-    } else {
-      auto& req = parser_->get();
-      try {
-        r = handler_(std::string(req.method_string()), std::string(req.target()));
-      } catch (const std::exception& e) {
-        r = {500, "application/json", std::string("{\"error\": \"internal error\"}\n")};
-      }
-      if (req.method() == http::verb::head) r.body.clear();
+    if (ec) return respond(jsonError(400, "malformed HTTP request: " + ec.message()));
+    auto& req = parser_->get();
+    head_ = req.method() == http::verb::head;
+    beast::error_code pec;
+    const auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(pec);
+    HttpRequest r = fromBeast(req, pec ? "" : ep.address().to_string());
+    auto m = server_->router.match(r.method, r.path);
+    if (m.route && m.route->cost == Router::Cost::kSlow) {
+      // Off the I/O thread; the answer comes back to this connection's
+      // executor.
+      boost::asio::post(*server_->slow, [self = this->shared_from_this(), r = std::move(r)] {
+        HttpResponse resp = self->run(r);
+        boost::asio::post(self->stream_.get_executor(),
+                          [self, resp = std::move(resp)]() mutable { self->respond(resp); });
+      });
+      return;
     }
+    respond(run(r));
+  }
+
+  HttpResponse run(const HttpRequest& r) {
+    try {
+      return server_->router.dispatch(r);
+    } catch (const std::exception&) {
+      return jsonError(500, "internal error");
+    }
+  }
+
+  void respond(HttpResponse r) {
     res_.result(static_cast<unsigned>(r.status));
     res_.set(http::field::content_type, r.content_type);
     res_.set(http::field::server, "nsegress-controller");
-    res_.body() = std::move(r.body);
+    for (const auto& [k, v] : r.headers.items()) res_.set(k, v);
+    res_.body() = head_ ? std::string() : std::move(r.body);
     res_.keep_alive(false);
     res_.prepare_payload();
-    http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code, size_t) {
+    beast::get_lowest_layer(stream_).expires_after(server_->opts.timeout);
+    http::async_write(stream_, res_, [self = this->shared_from_this()](beast::error_code, size_t) {
       beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_send, ignored);
     });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  std::shared_ptr<HttpServer::Impl> server_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
-  HttpServer::Handler handler_;
+  bool head_ = false;
 };
 
 }  // namespace
 
-struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(boost::asio::io_context& io, Handler h) : acceptor(io), handler(std::move(h)) {}
-  tcp::acceptor acceptor;
-  Handler handler;
-  void accept() {
-    acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
-      if (ec == boost::asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(s), self->handler)->start();
-      self->accept();
-    });
-  }
-};
+void HttpServer::Impl::accept() {
+  acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+    if (ec == boost::asio::error::operation_aborted) return;
+    if (!ec)
+      std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(s)), self)->start();
+    self->accept();
+  });
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(boost::asio::io_context& io,
                                                        const std::string& host, uint16_t port,
-                                                       Handler h) {
-  auto impl = std::make_shared<Impl>(io, std::move(h));
+                                                       const Router& router, HttpServerOptions o) {
+  auto impl = std::make_shared<Impl>(io, router, o);
   beast::error_code ec;
   auto addr = boost::asio::ip::make_address(host, ec);
   if (ec) return makeError(EINVAL, "listen address " + host + ": " + ec.message());
@@ -98,6 +140,7 @@ HttpServer::HttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() {
   beast::error_code ec;
   impl_->acceptor.close(ec);
+  impl_->slow->join();
 }
 uint16_t HttpServer::port() const {
   return impl_->acceptor.local_endpoint().port();

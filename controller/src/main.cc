@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdlib>
+#include <thread>
 
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
@@ -103,19 +104,18 @@ int main(int argc, char** argv) {
   };
   if (once) return reconcile().kind == RunResult::Kind::kOk ? 0 : 1;
 
-  boost::asio::io_context io;
+  // The HTTP API on a thread of its own: a reconcile (reading every
+  // manifest) never delays a feed, and slow routes run on the server's
+  // workers.
+  ApiContext api{[&] { return ctl.view(); }, store->get(), [&] { return metrics.text(); }, {}};
+  const Router router = apiRouter(api);
+  boost::asio::io_context http_io;
   std::unique_ptr<HttpServer> server;
   if (!listen.empty()) {
     auto colon = listen.rfind(':');
     const std::string host = listen.substr(0, colon);
     const auto port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
-    ApiContext base{nullptr, store->get(), [&] { return metrics.text(); }};
-    auto s =
-        HttpServer::listen(io, host, port, [&, base](const std::string& m, const std::string& t) {
-          ApiContext c = base;
-          c.view = ctl.view();
-          return handleRequest(c, m, t);
-        });
+    auto s = HttpServer::listen(http_io, host, port, router);
     if (!s) {
       spdlog::error("{}", s.error().message);
       return 1;
@@ -123,7 +123,12 @@ int main(int argc, char** argv) {
     server = std::move(*s);
     spdlog::info("HTTP API on {}:{}", host, server->port());
   }
+  std::thread http([&] {
+    auto guard = boost::asio::make_work_guard(http_io);
+    http_io.run();
+  });
 
+  boost::asio::io_context io;
   DriverOptions dopts;
   dopts.debounce = std::chrono::milliseconds(50);  // coalesce an editor's burst of writes
   dopts.resync = std::chrono::seconds(resync_s);
@@ -153,5 +158,7 @@ int main(int argc, char** argv) {
   arm_watch();
   spdlog::info("started: manifests {}, ledger {}", manifests, ledger_path);
   io.run();
+  http_io.stop();
+  http.join();
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "nsegress/controller/store.h"
 
+#include "nsegress/common/fd.h"
+
 #include <sqlite3.h>
 
 namespace nsegress::controller {
@@ -41,14 +43,8 @@ Result<std::optional<std::string>> MemoryStore::meta(const std::string& key) {
 // ---- SqliteStore ---------------------------------------------------------------
 
 namespace {
-struct DbDel {
-  void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
-};
-struct StmtDel {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using DbPtr = std::unique_ptr<sqlite3, DbDel>;
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtDel>;
+using DbPtr = Handle<sqlite3, sqlite3_close_v2>;
+using StmtPtr = Handle<sqlite3_stmt, sqlite3_finalize>;
 
 constexpr const char* kSchema = R"sql(
 PRAGMA journal_mode=WAL;
@@ -81,11 +77,15 @@ Error dbError(sqlite3* db, const std::string& what) {
 
 struct SqliteStore::Impl {
   DbPtr db;
+  // A second, read-only connection for the audit log: readers on other
+  // threads (the HTTP API's slow handlers) see the last committed state,
+  // never a commit in progress on `db` (WAL: they do not block it either).
+  DbPtr reader;
   std::string path;
-  Result<StmtPtr> prepare(const char* sql) {
+  Result<StmtPtr> prepare(const char* sql, sqlite3* on = nullptr) {
+    sqlite3* d = on ? on : db.get();
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db.get(), sql, -1, &s, nullptr) != SQLITE_OK)
-      return dbError(db.get(), "prepare");
+    if (sqlite3_prepare_v2(d, sql, -1, &s, nullptr) != SQLITE_OK) return dbError(d, "prepare");
     return StmtPtr(s);
   }
   Status exec(const char* sql) {
@@ -111,6 +111,14 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) 
     return makeError(EIO, "ledger " + path + ": " + (db ? sqlite3_errmsg(db) : "cannot open"));
   sqlite3_busy_timeout(db, 5000);
   if (auto r = impl->exec(kSchema); !r) return r.error();
+  sqlite3* reader = nullptr;
+  rc =
+      sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  impl->reader.reset(reader);
+  if (rc != SQLITE_OK)
+    return makeError(
+        EIO, "ledger " + path + " (reader): " + (reader ? sqlite3_errmsg(reader) : "cannot open"));
+  sqlite3_busy_timeout(reader, 5000);
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
@@ -222,7 +230,8 @@ Status SqliteStore::commit(std::vector<AddressRecord>& changed,
 Result<std::vector<StoredEvent>> SqliteStore::audit(int64_t since, size_t limit) {
   auto st = impl_->prepare(
       "SELECT id, at, kind, namespace, ip, pool, node, message FROM audit WHERE id > ? ORDER BY id "
-      "LIMIT ?");
+      "LIMIT ?",
+      impl_->reader.get());
   if (!st) return st.error();
   sqlite3_bind_int64(st->get(), 1, since);
   sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(limit));
@@ -236,7 +245,7 @@ Result<std::vector<StoredEvent>> SqliteStore::audit(int64_t since, size_t limit)
         {sqlite3_column_int64(st->get(), 0), AuditEvent{sqlite3_column_int64(st->get(), 1), col(2),
                                                         col(3), col(4), col(5), col(6), col(7)}});
   }
-  if (rc != SQLITE_DONE) return dbError(impl_->db.get(), "read audit");
+  if (rc != SQLITE_DONE) return dbError(impl_->reader.get(), "read audit");
   return out;
 }
 

@@ -490,7 +490,8 @@ TEST(Api, AReplicaThatIsNotServingNeverHandsOutAList) {
   Sim s;
   auto a = s.step(w, kT0);
   auto v = std::make_shared<View>();
-  ApiContext standby{v, nullptr, [] { return std::string("m 1\n"); }, "not the leader"};
+  auto standby = ApiContext::fixed(
+      v, nullptr, [] { return std::string("m 1\n"); }, "not the leader");
   for (const char* t : {"/feeds/edl/dmz", "/feeds/assignments.json", "/api/v1/addresses",
                         "/api/v1/namespaces", "/api/v1/who-had?ip=203.0.113.10", "/readyz"}) {
     auto r = handleRequest(standby, "GET", t);
@@ -499,7 +500,7 @@ TEST(Api, AReplicaThatIsNotServingNeverHandsOutAList) {
   }
   EXPECT_EQ(handleRequest(standby, "GET", "/healthz").status, 200) << "alive, just not serving";
   EXPECT_EQ(handleRequest(standby, "GET", "/metrics").status, 200);
-  ApiContext starting{v, nullptr, nullptr};
+  auto starting = ApiContext::fixed(v);
   EXPECT_EQ(handleRequest(starting, "GET", "/readyz").status, 503) << "no reconcile yet";
   v->ledger = a.ledger;
   v->pools = w.pools;
@@ -521,7 +522,7 @@ TEST(Api, RoutesFeedsAndMalformedRequests) {
   v->statuses = a.statuses;
   v->namespaces = w.namespaces;
   v->pools = w.pools;
-  ApiContext ctx{v, nullptr, [] { return std::string("m 1\n"); }};
+  auto ctx = ApiContext::fixed(v, nullptr, [] { return std::string("m 1\n"); });
   auto get = [&](const std::string& t) { return handleRequest(ctx, "GET", t); };
   EXPECT_EQ(get("/feeds/edl/dmz").body, "203.0.113.10\n203.0.113.12\n");
   EXPECT_EQ(get("/feeds/edl/dmz").content_type, "text/plain");

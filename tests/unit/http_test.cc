@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
+#include "nsegress/controller/api.h"
 #include "nsegress/controller/http_server.h"
 
 namespace nsegress::controller {
@@ -34,23 +37,73 @@ std::string roundTrip(uint16_t port, const std::string& raw) {
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto v = std::make_shared<View>();
-    auto s =
-        HttpServer::listen(io, "127.0.0.1", 0, [v](const std::string& m, const std::string& t) {
-          return handleRequest(ApiContext{v, nullptr, nullptr}, m, t);
-        });
+    router = apiRouter(ctx);
+    // Headers both ways.
+    router.get("/test/echo", [](const HttpRequest& r) {
+      HttpResponse resp{200, "text/plain", {}, r.headers.get("x-probe").value_or("none")};
+      resp.headers.add("ETag", "\"v1\"");
+      return resp;
+    });
+    // A slow handler that waits until the test releases it.
+    router.get(
+        "/test/slow",
+        [this](const HttpRequest&) {
+          std::unique_lock l(mu);
+          slow_started = true;
+          cv.notify_all();
+          cv.wait(l, [&] { return released; });
+          return HttpResponse{200, "text/plain", {}, "slow done"};
+        },
+        Router::Cost::kSlow);
+    auto s = HttpServer::listen(io, "127.0.0.1", 0, router);
     ASSERT_TRUE(s) << s.error().message;
     server = std::move(*s);
     thread = std::thread([this] { io.run(); });
   }
   void TearDown() override {
+    release();
+    server.reset();
     io.stop();
     if (thread.joinable()) thread.join();
   }
+  void release() {
+    std::lock_guard l(mu);
+    released = true;
+    cv.notify_all();
+  }
+  ApiContext ctx = ApiContext::fixed(std::make_shared<View>());
+  Router router;
   boost::asio::io_context io;
   std::unique_ptr<HttpServer> server;
   std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool slow_started = false, released = false;
 };
+
+TEST_F(HttpServerTest, HeadersGoBothWaysCaseInsensitively) {
+  auto out = roundTrip(server->port(), "GET /test/echo HTTP/1.1\r\nHost: x\r\nX-PROBE: 42\r\n\r\n");
+  EXPECT_NE(out.find("\r\n\r\n42"), std::string::npos) << out;
+  EXPECT_NE(out.find("ETag: \"v1\""), std::string::npos) << out;
+  auto head = roundTrip(server->port(), "HEAD /test/echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(head.find("200 OK"), std::string::npos);
+  EXPECT_EQ(head.find("none"), std::string::npos) << "HEAD has no body";
+}
+
+TEST_F(HttpServerTest, ASlowHandlerNeverHoldsUpTheFeeds) {
+  std::string slow;
+  std::thread t([&] { slow = roundTrip(server->port(), "GET /test/slow HTTP/1.1\r\n\r\n"); });
+  {
+    std::unique_lock l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return slow_started; }));
+  }
+  // The slow handler is blocked on a worker: the I/O thread still answers.
+  EXPECT_NE(roundTrip(server->port(), "GET /healthz HTTP/1.1\r\n\r\n").find("200 OK"),
+            std::string::npos);
+  release();
+  t.join();
+  EXPECT_NE(slow.find("slow done"), std::string::npos) << slow;
+}
 
 TEST_F(HttpServerTest, ServesAndRejectsMalformedRequests) {
   const uint16_t p = server->port();
@@ -74,7 +127,8 @@ TEST_F(HttpServerTest, ServesAndRejectsMalformedRequests) {
 
 TEST(HttpServerListen, BadAddressIsAClearError) {
   boost::asio::io_context io;
-  auto s = HttpServer::listen(io, "not-an-address", 0, nullptr);
+  Router r;
+  auto s = HttpServer::listen(io, "not-an-address", 0, r);
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message.find("not-an-address"), std::string::npos);
 }

@@ -174,19 +174,19 @@ int runClusterMode(const ClusterModeOptions& o) {
   dopts.resync = std::chrono::seconds(o.resync_seconds);
   driver = std::make_unique<ReconcileDriver>(loop, clock, dopts, run, &metrics.driver);
 
+  ApiContext api_ctx{[&] { return ctl.view(); }, &store, [&] { return metrics.text(); },
+                     [&] {
+                       return serving ? std::string()
+                                      : std::string("not serving: this replica is not the leader");
+                     }};
+  const Router router = apiRouter(api_ctx);
   boost::asio::io_context http_io;
   std::unique_ptr<HttpServer> server;
   if (!o.listen.empty()) {
     auto colon = o.listen.rfind(':');
-    auto s = HttpServer::listen(
-        http_io, o.listen.substr(0, colon),
-        static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))),
-        [&](const std::string& m, const std::string& t) {
-          return handleRequest(
-              ApiContext{ctl.view(), &store, [&] { return metrics.text(); },
-                         serving ? "" : "not serving: this replica is not the leader"},
-              m, t);
-        });
+    auto s =
+        HttpServer::listen(http_io, o.listen.substr(0, colon),
+                           static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))), router);
     if (!s) {
       spdlog::error("{}", s.error().message);
       return 1;

@@ -104,8 +104,8 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
            {"metadata", {{"name", egressIpObjectName(r.ip)}, {"resourceVersion", rv}}},
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}},
            {"status", statusOf(r, history)}};
-  auto resp = api_.request(
-      "PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status", obj.dump());
+  auto resp = api_.request("PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status",
+                           obj.dump());
   if (!resp) return resp.error();
   if (resp->status == 409) ++conflicts_;
   if (resp->status != 200) return apiError("update " + r.ip.str(), *resp);
@@ -198,8 +198,7 @@ void KubeLedgerStore::emitEvent(const AuditEvent& e) {
           {"regarding",
            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}, {"namespace", e.ns}}}};
   // Best effort: an event that cannot be written does not undo the ledger.
-  auto r =
-      api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+  auto r = api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
   if (r && r->status == 404) {
     // The namespace is gone (its release is what is being recorded): there
     // is nowhere to put the event; the ledger has the record.

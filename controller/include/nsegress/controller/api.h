@@ -1,5 +1,7 @@
-// The controller's HTTP API, as a pure function of a request and a View, so
-// every route (and every malformed request) is unit-testable without sockets.
+// The controller's HTTP API: a route table (http.h) over a View snapshot and
+// the ledger's audit log, so every route (and every malformed request) is
+// unit-testable without sockets. Routes that read storage (who-had, audit)
+// are marked slow and run off the thread that serves the feeds.
 //
 //   GET /healthz
 //   GET /api/v1/namespaces                 statuses of annotated namespaces
@@ -17,26 +19,29 @@
 #include <string>
 
 #include "nsegress/controller/controller.h"
+#include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
 
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-};
-
 struct ApiContext {
-  std::shared_ptr<const View> view;
-  LedgerStore* store = nullptr;               // audit log
-  std::function<std::string()> metrics_text;  // Prometheus exposition
+  std::function<std::shared_ptr<const View>()> view;  // the current snapshot
+  LedgerStore* store = nullptr;                       // audit log
+  std::function<std::string()> metrics_text;          // Prometheus exposition
   // Non-empty: this replica does not serve data (cluster mode: not the
   // leader, or its ledger is not loaded yet). Data endpoints and /readyz
   // answer 503 with this reason, so a Service routes readers to the leader
   // and a standby never hands a firewall an empty or stale list.
-  std::string not_serving;
+  std::function<std::string()> not_serving;
+
+  // A context over a fixed snapshot (tests).
+  static ApiContext fixed(std::shared_ptr<const View> v, LedgerStore* store = nullptr,
+                          std::function<std::string()> metrics = {}, std::string not_serving = "");
 };
 
+// The API's routes. `ctx` must outlive the router.
+Router apiRouter(const ApiContext& ctx);
+
+// One request through the API's routes (tests).
 HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,
                            const std::string& target);
 

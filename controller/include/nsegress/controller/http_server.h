@@ -1,28 +1,38 @@
 // A small HTTP/1.1 server on Boost.Beast: bounded request size, timeouts,
-// one response per connection.
+// one response per connection. Routes come from a Router (http.h): fast
+// handlers run on the I/O thread, slow ones on a worker pool, so a scan of
+// the audit log never delays a feed. The session is written over a stream
+// type, so a TLS stream can be added without touching the handlers.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <functional>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 
-#include "nsegress/controller/api.h"
+#include "nsegress/common/result.h"
+#include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
 
+struct HttpServerOptions {
+  size_t header_limit = 8 * 1024;
+  size_t body_limit = 64 * 1024;
+  std::chrono::seconds timeout{10};  // to read a request, and to write a response
+  size_t slow_workers = 2;           // threads for Router::Cost::kSlow handlers
+};
+
 class HttpServer {
  public:
-  using Handler = std::function<HttpResponse(const std::string& method, const std::string& target)>;
-  // Listens on host:port (port 0: any free port).
+  // Listens on host:port (port 0: any free port). `router` must outlive the
+  // server.
   static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& io,
                                                     const std::string& host, uint16_t port,
-                                                    Handler h);
+                                                    const Router& router, HttpServerOptions o = {});
   uint16_t port() const;
   ~HttpServer();
+  struct Impl;  // shared with the connections (http_server.cc)
 
  private:
-  struct Impl;
   explicit HttpServer(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };

@@ -61,7 +61,7 @@ class KubeLedgerStore final : public LedgerStore {
   std::vector<std::pair<int64_t, AddressRecord>> writes_;
   std::vector<AuditEvent> mergedHistory() const;
 
-  std::map<IpAddress, nlohmann::json> history_;     // status.history per address
+  std::map<IpAddress, nlohmann::json> history_;    // status.history per address
   std::optional<std::vector<AuditEvent>> merged_;  // audit(): cached merge
   std::map<std::string, std::vector<nlohmann::json>> pending_history_;  // this commit's, by ip
   uint64_t conflicts_ = 0;

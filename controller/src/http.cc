@@ -1,0 +1,94 @@
+#include "nsegress/controller/http.h"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace nsegress::controller {
+
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::map<std::string, std::string> parseQuery(const std::string& q) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(q);
+  std::string kv;
+  while (std::getline(in, kv, '&')) {
+    auto eq = kv.find('=');
+    std::string k = eq == std::string::npos ? kv : kv.substr(0, eq);
+    std::string v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    out.emplace(std::move(k), std::move(v));  // the first value wins
+  }
+  return out;
+}
+}  // namespace
+
+void Headers::set(std::string name, std::string value) {
+  std::erase_if(items_, [&](const auto& kv) { return iequals(kv.first, name); });
+  items_.emplace_back(std::move(name), std::move(value));
+}
+
+std::optional<std::string> Headers::get(std::string_view name) const {
+  for (const auto& [k, v] : items_)
+    if (iequals(k, name)) return v;
+  return std::nullopt;
+}
+
+HttpRequest HttpRequest::make(std::string method, std::string target) {
+  HttpRequest r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  const auto q = r.target.find('?');
+  r.path = r.target.substr(0, q);
+  if (q != std::string::npos) r.query = parseQuery(r.target.substr(q + 1));
+  return r;
+}
+
+HttpResponse jsonError(int status, const std::string& message) {
+  return {status, "application/json", {}, nlohmann::json{{"error", message}}.dump(2) + "\n"};
+}
+
+void Router::add(std::string method, std::string pattern, Handler h, Cost cost) {
+  routes_.push_back(Route{std::move(method), std::move(pattern), cost, std::move(h)});
+}
+
+Router::Match Router::match(const std::string& method, const std::string& path) const {
+  Match m;
+  for (const auto& r : routes_) {
+    std::string rest;
+    if (!r.pattern.empty() && r.pattern.back() == '*') {
+      const std::string_view prefix(r.pattern.data(), r.pattern.size() - 1);
+      if (!path.starts_with(prefix)) continue;
+      rest = path.substr(prefix.size());
+    } else if (path != r.pattern) {
+      continue;
+    }
+    if (r.method == method || (r.method == "GET" && method == "HEAD")) {
+      m.route = &r;
+      m.status = 200;
+      m.rest = std::move(rest);
+      return m;
+    }
+    m.status = 405;  // the path exists, not for this method
+  }
+  return m;
+}
+
+HttpResponse Router::dispatch(HttpRequest req) const {
+  if (req.target.empty() || req.target[0] != '/' || req.target.size() > 2048)
+    return jsonError(400, "malformed request target");
+  auto m = match(req.method, req.path);
+  if (!m.route)
+    return m.status == 405 ? jsonError(405, "method " + req.method + " not allowed on " + req.path)
+                           : jsonError(404, "no route " + req.path);
+  req.rest = std::move(m.rest);
+  return m.route->handler(req);
+}
+
+}  // namespace nsegress::controller
