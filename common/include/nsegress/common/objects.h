@@ -122,7 +122,7 @@ struct AddressRecord {
   bool operator==(const AddressRecord&) const = default;
 };
 
-// One append-only audit entry (also the source of Kubernetes Events later).
+// One append-only audit entry (in cluster mode also written as a Kubernetes Event).
 struct AuditEvent {
   Seconds at = 0;
   std::string kind;  // Assigned, Released, Reclaimed, QuarantineExpired, Moved, Refused, Conflict

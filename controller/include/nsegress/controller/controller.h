@@ -1,5 +1,5 @@
 // The controller's core loop step, independent of where objects come from
-// (manifests today, the Kubernetes API later) and of the store behind it:
+// (manifests or the Kubernetes API: a World either way) and of the store behind it:
 // world -> allocate -> commit (one transaction) -> publish views and the
 // gateways' desired states.
 #pragma once

@@ -1,5 +1,5 @@
 // The ledger's storage, behind an interface: embedded SQLite in standalone
-// mode (SqliteStore), the Kubernetes API in cluster mode (a later issue), and
+// mode (SqliteStore), the Kubernetes API in cluster mode (cluster/ledger_store.h), and
 // an in-memory fake for unit tests (MemoryStore).
 #pragma once
 
