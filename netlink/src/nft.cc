@@ -478,6 +478,7 @@ std::vector<std::string> NftBuilder::renderRules(const NftConfig& config) {
 struct NftTable::Impl {
   MnlPtr sock;
   uint32_t portid = 0;
+  uint32_t seq = static_cast<uint32_t>(time(nullptr));
   std::vector<char> rx = std::vector<char>(1 << 20);  // one receive buffer, reused
 };
 
@@ -522,7 +523,7 @@ Result<std::unique_ptr<NftTable>> NftTable::open(NftConfig config) {
 }
 
 NftTable::NftTable(NftConfig config, std::unique_ptr<Impl> impl)
-    : cfg_(std::move(config)), impl_(std::move(impl)), seq_(static_cast<uint32_t>(time(nullptr))) {}
+    : cfg_(std::move(config)), impl_(std::move(impl)) {}
 
 NftTable::~NftTable() = default;
 
@@ -549,24 +550,21 @@ void drain(mnl_socket* sock, std::vector<char>& buf, uint32_t seq) {
   }
 }
 
-// Parses a reply message into a libnftnl object, or nullptr.
-template <typename Ptr, auto Alloc, auto Parse>
-Ptr parsed(const nlmsghdr* m) {
-  Ptr p(Alloc());
-  if (Parse(m, p.get()) < 0) p.reset();
-  return p;
-}
-
 }  // namespace
 
-Status NftTable::query(uint16_t type, uint16_t flags, const std::function<void(nlmsghdr*)>& payload,
-                       const std::function<void(const nlmsghdr*)>& each, const std::string& what) {
-  mnl_socket* sock = impl_->sock.get();
-  // A dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is started
-  // over, as nftables does; a few attempts, then it is an error.
+namespace {
+
+// One GET (NLM_F_ACK for one object, NLM_F_DUMP for a dump): `payload`
+// fills the request, `each` sees every reply message. A dump interrupted by
+// a concurrent change (NLM_F_DUMP_INTR) is drained and started over, as
+// nftables does; the socket is left clean on every error.
+Status query(NftTable::Impl& impl, uint16_t type, uint16_t flags,
+             const std::function<void(nlmsghdr*)>& payload,
+             const std::function<void(const nlmsghdr*)>& each, const std::string& what) {
+  mnl_socket* sock = impl.sock.get();
   for (int attempt = 0; attempt < 5; ++attempt) {
     char req[kMaxMsg] = {};
-    const uint32_t seq = ++seq_;
+    const uint32_t seq = ++impl.seq;
     auto* nlh = nftnl_nlmsg_build_hdr(req, type, kFamily, flags, seq);
     payload(nlh);
     if (mnl_socket_sendto(sock, nlh, nlh->nlmsg_len) < 0)
@@ -576,14 +574,14 @@ Status NftTable::query(uint16_t type, uint16_t flags, const std::function<void(n
     } ctx{&each};
     int r;
     do {
-      ssize_t n = mnl_socket_recvfrom(sock, impl_->rx.data(), impl_->rx.size());
+      ssize_t n = mnl_socket_recvfrom(sock, impl.rx.data(), impl.rx.size());
       if (n < 0) {
         const int e = errno;
-        drain(sock, impl_->rx, seq);
+        drain(sock, impl.rx, seq);
         return makeError(e, "nft: " + what + ": " + strerror(e));
       }
       r = mnl_cb_run(
-          impl_->rx.data(), static_cast<size_t>(n), seq, impl_->portid,
+          impl.rx.data(), static_cast<size_t>(n), seq, impl.portid,
           [](const nlmsghdr* m, void* data) -> int {
             (*static_cast<Ctx*>(data)->each)(m);
             return MNL_CB_OK;
@@ -592,33 +590,117 @@ Status NftTable::query(uint16_t type, uint16_t flags, const std::function<void(n
     } while (r > MNL_CB_STOP);
     if (r == MNL_CB_STOP) return okStatus();
     const int e = errno;
-    drain(sock, impl_->rx, seq);
+    drain(sock, impl.rx, seq);
     if (e != EINTR) return makeError(e, "nft: " + what + ": " + strerror(e));
   }
   return makeError(EINTR, "nft: " + what + ": the table kept changing during the dump");
 }
 
+// A typed GET over query(): `filter` says what to ask for on a fresh object
+// of the kind, `each` sees every object of the answer.
+template <typename T, auto Alloc, auto Free, auto Build, auto Parse>
+struct Kind {
+  using Ptr = Handle<T, Free>;
+  static Status get(NftTable::Impl& impl, uint16_t type, uint16_t flags,
+                    const std::function<void(T*)>& filter, const std::function<void(T*)>& each,
+                    const std::string& what) {
+    return query(
+        impl, type, flags,
+        [&](nlmsghdr* nlh) {
+          Ptr req(Alloc());
+          filter(req.get());
+          Build(nlh, req.get());
+        },
+        [&](const nlmsghdr* m) {
+          Ptr got(Alloc());
+          if (Parse(m, got.get()) >= 0) each(got.get());
+        },
+        what);
+  }
+};
+using TableKind = Kind<nftnl_table, nftnl_table_alloc, nftnl_table_free,
+                       nftnl_table_nlmsg_build_payload, nftnl_table_nlmsg_parse>;
+using SetKind = Kind<nftnl_set, nftnl_set_alloc, nftnl_set_free, nftnl_set_nlmsg_build_payload,
+                     nftnl_set_nlmsg_parse>;
+using ElemsKind = Kind<nftnl_set, nftnl_set_alloc, nftnl_set_free,
+                       nftnl_set_elems_nlmsg_build_payload, nftnl_set_elems_nlmsg_parse>;
+using RuleKind = Kind<nftnl_rule, nftnl_rule_alloc, nftnl_rule_free, nftnl_rule_nlmsg_build_payload,
+                      nftnl_rule_nlmsg_parse>;
+using ObjKind = Kind<nftnl_obj, nftnl_obj_alloc, nftnl_obj_free, nftnl_obj_nlmsg_build_payload,
+                     nftnl_obj_nlmsg_parse>;
+
+// The elements of one of our sets, into `obs`. Collected apart first, so an
+// interrupted (retried) dump starts from nothing.
+Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec,
+                    gateway::ObservedNft& obs) {
+  std::vector<std::pair<IpAddress, IpAddress>> addrs;
+  std::vector<std::pair<IpAddress, std::string>> counters;
+  std::vector<IpAddress> keys;
+  std::optional<Error> bad;
+  std::function<void(nftnl_set_elem*)> element = [&](nftnl_set_elem* e) {
+    uint32_t klen = 0;
+    const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+    auto key = ipFrom(k, klen);
+    if (!key) return void(bad = key.error());
+    if (spec.kind == SetSpec::kMap) {
+      uint32_t dlen = 0;
+      const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
+      auto val = ipFrom(d, dlen);
+      if (!val) return void(bad = val.error());
+      addrs.emplace_back(*key, *val);
+    } else if (spec.kind == SetSpec::kObjMap) {
+      const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
+      counters.emplace_back(*key, c ? c : "");
+    } else {
+      keys.push_back(*key);
+    }
+  };
+  auto st = ElemsKind::get(
+      impl, NFT_MSG_GETSETELEM, NLM_F_DUMP,
+      [&](nftnl_set* s) {
+        addrs.clear(), counters.clear(), keys.clear(), bad.reset();
+        nftnl_set_set_str(s, NFTNL_SET_TABLE, table);
+        nftnl_set_set_str(s, NFTNL_SET_NAME, spec.name);
+        nftnl_set_set_u32(s, NFTNL_SET_FAMILY, kFamily);
+      },
+      [&](nftnl_set* s) {
+        nftnl_set_elem_foreach(
+            s,
+            [](nftnl_set_elem* e, void* data) -> int {
+              (*static_cast<std::function<void(nftnl_set_elem*)>*>(data))(e);
+              return 0;
+            },
+            &element);
+      },
+      std::string("list elements of ") + spec.name);
+  if (!st) return st;
+  if (bad) return *bad;
+  const std::string_view name = spec.name;
+  auto& into = name.starts_with("snat") ? obs.snat : obs.flush_pending;
+  for (auto& [k, v] : addrs) into[k] = v;
+  for (auto& [k, c] : counters)
+    (name.starts_with("tx") ? obs.tx_counter : obs.pending)[k] = std::move(c);
+  obs.owned.insert(keys.begin(), keys.end());
+  return okStatus();
+}
+
+}  // namespace
+
 Result<gateway::ObservedNft> NftTable::observe() {
   gateway::ObservedNft obs;
+  Impl& impl = *impl_;
   const char* table = cfg_.table.c_str();
   auto ours = [&](const char* t) { return t && cfg_.table == t; };
 
-  // Table and its fingerprint.
   std::string fingerprint;
-  auto st = query(
-      NFT_MSG_GETTABLE, NLM_F_ACK,
-      [&](nlmsghdr* nlh) {
-        TablePtr t(nftnl_table_alloc());
-        nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table);
-        nftnl_table_nlmsg_build_payload(nlh, t.get());
-      },
-      [&](const nlmsghdr* m) {
-        auto got = parsed<TablePtr, nftnl_table_alloc, nftnl_table_nlmsg_parse>(m);
-        if (!got) return;
+  auto st = TableKind::get(
+      impl, NFT_MSG_GETTABLE, NLM_F_ACK,
+      [&](nftnl_table* t) { nftnl_table_set_str(t, NFTNL_TABLE_NAME, table); },
+      [&](nftnl_table* t) {
         obs.table_present = true;
         uint32_t len = 0;
-        if (nftnl_table_is_set(got.get(), NFTNL_TABLE_USERDATA)) {
-          const void* ud = nftnl_table_get_data(got.get(), NFTNL_TABLE_USERDATA, &len);
+        if (nftnl_table_is_set(t, NFTNL_TABLE_USERDATA)) {
+          const void* ud = nftnl_table_get_data(t, NFTNL_TABLE_USERDATA, &len);  // sets len
           fingerprint.assign(static_cast<const char*>(ud), len);
         }
       },
@@ -626,127 +708,48 @@ Result<gateway::ObservedNft> NftTable::observe() {
   if (!st && st.error().code == ENOENT) return obs;  // no table: nothing observed
   if (!st) return st.error();
 
-  // Structure: sets, chains, rule counts.
   std::set<std::string> sets;
-  st = query(
-      NFT_MSG_GETSET, NLM_F_DUMP,
-      [&](nlmsghdr* nlh) {
-        SetPtr s(nftnl_set_alloc());
-        nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
-        nftnl_set_nlmsg_build_payload(nlh, s.get());
-      },
-      [&](const nlmsghdr* m) {
-        auto got = parsed<SetPtr, nftnl_set_alloc, nftnl_set_nlmsg_parse>(m);
-        if (got && ours(nftnl_set_get_str(got.get(), NFTNL_SET_TABLE)))
-          sets.insert(nftnl_set_get_str(got.get(), NFTNL_SET_NAME));
+  st = SetKind::get(
+      impl, NFT_MSG_GETSET, NLM_F_DUMP,
+      [&](nftnl_set* s) { nftnl_set_set_str(s, NFTNL_SET_TABLE, table); },
+      [&](nftnl_set* s) {
+        if (ours(nftnl_set_get_str(s, NFTNL_SET_TABLE)))
+          sets.insert(nftnl_set_get_str(s, NFTNL_SET_NAME));
       },
       "list sets");
   if (!st) return st.error();
-  std::map<std::string, size_t> rules_per_chain;
-  st = query(
-      NFT_MSG_GETRULE, NLM_F_DUMP,
-      [&](nlmsghdr* nlh) {
-        RulePtr r(nftnl_rule_alloc());
-        nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table);
-        nftnl_rule_nlmsg_build_payload(nlh, r.get());
-      },
-      [&](const nlmsghdr* m) {
-        auto got = parsed<RulePtr, nftnl_rule_alloc, nftnl_rule_nlmsg_parse>(m);
-        if (got && ours(nftnl_rule_get_str(got.get(), NFTNL_RULE_TABLE)))
-          rules_per_chain[nftnl_rule_get_str(got.get(), NFTNL_RULE_CHAIN)]++;
+  std::map<std::string, size_t> rules;
+  st = RuleKind::get(
+      impl, NFT_MSG_GETRULE, NLM_F_DUMP,
+      [&](nftnl_rule* r) { nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table); },
+      [&](nftnl_rule* r) {
+        if (ours(nftnl_rule_get_str(r, NFTNL_RULE_TABLE)))
+          rules[nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)]++;
       },
       "list rules");
   if (!st) return st.error();
-  bool all_sets = true;
-  for (const auto& spec : kSets) all_sets = all_sets && sets.count(spec.name);
+  const bool all_sets =
+      std::all_of(std::begin(kSets), std::end(kSets), [&](auto& s) { return sets.count(s.name); });
   obs.structure_ok = fingerprint == structureFingerprint(cfg_) && all_sets &&
-                     rules_per_chain[NftNames::kForward] == kRulesInForward &&
-                     rules_per_chain[NftNames::kPostrouting] == kRulesInPostrouting;
+                     rules[NftNames::kForward] == kRulesInForward &&
+                     rules[NftNames::kPostrouting] == kRulesInPostrouting;
 
-  // Elements of every set that exists, each set's dump collected apart so
-  // an interrupted dump is retried from nothing.
-  for (const auto& spec : kSets) {
-    if (!sets.count(spec.name)) continue;
-    const std::string_view name = spec.name;
-    std::vector<std::pair<IpAddress, IpAddress>> addr_values;
-    std::vector<std::pair<IpAddress, std::string>> counter_values;
-    std::vector<IpAddress> keys;
-    std::optional<Error> bad;
-    std::function<void(nftnl_set_elem*)> element = [&](nftnl_set_elem* e) {
-      uint32_t klen = 0;
-      const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
-      auto key = ipFrom(k, klen);
-      if (!key) {
-        bad = key.error();
-        return;
-      }
-      if (spec.kind == SetSpec::kMap) {
-        uint32_t dlen = 0;
-        const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
-        auto val = ipFrom(d, dlen);
-        if (!val) {
-          bad = val.error();
-          return;
-        }
-        addr_values.emplace_back(*key, *val);
-      } else if (spec.kind == SetSpec::kObjMap) {
-        const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
-        counter_values.emplace_back(*key, c ? c : "");
-      } else {
-        keys.push_back(*key);
-      }
-    };
-    st = query(
-        NFT_MSG_GETSETELEM, NLM_F_DUMP,
-        [&](nlmsghdr* nlh) {
-          addr_values.clear();
-          counter_values.clear();
-          keys.clear();
-          bad.reset();
-          SetPtr s(nftnl_set_alloc());
-          nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
-          nftnl_set_set_str(s.get(), NFTNL_SET_NAME, spec.name);
-          nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
-          nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
-        },
-        [&](const nlmsghdr* m) {
-          auto got = parsed<SetPtr, nftnl_set_alloc, nftnl_set_elems_nlmsg_parse>(m);
-          if (!got) return;
-          nftnl_set_elem_foreach(
-              got.get(),
-              [](nftnl_set_elem* e, void* data) -> int {
-                (*static_cast<std::function<void(nftnl_set_elem*)>*>(data))(e);
-                return 0;
-              },
-              &element);
-        },
-        std::string("list elements of ") + spec.name);
-    if (!st) return st.error();
-    if (bad) return *bad;
-    auto& into = name.starts_with("snat") ? obs.snat : obs.flush_pending;
-    for (auto& [k, v] : addr_values) into[k] = v;
-    for (auto& [k, c] : counter_values)
-      (name.starts_with("tx") ? obs.tx_counter : obs.pending)[k] = std::move(c);
-    obs.owned.insert(keys.begin(), keys.end());
-  }
+  for (const auto& spec : kSets)
+    if (sets.count(spec.name))
+      if (auto r = readElements(impl, table, spec, obs); !r) return r.error();
 
-  // Counters.
-  st = query(
-      NFT_MSG_GETOBJ, NLM_F_DUMP,
-      [&](nlmsghdr* nlh) {
+  st = ObjKind::get(
+      impl, NFT_MSG_GETOBJ, NLM_F_DUMP,
+      [&](nftnl_obj* o) {
         obs.counters.clear();
-        ObjPtr o(nftnl_obj_alloc());
-        nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table);
-        nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
-        nftnl_obj_nlmsg_build_payload(nlh, o.get());
+        nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table);
+        nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
       },
-      [&](const nlmsghdr* m) {
-        auto got = parsed<ObjPtr, nftnl_obj_alloc, nftnl_obj_nlmsg_parse>(m);
-        if (!got || !ours(nftnl_obj_get_str(got.get(), NFTNL_OBJ_TABLE))) return;
-        if (nftnl_obj_get_u32(got.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) return;
-        obs.counters[nftnl_obj_get_str(got.get(), NFTNL_OBJ_NAME)] = {
-            nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_PKTS),
-            nftnl_obj_get_u64(got.get(), NFTNL_OBJ_CTR_BYTES)};
+      [&](nftnl_obj* o) {
+        if (!ours(nftnl_obj_get_str(o, NFTNL_OBJ_TABLE))) return;
+        if (nftnl_obj_get_u32(o, NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) return;
+        obs.counters[nftnl_obj_get_str(o, NFTNL_OBJ_NAME)] = {
+            nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS), nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)};
       },
       "list counters");
   if (!st) return st.error();
@@ -783,10 +786,10 @@ ErrorDetail errorDetail(const nlmsghdr* nlh) {
 
 Status NftTable::apply(const std::vector<NftOp>& ops) {
   if (ops.empty()) return okStatus();
-  NftBuilder b(cfg_, seq_ + 1);
+  NftBuilder b(cfg_, impl_->seq + 1);
   for (size_t i = 0; i < ops.size(); ++i) b.append(ops[i], i);
   const auto& bytes = b.finish();
-  seq_ = b.nextSeq();
+  impl_->seq = b.nextSeq();
   last_messages_ = b.messages();
 
   const int fd = mnl_socket_get_fd(impl_->sock.get());

@@ -8,15 +8,12 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "nsegress/gateway/ports/nft.h"
-
-struct nlmsghdr;
 
 namespace nsegress::netlink {
 
@@ -115,17 +112,12 @@ class NftTable final : public gateway::NftKernel {
   // Messages in the last applied batch (for metrics and benchmarks).
   size_t lastBatchMessages() const { return last_messages_; }
 
+  struct Impl;  // the socket, its sequence numbers and receive buffer (nft.cc)
+
  private:
-  struct Impl;
   explicit NftTable(NftConfig config, std::unique_ptr<Impl> impl);
-  // One GET (NLM_F_ACK for one object, NLM_F_DUMP for a dump): `payload`
-  // fills the request, `each` sees every reply message. An interrupted dump
-  // is retried; the socket is left clean on every error.
-  Status query(uint16_t type, uint16_t flags, const std::function<void(nlmsghdr*)>& payload,
-               const std::function<void(const nlmsghdr*)>& each, const std::string& what);
   NftConfig cfg_;
   std::unique_ptr<Impl> impl_;
-  uint32_t seq_;
   size_t last_messages_ = 0;
 };
 
