@@ -1,4 +1,5 @@
 #include "nsegress/common/decode.h"
+#include "nsegress/common/json.h"
 
 #include "nsegress/common/desired_state.h"
 
@@ -134,11 +135,27 @@ Pool poolOf(const json& o, std::string name) {
     if (!spec.is_object()) throw FieldError{"spec: missing"};
     p.ranges = ranges(member(spec, "addresses"), "spec.addresses", true);
     p.excluded = ranges(member(spec, "exclude"), "spec.exclude", false);
+    const json& addrs = member(spec, "addresses");
+    for (size_t i = 0; i < p.ranges.size(); ++i) {
+      if (auto why = unusableEgress(p.ranges[i]))
+        throw FieldError{"spec.addresses[" + std::to_string(i) + "]: \"" +
+                         addrs[i].get<std::string>() + "\" contains " + *why +
+                         ", which can never be an egress address"};
+      // A CIDR's network address (and IPv4 broadcast address) is never
+      // handed out, as in every IPAM; a range or single address is used as
+      // written. /31, /32 and /127, /128 have none.
+      if (auto c = Cidr::parse(addrs[i].get<std::string>())) {
+        const bool v4 = c->network().isV4();
+        if ((v4 && c->prefix() <= 30) || (!v4 && c->prefix() <= 126))
+          p.excluded.push_back({c->network(), c->network()});
+        if (v4 && c->prefix() <= 30) p.excluded.push_back({c->last(), c->last()});
+      }
+    }
     p.namespace_selector = selector(member(spec, "namespaceSelector"), "spec.namespaceSelector");
     p.node_selector = selector(member(spec, "nodeSelector"), "spec.nodeSelector");
     if (has(spec, "quarantine")) {
       const json& q = member(spec, "quarantine");
-      const std::string text = q.is_string() ? q.get<std::string>() : q.dump();
+      const std::string text = q.is_string() ? q.get<std::string>() : dumpJson(q);
       auto d = parseDuration(text);
       if (!d)
         throw FieldError{"spec.quarantine: \"" + text + "\" is not a duration like 168h or 7d"};
@@ -191,6 +208,10 @@ Pod podOf(const json& o) {
 
 Node nodeOf(const json& o) {
   Node n{nameOf(o), stringMap(member(member(o, "metadata"), "labels"), "metadata.labels"), true};
+  // Node names become file names (<state-dir>/<node>.json): only what
+  // Kubernetes allows (an RFC 1123 subdomain), never a path.
+  if (!isDnsSubdomain(n.name))
+    throw FieldError{"metadata.name: \"" + n.name.substr(0, 64) + "\" is not a valid node name"};
   if (const json& conds = member(member(o, "status"), "conditions"); conds.is_array())
     for (const auto& c : conds)
       if (str(c, "type") == "Ready") n.ready = str(c, "status") == "True";

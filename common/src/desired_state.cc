@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nsegress/common/json.h"
+
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -19,14 +21,29 @@ bool isDnsLabel(std::string_view s) {
   return s.front() != '-' && s.back() != '-';
 }
 
+bool isDnsSubdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t dot = s.find('.', start);
+    const auto part = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
+    if (!isDnsLabel(part)) return false;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return true;
+}
+
 namespace {
 
 Error fieldError(const std::string& path, const std::string& what) {
   return makeError(EINVAL, path + ": " + what);
 }
 
+// A value as the error message shows it, bounded.
 std::string quoted(const json& j) {
-  return j.dump();
+  std::string s = dumpJson(j);
+  return s.size() > 80 ? s.substr(0, 77) + "..." : s;
 }
 
 Result<IpAddress> parseIp(const json& j, const std::string& path) {
@@ -39,14 +56,16 @@ Result<IpAddress> parseIp(const json& j, const std::string& path) {
 }  // namespace
 
 Result<DesiredState> parseDesiredState(std::string_view text) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return makeError(EINVAL, "document: not valid JSON");
+  // The document is four levels deep; bound everything before building it.
+  auto parsed = parseJson(text, JsonLimits{kMaxDesiredStateBytes, 8, 10'000'000});
+  if (!parsed) return makeError(EINVAL, "document: not valid JSON: " + parsed.error().message);
+  const json& doc = *parsed;
   if (!doc.is_object()) return fieldError("document", "must be a JSON object");
 
-  static const std::set<std::string> kTop = {"apiVersion", "kind", "gateway", "generation",
-                                             "namespaces"};
+  static const std::set<std::string> kTop = {"apiVersion", "kind",       "gateway",
+                                             "generation", "namespaces", "blockedIPs"};
   for (auto& [k, v] : doc.items()) {
-    if (!kTop.count(k)) return fieldError(k, "unknown field");
+    if (!kTop.count(k)) return fieldError(k.substr(0, 64), "unknown field");
   }
   if (!doc.contains("apiVersion") || doc["apiVersion"] != kApiVersion)
     return fieldError("apiVersion", "must be \"" + std::string(kApiVersion) + "\"");
@@ -75,7 +94,7 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
     const json& n = nss[i];
     if (!n.is_object()) return fieldError(base, "must be an object");
     for (auto& [k, v] : n.items()) {
-      if (!kNs.count(k)) return fieldError(base + "." + k, "unknown field");
+      if (!kNs.count(k)) return fieldError(base + "." + k.substr(0, 64), "unknown field");
     }
     NamespaceEgress ns;
     if (!n.contains("name") || !n["name"].is_string())
@@ -113,6 +132,19 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
     }
     s.namespaces.push_back(std::move(ns));
   }
+  if (doc.contains("blockedIPs")) {
+    const json& b = doc["blockedIPs"];
+    if (!b.is_array()) return fieldError("blockedIPs", "must be a list");
+    for (size_t j = 0; j < b.size(); ++j) {
+      const std::string p = "blockedIPs[" + std::to_string(j) + "]";
+      auto ip = parseIp(b[j], p);
+      if (!ip) return ip.error();
+      if (auto it = pod_owner.find(*ip); it != pod_owner.end())
+        return fieldError(p,
+                          ip->str() + " is also a pod address of namespace \"" + it->second + "\"");
+      s.blocked.push_back(*ip);
+    }
+  }
   return s;
 }
 
@@ -130,6 +162,9 @@ std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
       return ambiguous.count(ip) || !seen.insert(ip).second;
     });
   }
+  std::set<IpAddress> blocked(s.blocked.begin(), s.blocked.end());
+  blocked.insert(ambiguous.begin(), ambiguous.end());
+  s.blocked.assign(blocked.begin(), blocked.end());
   return {ambiguous.begin(), ambiguous.end()};
 }
 
@@ -153,7 +188,12 @@ std::string serializeDesiredState(const DesiredState& s) {
     nss.push_back(n);
   }
   doc["namespaces"] = nss;
-  return doc.dump(2) + "\n";
+  if (!s.blocked.empty()) {
+    json b = json::array();
+    for (const auto& ip : s.blocked) b.push_back(ip.str());
+    doc["blockedIPs"] = b;
+  }
+  return dumpJson(doc, 2) + "\n";
 }
 
 }  // namespace nsegress

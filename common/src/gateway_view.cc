@@ -5,17 +5,24 @@
 namespace nsegress {
 
 void GatewayViews::addNamespace(const Namespace& ns) {
+  existing_.insert(ns.name);
   if (ns.requestsEgress()) listed_[ns.name];
 }
 
 void GatewayViews::addRecord(const AddressRecord& r) {
+  if (!r.ns.empty()) tombstones_.insert(r.ns);
   if (r.state != AddressState::kAssigned) return;
   listed_[r.ns].assigned.emplace_back(r.node, r.ip);
 }
 
 void GatewayViews::addPod(const Pod& p) {
   auto it = listed_.find(p.ns);
-  if (it == listed_.end()) return;
+  if (it == listed_.end()) {
+    // A deleted namespace that held an address: its draining pods stay
+    // fail-closed (never back to the node's address).
+    if (p.ips.empty() || existing_.count(p.ns) || !tombstones_.count(p.ns)) return;
+    it = listed_.emplace(p.ns, Listed{{}, {}, true}).first;
+  }
   it->second.pods.insert(it->second.pods.end(), p.ips.begin(), p.ips.end());
 }
 

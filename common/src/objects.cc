@@ -40,27 +40,154 @@ bool Pool::excludes(const IpAddress& a) const {
 }
 
 namespace {
-uint64_t span(const AddressRange& r) {
-  // Difference of the low 64 bits (pools are small; IPv6 pools are capped by validation).
-  uint64_t a = 0, b = 0;
-  const size_t n = r.first.size();
-  for (size_t i = n >= 8 ? n - 8 : 0; i < n; ++i) {
-    a = (a << 8) | r.first.bytes()[i];
-    b = (b << 8) | r.last.bytes()[i];
-  }
-  return b - a + 1;
+
+using u128 = unsigned __int128;
+
+u128 toInt(const IpAddress& a) {
+  u128 v = 0;
+  for (size_t i = 0; i < a.size(); ++i) v = (v << 8) | a.bytes()[i];
+  return v;
 }
+
+IpAddress fromInt(u128 v, Family f) {
+  uint8_t b[16] = {};
+  const size_t n = f == Family::V4 ? 4 : 16;
+  for (size_t i = n; i-- > 0;) {
+    b[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+  return IpAddress::fromBytes(f, b);
+}
+
+// Disjoint, sorted ranges of one family covering what `in` covers.
+std::vector<std::pair<u128, u128>> merged(const std::vector<AddressRange>& in, Family f) {
+  std::vector<std::pair<u128, u128>> v;
+  for (const auto& r : in)
+    if (r.first.family() == f && r.first <= r.last) v.emplace_back(toInt(r.first), toInt(r.last));
+  std::sort(v.begin(), v.end());
+  std::vector<std::pair<u128, u128>> out;
+  for (const auto& [lo, hi] : v) {
+    if (!out.empty() && lo <= out.back().second + 1 && out.back().second + 1 != 0) {
+      out.back().second = std::max(out.back().second, hi);
+    } else if (!out.empty() && out.back().second == ~u128{0}) {
+      continue;  // everything after is covered
+    } else {
+      out.emplace_back(lo, hi);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 uint64_t Pool::size() const {
-  uint64_t n = 0;
-  for (const auto& r : ranges) n += span(r);
-  for (const auto& e : excluded)
-    for (const auto& r : ranges) {
-      IpAddress lo = std::max(e.first, r.first), hi = std::min(e.last, r.last);
-      if (lo.family() == hi.family() && lo <= hi) n -= std::min(n, span({lo, hi}));
+  // Exact, on 128 bits: ranges and exclusions merged first (overlaps count
+  // once), then saturated (an IPv6 /64 is 2^64 addresses: reported as the
+  // largest uint64).
+  u128 total = 0;
+  for (Family f : {Family::V4, Family::V6}) {
+    const auto rs = merged(ranges, f), ex = merged(excluded, f);
+    for (const auto& [lo, hi] : rs) {
+      u128 n = hi - lo + 1;  // wraps to 0 only for the whole IPv6 space (refused by validation)
+      for (const auto& [elo, ehi] : ex) {
+        const u128 a = std::max(lo, elo), b = std::min(hi, ehi);
+        if (a <= b) n -= b - a + 1;
+      }
+      total += n;
     }
-  return n;
+  }
+  return total > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(total);
+}
+
+std::optional<IpAddress> Pool::lowestFree(
+    const std::function<bool(const IpAddress&)>& taken,
+    const std::function<std::optional<IpAddress>(const IpAddress&)>& next_taken) const {
+  // Walks the ranges in address order, jumping over exclusions and runs of
+  // taken addresses: O((exclusions + taken) log), never a scan of the pool.
+  std::vector<AddressRange> sorted = ranges;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (Family f : {Family::V4, Family::V6}) {
+    const auto ex = merged(excluded, f);
+    for (const auto& r : sorted) {
+      if (r.first.family() != f) continue;
+      IpAddress cur = r.first;
+      for (;;) {
+        if (r.last < cur) break;
+        const u128 c = toInt(cur);
+        // An exclusion covering cur: jump past it.
+        auto it = std::upper_bound(ex.begin(), ex.end(), std::make_pair(c, ~u128{0}));
+        if (it != ex.begin() && std::prev(it)->second >= c) {
+          const u128 end = std::prev(it)->second;
+          if (end >= toInt(r.last)) break;
+          cur = fromInt(end + 1, f);
+          continue;
+        }
+        if (!taken(cur)) return cur;
+        // Skip the run of taken addresses starting at cur.
+        IpAddress last = cur;
+        for (;;) {
+          auto n = next_taken(last);
+          if (!n || *n != last.plus(1) || r.last < *n) break;
+          last = *n;
+        }
+        if (!(last < r.last)) break;
+        cur = last.plus(1);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+struct Special {
+  const char* cidr;
+  const char* what;
+};
+// Addresses that must never be an egress address.
+constexpr Special kSpecial[] = {
+    {"0.0.0.0/8", "\"this network\" addresses (0.0.0.0/8)"},
+    {"127.0.0.0/8", "loopback addresses (127.0.0.0/8)"},
+    {"169.254.0.0/16", "link-local addresses (169.254.0.0/16)"},
+    {"224.0.0.0/4", "multicast addresses (224.0.0.0/4)"},
+    {"240.0.0.0/4", "reserved and broadcast addresses (240.0.0.0/4)"},
+    {"::/128", "the unspecified address (::)"},
+    {"::1/128", "the loopback address (::1)"},
+    {"::ffff:0:0/96", "IPv4-mapped addresses (::ffff:0:0/96)"},
+    {"fe80::/10", "link-local addresses (fe80::/10)"},
+    {"ff00::/8", "multicast addresses (ff00::/8)"},
+};
+}  // namespace
+
+std::optional<std::string> unusableEgress(const AddressRange& r) {
+  for (const auto& s : kSpecial) {
+    const auto c = *Cidr::parse(s.cidr);
+    if (c.network().family() != r.first.family()) continue;
+    if (!(r.last < c.network()) && !(c.last() < r.first)) return std::string(s.what);
+  }
+  return std::nullopt;
+}
+
+void markOverlappingPools(std::map<std::string, Pool>& pools) {
+  std::map<std::string, std::string> overlaps;  // pool -> a pool it overlaps
+  for (auto a = pools.begin(); a != pools.end(); ++a) {
+    if (a->second.invalid) continue;
+    for (auto b = std::next(a); b != pools.end(); ++b) {
+      if (b->second.invalid) continue;
+      for (const auto& ra : a->second.ranges)
+        for (const auto& rb : b->second.ranges)
+          if (ra.first.family() == rb.first.family() && !(ra.last < rb.first) &&
+              !(rb.last < ra.first)) {
+            overlaps.emplace(a->first, b->first);
+            overlaps.emplace(b->first, a->first);
+          }
+    }
+  }
+  // Both are refused: which one a shared address belongs to would be a
+  // guess. Their tenants keep what they hold; new requests wait.
+  for (const auto& [p, other] : overlaps)
+    pools[p].invalid = "its addresses overlap pool " + other +
+                       "'s: an address must belong to one pool (fix either pool)";
 }
 
 std::string toString(AddressState s) {
@@ -83,10 +210,14 @@ std::optional<AddressState> addressStateFrom(const std::string& s) {
 }
 
 std::string formatTime(Seconds t) {
-  if (t <= 0) return "";
+  // Times outside years 1970..9999 are not times nsegress writes; an input
+  // that asks for one gets "" (never a null from gmtime into strftime).
+  if (t <= 0 || t > kMaxTime) return "";
   char buf[32];
-  time_t tt = static_cast<time_t>(t);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
+  const time_t tt = static_cast<time_t>(t);
+  std::tm tm{};
+  if (!gmtime_r(&tt, &tm)) return "";
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
 

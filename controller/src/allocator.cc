@@ -22,8 +22,6 @@ std::string toString(Phase p) {
 
 namespace {
 
-constexpr uint64_t kSearchLimit = 1u << 20;  // addresses scanned per request at most
-
 bool validPoolName(const std::string& s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s)
@@ -235,21 +233,20 @@ class Allocator {
       if (r.state == AddressState::kQuarantined && r.ns == ns.name && r.pool == pname &&
           p.contains(ip))
         return {Phase::kAssigned, ip, pname, true, ""};
-    std::vector<AddressRange> ranges = p.ranges;
-    std::sort(ranges.begin(), ranges.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    uint64_t scanned = 0;
-    for (const auto& r : ranges) {
-      for (IpAddress a = r.first;; a = a.plus(1)) {
-        if (++scanned > kSearchLimit) break;
-        if (!p.excludes(a)) {
-          auto lt = out_.ledger.find(a);
-          if (lt == out_.ledger.end() || lt->second.state == AddressState::kFree)
-            return {Phase::kAssigned, a, pname, false, ""};
-        }
-        if (a == r.last) break;
-      }
-    }
+    // The lowest address neither excluded nor held (Assigned or
+    // Quarantined); Free records are reusable.
+    const Ledger& l = out_.ledger;
+    auto taken = [&](const IpAddress& a) {
+      auto it = l.find(a);
+      return it != l.end() && it->second.state != AddressState::kFree;
+    };
+    auto next_taken = [&](const IpAddress& a) -> std::optional<IpAddress> {
+      for (auto it = l.upper_bound(a); it != l.end(); ++it)
+        if (it->second.state != AddressState::kFree) return it->first;
+      return std::nullopt;
+    };
+    if (auto free = p.lowestFree(taken, next_taken))
+      return {Phase::kAssigned, *free, pname, false, ""};
     size_t assigned = 0, quarantined = 0;
     for (const auto& [ip, r] : out_.ledger) {
       if (!p.contains(ip)) continue;

@@ -1,4 +1,5 @@
 #include "nsegress/controller/api.h"
+#include "nsegress/common/json.h"
 
 #include <charconv>
 #include <ctime>
@@ -10,24 +11,25 @@ namespace nsegress::controller {
 using nlohmann::json;
 
 std::optional<Seconds> parseTime(const std::string& s) {
-  if (s.empty()) return std::nullopt;
+  if (s.empty() || s.size() > 64) return std::nullopt;
+  std::optional<Seconds> t;
   if (s.find('-') == std::string::npos) {
     int64_t v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-    return v;
+    t = v;
+  } else {
+    t = parseRfc3339(s);
   }
-  std::tm tm{};
-  std::istringstream in(s);
-  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-  if (in.fail()) return std::nullopt;
-  return static_cast<Seconds>(timegm(&tm));
+  // Only times nsegress can have recorded: 1970..9999.
+  if (!t || *t < 0 || *t > kMaxTime) return std::nullopt;
+  return t;
 }
 
 namespace {
 
 HttpResponse jsonResp(const json& j, int status = 200) {
-  return {status, "application/json", {}, j.dump(2) + "\n"};
+  return {status, "application/json", {}, dumpJson(j, 2) + "\n"};
 }
 HttpResponse error(int status, const std::string& msg) {
   return jsonError(status, msg);
@@ -191,15 +193,9 @@ HttpResponse whoHadRoute(const ApiContext& ctx, const HttpRequest& r, const View
     at = *t;
   }
   if (!ctx.store) return error(503, "no audit log");
-  std::vector<AuditEvent> history;
-  for (int64_t since = 0;;) {
-    auto page = ctx.store->audit(since, 10000);
-    if (!page) return error(500, page.error().message);
-    if (page->empty()) break;
-    for (const auto& e : *page) history.push_back(e.event);
-    since = page->back().id;
-  }
-  auto who = whoHad(history, *ip, at);
+  auto history = ctx.store->history(*ip);  // this address's events only (indexed)
+  if (!history) return error(500, history.error().message);
+  auto who = whoHad(*history, *ip, at);
   return jsonResp(json{
       {"ip", ip->str()}, {"at", formatTime(at)}, {"namespace", who ? json(*who) : json(nullptr)}});
 }
@@ -224,11 +220,14 @@ HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
   if (!page) return error(500, page.error().message);
   std::string body;
   for (const auto& e : *page)
-    body += json{{"id", e.id},           {"at", formatTime(e.event.at)},
-                 {"kind", e.event.kind}, {"namespace", e.event.ns},
-                 {"ip", e.event.ip},     {"pool", e.event.pool},
-                 {"node", e.event.node}, {"message", e.event.message}}
-                .dump() +
+    body += dumpJson(json{{"id", e.id},
+                          {"at", formatTime(e.event.at)},
+                          {"kind", e.event.kind},
+                          {"namespace", e.event.ns},
+                          {"ip", e.event.ip},
+                          {"pool", e.event.pool},
+                          {"node", e.event.node},
+                          {"message", e.event.message}}) +
             "\n";
   return {200, "application/x-ndjson", {}, body};
 }
@@ -244,6 +243,8 @@ Router apiRouter(const ApiContext& ctx) {
         200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
   });
   r.get("/readyz", data(ctx, [](const HttpRequest&, const View& v) {
+          if (!v.not_ready.empty()) return error(503, v.not_ready);
+          if (v.hold) return error(503, "held: " + v.hold->reason);
           return v.reconciles > 0 ? HttpResponse{200, "text/plain", {}, "ok\n"}
                                   : error(503, "no reconcile yet");
         }));
@@ -254,6 +255,22 @@ Router apiRouter(const ApiContext& ctx) {
   r.get("/api/v1/who-had",
         data(ctx, [&ctx](const HttpRequest& q, const View& v) { return whoHadRoute(ctx, q, v); }),
         Cost::kSlow);
+  r.get("/api/v1/hold", data(ctx, [](const HttpRequest&, const View& v) {
+          if (!v.hold) return jsonResp(nullptr);
+          return jsonResp(json{{"reason", v.hold->reason},
+                               {"since", formatTime(v.hold->since)},
+                               {"namespaces", v.hold->namespaces},
+                               {"token", v.hold->token}});
+        }));
+  r.add("POST", "/api/v1/hold/confirm", [&ctx](const HttpRequest& q) {
+    if (!ctx.confirm_release) return error(501, "confirmation is not available here");
+    auto t = q.query.find("token");
+    if (t == q.query.end() || t->second.empty() || t->second.size() > 64)
+      return error(400, "query parameter token: required (see GET /api/v1/hold)");
+    if (auto s = ctx.confirm_release(t->second); !s)
+      return error(s.error().code == ENOENT ? 404 : 409, s.error().message);
+    return jsonResp(json{{"confirmed", t->second}});
+  });
   r.get("/feeds/edl/*", data(ctx, edl));
   r.get("/feeds/assignments.json", data(ctx, assignmentsJson));
   r.get("/feeds/assignments.csv", data(ctx, assignmentsCsv));

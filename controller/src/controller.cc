@@ -1,4 +1,5 @@
 #include "nsegress/controller/controller.h"
+#include "nsegress/common/json.h"
 
 #include <filesystem>
 #include <fstream>
@@ -9,10 +10,12 @@
 
 namespace nsegress::controller {
 
-Controller::Controller(LedgerStore& store, Clock clock, std::string gateway_state_dir)
+Controller::Controller(LedgerStore& store, Clock clock, std::string gateway_state_dir,
+                       ReleaseGuard guard)
     : store_(store),
       clock_(std::move(clock)),
       state_dir_(std::move(gateway_state_dir)),
+      guard_(guard),
       view_(std::make_shared<View>()) {}
 
 Status Controller::start() {
@@ -23,7 +26,7 @@ Status Controller::start() {
   if (gen && *gen) generation_ = std::stoull(**gen);
   // Statuses of the last run, so a restart does not repeat every event.
   if (auto st = store_.meta("statuses"); st && *st) {
-    auto j = nlohmann::json::parse(**st, nullptr, false);
+    auto j = parseJsonOrDiscarded(**st);
     if (j.is_array())
       for (const auto& e : j) {
         NamespaceStatus s;
@@ -37,13 +40,120 @@ Status Controller::start() {
       }
   }
   started_ = true;
+  if (auto w = store_.checkWritable(); !w) not_ready_ = w.error().message;
+  // The ledger as loaded is what the feeds serve until the first reconcile
+  // (a restart never hands a firewall an empty list; /readyz waits for it).
+  auto v = std::make_shared<View>();
+  v->ledger = ledger_;
+  v->statuses = statuses_;
+  v->at = clock_();
+  v->not_ready = not_ready_;
+  std::lock_guard lk(mu_);
+  view_ = std::move(v);
   return okStatus();
 }
 
-Result<ReconcileReport> Controller::reconcile(const World& world,
-                                              std::vector<ManifestError> errors) {
+void Controller::setNotReady(std::string why) {
+  not_ready_ = std::move(why);
+  std::lock_guard l(mu_);
+  auto v = std::make_shared<View>(*view_);
+  v->not_ready = not_ready_;
+  view_ = std::move(v);
+}
+
+namespace {
+// A token naming exactly a set of releases (FNV-1a of the sorted names).
+std::string releaseToken(const std::vector<std::string>& namespaces) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& n : namespaces) {
+    for (unsigned char c : n) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  }
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+}  // namespace
+
+Status Controller::confirmRelease(const std::string& token) {
+  std::lock_guard l(mu_);
+  if (!hold_ || hold_->token.empty())
+    return makeError(ENOENT, "no release is waiting for confirmation");
+  if (hold_->token != token)
+    return makeError(EINVAL, "token " + token.substr(0, 32) + " does not name the held releases (" +
+                                 hold_->token + ")");
+  confirmed_ = token;
+  return okStatus();
+}
+
+ReconcileReport Controller::hold(Hold h, const World& world, std::vector<ManifestError> errors) {
+  ReconcileReport rep;
+  rep.held = true;
+  {
+    std::lock_guard l(mu_);
+    // Keep the time the hold began while it is the same hold.
+    if (hold_ && hold_->reason == h.reason && hold_->token == h.token) h.since = hold_->since;
+    hold_ = h;
+  }
+  publish(world, std::move(errors), std::move(h), clock_());
+  return rep;
+}
+
+void Controller::publish(const World& world, std::vector<ManifestError> errors,
+                         std::optional<Hold> hold, Seconds now) {
+  auto v = std::make_shared<View>();
+  v->ledger = ledger_;
+  v->statuses = statuses_;
+  v->namespaces = world.namespaces;
+  v->pools = world.pools;
+  v->errors = std::move(errors);
+  v->hold = std::move(hold);
+  v->not_ready = not_ready_;
+  v->at = now;
+  std::lock_guard l(mu_);
+  v->reconciles = view_->reconciles + (v->hold ? 0 : 1);
+  view_ = std::move(v);
+}
+
+Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<ManifestError> errors,
+                                              const SourceState& source) {
   if (!started_) return makeError(EINVAL, "controller not started");
   const Seconds now = clock_();
+  if (!source.complete) {
+    auto rep = hold(Hold{"the source is not a complete read: " + source.why, {}, "", now}, world,
+                    std::move(errors));
+    rep.recheck_after = source.recheck_after;
+    return rep;
+  }
+  // The release guard: which assigned namespaces this world says are gone.
+  std::vector<std::string> gone;
+  size_t assigned = 0;
+  for (const auto& [ip, r] : ledger_) {
+    if (r.state != AddressState::kAssigned) continue;
+    ++assigned;
+    auto it = world.namespaces.find(r.ns);
+    if (it == world.namespaces.end() || !it->second.requestsEgress()) gone.push_back(r.ns);
+  }
+  std::sort(gone.begin(), gone.end());
+  const bool drastic = gone.size() >= std::max<size_t>(1, guard_.min_releases) &&
+                       static_cast<double>(gone.size()) >= guard_.min_fraction * assigned;
+  const bool everything =
+      !gone.empty() && world.namespaces.empty() && guard_.min_releases != SIZE_MAX;
+  if (drastic || everything) {
+    const std::string token = releaseToken(gone);
+    bool confirmed;
+    {
+      std::lock_guard l(mu_);
+      confirmed = confirmed_ == token;
+    }
+    if (!confirmed)
+      return hold(Hold{std::to_string(gone.size()) + " of " + std::to_string(assigned) +
+                           " assigned addresses would be released at once" +
+                           (everything ? " (the source lists no namespace at all)" : "") +
+                           "; confirm with nsegressctl confirm-release " + token,
+                       gone, token, now},
+                  world, std::move(errors));
+  }
   Allocation a = allocate(world, ledger_, now, statuses_);
   ReconcileReport rep;
   rep.changed = a.changed.size();
@@ -54,29 +164,31 @@ Result<ReconcileReport> Controller::reconcile(const World& world,
     nlohmann::json st = nlohmann::json::array();
     for (const auto& [n, s] : a.statuses)
       st.push_back({{"ns", n}, {"phase", toString(s.phase)}, {"reason", s.reason}});
-    if (auto r = store_.commit(a.changed, a.events, {{"statuses", st.dump()}}); !r) {
+    if (auto r = store_.commit(a.changed, a.events, {{"statuses", dumpJson(st)}}); !r) {
       // Nothing (SQLite) or only part (Kubernetes API) was written, possibly
       // because another controller wrote first: start over from the store.
       if (auto fresh = store_.load()) ledger_ = std::move(*fresh);
+      setNotReady("the last change could not be recorded: " + r.error().message);
       return r.error();
     }
     for (const auto& c : a.changed) a.ledger[c.ip] = c;  // new storage versions
   }
   ledger_ = a.ledger;
   statuses_ = a.statuses;
+  {
+    std::lock_guard l(mu_);
+    hold_.reset();
+    confirmed_.clear();
+  }
   // The ledger is durable before any gateway hears of a change.
-  if (auto r = writeGatewayStates(world, a, rep); !r) return r.error();
-
-  auto v = std::make_shared<View>();
-  v->ledger = ledger_;
-  v->statuses = statuses_;
-  v->namespaces = world.namespaces;
-  v->pools = world.pools;
-  v->errors = std::move(errors);
-  v->at = now;
-  v->reconciles = ++reconciles_;
-  std::lock_guard l(mu_);
-  view_ = std::move(v);
+  if (auto r = writeGatewayStates(world, a, rep); !r) {
+    setNotReady("gateway states could not be written: " + r.error().message);
+    return r.error();
+  }
+  if (!not_ready_.empty() && (a.changed.empty() && a.events.empty()))
+    if (auto w = store_.checkWritable(); w) not_ready_.clear();
+  if (!a.changed.empty() || !a.events.empty()) not_ready_.clear();
+  publish(world, std::move(errors), std::nullopt, now);
   return rep;
 }
 
@@ -86,6 +198,8 @@ Status Controller::writeGatewayStates(const World& world, const Allocation& a,
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
   for (auto& [gw, state] : gatewayStates(world, a)) {
+    // Defence in depth: only a valid node name becomes a file name.
+    if (!isDnsSubdomain(gw)) continue;
     state.generation = 0;
     const std::string body = serializeDesiredState(state);
     const std::string path = state_dir_ + "/" + gw + ".json";

@@ -7,22 +7,26 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include "nsegress/common/json.h"
 
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 using nlohmann::json;
+using nsegress::dumpJson;
+using nsegress::parseJsonOrDiscarded;
 
 namespace {
 
-std::pair<int, std::string> get(const std::string& server, const std::string& target) {
+std::pair<int, std::string> call(const std::string& server, http::verb verb,
+                                 const std::string& target) {
   auto colon = server.rfind(':');
   boost::asio::io_context io;
   tcp::resolver res(io);
   beast::tcp_stream stream(io);
   stream.expires_after(std::chrono::seconds(10));
   stream.connect(res.resolve(server.substr(0, colon), server.substr(colon + 1)));
-  http::request<http::empty_body> req{http::verb::get, target, 11};
+  http::request<http::empty_body> req{verb, target, 11};
   req.set(http::field::host, server);
   http::write(stream, req);
   beast::flat_buffer buf;
@@ -31,9 +35,13 @@ std::pair<int, std::string> get(const std::string& server, const std::string& ta
   return {resp.result_int(), resp.body()};
 }
 
+std::pair<int, std::string> get(const std::string& server, const std::string& target) {
+  return call(server, http::verb::get, target);
+}
+
 std::string orDash(const json& j) {
   if (j.is_null()) return "-";
-  std::string s = j.is_string() ? j.get<std::string>() : j.dump();
+  std::string s = j.is_string() ? j.get<std::string>() : dumpJson(j);
   return s.empty() ? "-" : s;
 }
 
@@ -61,6 +69,12 @@ int main(int argc, char** argv) {
   int64_t since = 0;
   auto* audit = app.add_subcommand("audit", "the append-only event log");
   audit->add_option("--since", since);
+  auto* hold = app.add_subcommand(
+      "hold", "what the controller holds and why (releases waiting for confirmation)");
+  std::string token;
+  auto* confirm = app.add_subcommand(
+      "confirm-release", "confirm the held releases named by TOKEN (see `nsegressctl hold`)");
+  confirm->add_option("token", token)->required();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -75,10 +89,14 @@ int main(int argc, char** argv) {
       r = get(server, "/api/v1/who-had?ip=" + ip + (at.empty() ? "" : "&at=" + at));
     else if (feed->parsed())
       r = get(server, "/feeds/edl/" + pool);
+    else if (hold->parsed())
+      r = get(server, "/api/v1/hold");
+    else if (confirm->parsed())
+      r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + token);
     else
       r = get(server, "/audit?since=" + std::to_string(since));
     if (r.first != 200) {
-      auto j = json::parse(r.second, nullptr, false);
+      auto j = parseJsonOrDiscarded(r.second);
       std::cerr << "error " << r.first << ": "
                 << (j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.second)
                 << "\n";
@@ -88,7 +106,13 @@ int main(int argc, char** argv) {
       std::cout << r.second;
       return 0;
     }
-    auto j = json::parse(r.second);
+    auto parsed = nsegress::parseJson(r.second);
+    if (!parsed) {
+      std::cerr << "nsegressctl: the controller's answer is not JSON: " << parsed.error().message
+                << "\n";
+      return 1;
+    }
+    const json& j = *parsed;
     if (list->parsed()) {
       std::cout << std::left << std::setw(20) << "NAMESPACE" << std::setw(10) << "PHASE"
                 << std::setw(18) << "IP" << std::setw(10) << "POOL" << std::setw(12) << "GATEWAY"
@@ -107,12 +131,23 @@ int main(int argc, char** argv) {
         std::cout << std::setw(18) << orDash(a["ip"]) << std::setw(10) << orDash(a["pool"])
                   << std::setw(13) << orDash(a["state"]) << std::setw(18) << orDash(a["namespace"])
                   << std::setw(10) << orDash(a["node"]) << orDash(a["quarantineUntil"]) << "\n";
+    } else if (hold->parsed()) {
+      if (j.is_null()) {
+        std::cout << "nothing is held\n";
+      } else {
+        std::cout << "held since " << orDash(j["since"]) << ": " << orDash(j["reason"]) << "\n";
+        for (const auto& n : j["namespaces"]) std::cout << "  would release: " << orDash(n) << "\n";
+        if (!j["token"].get<std::string>().empty())
+          std::cout << "confirm with: nsegressctl confirm-release " << orDash(j["token"]) << "\n";
+      }
+    } else if (confirm->parsed()) {
+      std::cout << "confirmed: the releases happen at the next reconcile\n";
     } else if (who->parsed()) {
       std::cout << j["ip"].get<std::string>() << " at " << j["at"].get<std::string>() << ": "
                 << (j["namespace"].is_null() ? "nobody" : j["namespace"].get<std::string>())
                 << "\n";
     } else {
-      std::cout << j.dump(2) << "\n";
+      std::cout << dumpJson(j, 2) << "\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "nsegressctl: " << e.what() << " (is the controller listening on " << server

@@ -1,4 +1,5 @@
 #include "nsegress/controller/http.h"
+#include "nsegress/common/json.h"
 
 #include <algorithm>
 #include <cctype>
@@ -51,7 +52,7 @@ HttpRequest HttpRequest::make(std::string method, std::string target) {
 }
 
 HttpResponse jsonError(int status, const std::string& message) {
-  return {status, "application/json", {}, nlohmann::json{{"error", message}}.dump(2) + "\n"};
+  return {status, "application/json", {}, dumpJson(nlohmann::json{{"error", message}}, 2) + "\n"};
 }
 
 void Router::add(std::string method, std::string pattern, Handler h, Cost cost) {

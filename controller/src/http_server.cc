@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -14,10 +15,13 @@ using tcp = boost::asio::ip::tcp;
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(boost::asio::io_context& io, const Router& r, HttpServerOptions o)
       : acceptor(io),
+        retry(io),
         router(r),
         opts(o),
         slow(std::make_shared<boost::asio::thread_pool>(o.slow_workers)) {}
   tcp::acceptor acceptor;
+  boost::asio::steady_timer retry;
+  std::atomic<uint64_t> accept_errors{0};
   const Router& router;
   HttpServerOptions opts;
   // Joined by ~HttpServer, so no slow handler outlives the server.
@@ -111,9 +115,19 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
     if (ec == boost::asio::error::operation_aborted) return;
-    if (!ec)
+    if (!ec) {
       std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(s)), self)->start();
-    self->accept();
+      self->accept();
+      return;
+    }
+    // Out of file descriptors (or another accept failure): the connection
+    // stays queued and accept() would fail again at once. Wait before the
+    // next attempt instead of spinning.
+    self->accept_errors++;
+    self->retry.expires_after(self->opts.accept_backoff);
+    self->retry.async_wait([self](beast::error_code e) {
+      if (!e) self->accept();
+    });
   });
 }
 
@@ -137,9 +151,14 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(boost::asio::io_context& 
 }
 
 HttpServer::HttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+uint64_t HttpServer::acceptErrors() const {
+  return impl_->accept_errors;
+}
+
 HttpServer::~HttpServer() {
   beast::error_code ec;
   impl_->acceptor.close(ec);
+  impl_->retry.cancel();
   impl_->slow->join();
 }
 uint16_t HttpServer::port() const {

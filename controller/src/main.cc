@@ -23,14 +23,36 @@ using namespace nsegress;
 using namespace nsegress::controller;
 
 int main(int argc, char** argv) {
-  CLI::App app{"nsegress-controller: stable per-namespace egress IPs (standalone mode)"};
+  CLI::App app{"nsegress-controller: stable per-namespace egress IPs"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   std::string manifests, ledger_path, listen = "127.0.0.1:8080", state_dir, log_level = "info";
   int resync_s = 30;
   bool once = false;
   bool kubernetes = false;
+  bool init_ledger = false;
+  ManifestOptions mo;
+  size_t max_manifest_bytes = mo.max_file_bytes;
+  int settle_ms = static_cast<int>(mo.settle.count());
+  ReleaseGuard guard;
   cluster::ClusterModeOptions km;
   app.add_option("--manifests", manifests, "Standalone: directory of YAML manifests (watched)");
   app.add_option("--ledger", ledger_path, "Standalone: SQLite ledger file");
+  app.add_flag("--init-ledger", init_ledger,
+               "Standalone: create the ledger if it does not exist (never implicit: a missing or "
+               "emptied ledger is otherwise an error)");
+  app.add_option("--max-manifest-bytes", max_manifest_bytes,
+                 "Standalone: a larger manifest file is refused (its last good objects kept)")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  app.add_option("--manifest-settle-ms", settle_ms,
+                 "Standalone: a file changed less than this ago is treated as mid-write (its last "
+                 "good objects are used until it is quiet)")
+      ->check(CLI::Range(0, 60000));
+  app.add_option("--release-guard-min", guard.min_releases,
+                 "Hold a reconcile that would release at least this many addresses...");
+  app.add_option("--release-guard-fraction", guard.min_fraction,
+                 "...and at least this share of the assigned ones, until an operator confirms "
+                 "(nsegressctl confirm-release)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_flag("--kubernetes", kubernetes,
                "Cluster mode: objects and ledger in the Kubernetes API");
   app.add_option("--kubeconfig", km.kubeconfig,
@@ -67,35 +89,49 @@ int main(int argc, char** argv) {
     km.listen = listen;
     km.gateway_state_dir = state_dir;
     km.resync_seconds = resync_s;
+    km.guard = guard;
     return cluster::runClusterMode(km);
   }
+  mo.max_file_bytes = max_manifest_bytes;
+  mo.settle = std::chrono::milliseconds(settle_ms);
   if (manifests.empty() || ledger_path.empty()) {
     spdlog::error("standalone mode needs --manifests and --ledger (or use --kubernetes)");
     return 2;
   }
 
-  auto store = SqliteStore::open(ledger_path);
+  auto store = SqliteStore::open(ledger_path, SqliteOptions{init_ledger});
   if (!store) {
     spdlog::error("{}", store.error().message);
     return 1;
   }
   Controller ctl(
-      **store, [] { return static_cast<Seconds>(time(nullptr)); }, state_dir);
+      **store, [] { return static_cast<Seconds>(time(nullptr)); }, state_dir, guard);
   if (auto r = ctl.start(); !r) {
     spdlog::error("{}", r.error().message);
     return 1;
   }
-  ManifestDirectory dir(manifests);
+  ManifestDirectory dir(manifests, SystemClock::instance(), mo);
   ControllerMetrics metrics(ctl);
   metrics.leader.Set(1);
 
   auto reconcile = [&]() -> RunResult {
     World w = dir.load();
     for (const auto& e : dir.errors()) spdlog::warn("{}", e.message);
-    auto r = ctl.reconcile(w, dir.errors());
+    auto r = ctl.reconcile(w, dir.errors(), dir.state());
     if (!r) {
       spdlog::error("reconcile: {}", r.error().message);
       return RunResult::error();
+    }
+    if (r->held) {
+      const auto v = ctl.view();
+      const std::string why = v->hold ? v->hold->reason : "?";
+      if (r->recheck_after)
+        spdlog::info("waiting: {}", why);  // a file being written: transient
+      else
+        spdlog::error("holding every change: {}", why);
+      RunResult held = RunResult::idle();
+      held.requeue_after = r->recheck_after;
+      return held;
     }
     if (r->changed || r->events || r->gateways_written)
       spdlog::info("reconciled: {} ledger changes, {} events, {} gateway states written",
@@ -107,7 +143,15 @@ int main(int argc, char** argv) {
   // The HTTP API on a thread of its own: a reconcile (reading every
   // manifest) never delays a feed, and slow routes run on the server's
   // workers.
-  ApiContext api{[&] { return ctl.view(); }, store->get(), [&] { return metrics.text(); }, {}};
+  ApiContext api{[&] { return ctl.view(); },
+                 store->get(),
+                 [&] { return metrics.text(); },
+                 {},
+                 [&](const std::string& token) {
+                   auto s = ctl.confirmRelease(token);
+                   if (s) spdlog::warn("release confirmed by an operator (token {})", token);
+                   return s;
+                 }};
   const Router router = apiRouter(api);
   boost::asio::io_context http_io;
   std::unique_ptr<HttpServer> server;

@@ -1,5 +1,6 @@
 #include "nsegress/controller/manifests.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 
 #include "nsegress/common/decode.h"
 #include "nsegress/common/desired_state.h"
+#include "nsegress/common/file.h"
+#include "nsegress/common/json.h"
 
 namespace nsegress::controller {
 
@@ -22,58 +25,136 @@ struct DocError {
   std::string message;
 };
 
-constexpr int kMaxDepth = 64;
+// Reads YAML documents through yaml-cpp's event parser into the JSON trees
+// the API would send, so both modes share one decoder (common/decode.h).
+// Hostile input is bounded while it is read, before anything is built:
+// documents, values (alias expansions included, so a billion laughs stops
+// early), depth; a map key must be a string and appear once; scalars must be
+// UTF-8. (yaml-cpp's LoadAll loops forever, allocating, on inputs such as
+// ","; its event parser yields endless empty documents instead, which the
+// document bound stops.) Scalars stay strings (the decoder reads the
+// booleans it needs from either form); `~`, `null` and empty are null.
+class TreeBuilder : public YAML::EventHandler {
+ public:
+  explicit TreeBuilder(const YamlLimits& l) : l_(l) {}
+  std::vector<nlohmann::json> docs;
 
-// A YAML node as the JSON tree the API would send, so both modes share one
-// decoder (common/decode.h). Scalars stay strings (the decoder reads the
-// booleans it needs from either form); `~`/`null`/empty are null.
-nlohmann::json toJson(const YAML::Node& n, int depth = 0) {
-  if (depth > kMaxDepth) throw DocError{"nested deeper than " + std::to_string(kMaxDepth)};
-  switch (n.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      return nullptr;
-    case YAML::NodeType::Scalar:
-      return n.Scalar();
-    case YAML::NodeType::Sequence: {
-      auto a = nlohmann::json::array();
-      for (const auto& e : n) a.push_back(toJson(e, depth + 1));
-      return a;
-    }
-    case YAML::NodeType::Map: {
-      auto o = nlohmann::json::object();
-      for (const auto& kv : n) {
-        if (!kv.first.IsScalar()) throw DocError{"a map key is not a string"};
-        o[kv.first.Scalar()] = toJson(kv.second, depth + 1);
-      }
-      return o;
-    }
+  void OnDocumentStart(const YAML::Mark&) override {
+    if (docs.size() >= l_.max_documents)
+      throw DocError{"more than " + std::to_string(l_.max_documents) + " documents"};
+    docs.emplace_back(nullptr);
   }
-  return nullptr;
-}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { value(m, nullptr, a, 1); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override {
+    auto it = anchors_.find(a);
+    if (it == anchors_.end()) throw DocError{at(m) + "unknown alias"};
+    value(m, it->second.first, 0, it->second.second);
+  }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                const std::string& v) override {
+    if (!validUtf8(v)) throw DocError{at(m) + "a value is not valid UTF-8"};
+    value(m, v, a, 1);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                       YAML::EmitterStyle::value) override {
+    open(m, nlohmann::json::array(), a);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                  YAML::EmitterStyle::value) override {
+    open(m, nlohmann::json::object(), a);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct Frame {
+    nlohmann::json* node;
+    YAML::anchor_t anchor;
+    size_t values_at_start;
+    std::optional<std::string> key;  // maps: the key waiting for its value
+  };
+  static std::string at(const YAML::Mark& m) { return "line " + std::to_string(m.line + 1) + ": "; }
+  void charge(const YAML::Mark& m, size_t n) {
+    values_ += n;
+    if (values_ > l_.max_values)
+      throw DocError{at(m) + "more than " + std::to_string(l_.max_values) +
+                     " values (aliases included)"};
+  }
+  // Where the next value goes; nullptr when it is a map key.
+  nlohmann::json* slot(const YAML::Mark& m, bool is_scalar, const nlohmann::json* scalar) {
+    if (stack_.empty()) return &docs.back();
+    Frame& f = stack_.back();
+    if (f.node->is_array()) {
+      f.node->push_back(nullptr);
+      return &f.node->back();
+    }
+    if (!f.key) {
+      if (!is_scalar || !scalar->is_string()) throw DocError{at(m) + "a map key is not a string"};
+      const std::string& k = scalar->get_ref<const std::string&>();
+      if (f.node->contains(k)) throw DocError{at(m) + "duplicate key \"" + k.substr(0, 64) + "\""};
+      f.key = k;
+      return nullptr;
+    }
+    nlohmann::json* s = &(*f.node)[*f.key];
+    f.key.reset();
+    return s;
+  }
+  void value(const YAML::Mark& m, nlohmann::json v, YAML::anchor_t a, size_t weight) {
+    charge(m, weight);
+    nlohmann::json* s = slot(m, true, &v);
+    if (!s) return;  // it was a key
+    if (a) anchors_[a] = {v, weight};
+    *s = std::move(v);
+  }
+  void open(const YAML::Mark& m, nlohmann::json v, YAML::anchor_t a) {
+    charge(m, 1);
+    if (stack_.size() >= l_.max_depth)
+      throw DocError{at(m) + "nested deeper than " + std::to_string(l_.max_depth)};
+    nlohmann::json* s = slot(m, false, nullptr);
+    *s = std::move(v);
+    stack_.push_back(Frame{s, a, values_, std::nullopt});
+  }
+  void close() {
+    Frame f = stack_.back();
+    stack_.pop_back();
+    if (f.anchor) anchors_[f.anchor] = {*f.node, values_ - f.values_at_start + 1};
+  }
+
+  const YamlLimits& l_;
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, std::pair<nlohmann::json, size_t>> anchors_;  // value, its weight
+  size_t values_ = 0;
+};
 
 }  // namespace
 
-Result<World> parseManifests(const std::string& text, const std::string& file) {
-  std::vector<YAML::Node> docs;
+Result<std::vector<nlohmann::json>> parseYamlDocuments(const std::string& text,
+                                                       const YamlLimits& limits) {
+  std::istringstream in(text);
+  TreeBuilder b(limits);
   try {
-    docs = YAML::LoadAll(text);
-  } catch (const YAML::Exception& e) {
-    return makeError(EINVAL, file + ": not valid YAML: " + e.what());
-  }
-  World w;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    const auto& d = docs[i];
-    if (!d || d.IsNull()) continue;  // empty document between "---"
-    std::string where = file + ": document " + std::to_string(i + 1);
-    nlohmann::json doc;
-    try {
-      doc = toJson(d);
-    } catch (const DocError& e) {
-      return makeError(EINVAL, where + ": " + e.message);
-    } catch (const YAML::Exception& e) {
-      return makeError(EINVAL, where + ": " + e.what());
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(b)) {
     }
+  } catch (const DocError& e) {
+    return makeError(EINVAL, e.message);
+  } catch (const YAML::Exception& e) {
+    return makeError(EINVAL, std::string("not valid YAML: ") + e.what());
+  } catch (const std::exception& e) {
+    return makeError(EINVAL, std::string("not valid YAML: ") + e.what());
+  }
+  return std::move(b.docs);
+}
+
+Result<World> parseManifests(const std::string& text, const std::string& file) {
+  auto docs = parseYamlDocuments(text);
+  if (!docs) return makeError(EINVAL, file + ": " + docs.error().message);
+  World w;
+  for (size_t i = 0; i < docs->size(); ++i) {
+    const nlohmann::json& doc = (*docs)[i];
+    if (doc.is_null()) continue;  // empty document between "---"
+    std::string where = file + ": document " + std::to_string(i + 1);
     auto obj = decodeObject(doc);
     // Once it is known which object this is, messages name it.
     auto text = [](const nlohmann::json& o, const char* k) {
@@ -109,61 +190,122 @@ Result<World> parseManifests(const std::string& text, const std::string& file) {
 
 World ManifestDirectory::load() {
   errors_.clear();
+  state_ = SourceState{};
   std::vector<fs::path> files;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+  fs::directory_iterator it(dir_, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const auto& e = *it;
     const auto ext = e.path().extension().string();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json") &&
+    if ((ext == ".yaml" || ext == ".yml" || ext == ".json") &&
         e.path().filename().string()[0] != '.')
       files.push_back(e.path());
+    if (files.size() > o_.max_files) break;
   }
-  if (ec)
-    errors_.push_back(
-        {dir_, "cannot list directory: " + ec.message() + " (keeping last good objects)"});
+  if (ec) {
+    // Positive evidence only: a directory that cannot be listed (missing,
+    // unreadable) says nothing about what exists. Everything is held.
+    state_ = {false, "manifest directory " + dir_ + " cannot be listed: " + ec.message(), {}};
+    errors_.push_back({dir_, state_.why + " (holding everything)"});
+    return merged_;
+  }
+  if (files.size() > o_.max_files) {
+    state_ = {
+        false, "more than " + std::to_string(o_.max_files) + " manifest files in " + dir_, {}};
+    errors_.push_back({dir_, state_.why + " (holding everything)"});
+    return merged_;
+  }
+  // An empty directory is a complete read; releasing everything on it needs
+  // an operator's confirmation (Controller's release guard).
   std::sort(files.begin(), files.end());
 
+  const auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.wallNow().time_since_epoch())
+          .count();
   std::set<std::string> present;
   for (const auto& f : files) {
     const std::string name = f.string();
     present.insert(name);
-    std::ifstream in(f);
-    if (!in) {
-      errors_.push_back({name, name + ": cannot read (keeping its last good objects)"});
+    auto content = readFileBounded(name, o_.max_file_bytes);
+    if (!content) {
+      errors_.push_back(
+          {name, content.error().message + " (keeping the file's last good objects)"});
       continue;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto w = parseManifests(ss.str(), name);
+    auto& cached = files_[name];
+    const auto age = std::chrono::nanoseconds(now_ns - content->stamp.mtime_ns);
+    // Unchanged: not parsed again. (A file changed in the last seconds is
+    // parsed anyway: a rewrite within one timestamp tick keeps size and mtime.)
+    if (cached.stamp && *cached.stamp == content->stamp && age > std::chrono::seconds(2)) continue;
+    // A file modified within the settle window may still be being written
+    // in place: its last good objects stay until it has been quiet that long.
+    if (o_.settle.count() > 0 && age < o_.settle) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(o_.settle - age) +
+                        std::chrono::milliseconds(1);
+      state_ = {false, name + " is being written", left};
+      continue;
+    }
+    ++parses_;
+    cached.stamp = content->stamp;
+    auto w = parseManifests(content->text, name);
     if (!w) {
       errors_.push_back({name, w.error().message + " (keeping the file's last good objects)"});
       continue;
     }
-    last_good_[name] = std::move(*w);
+    cached.world = std::move(*w);
+    cached.parsed = true;
   }
-  // A file that is gone (or the directory is unreadable) — its objects go too,
-  // unless the directory itself could not be listed.
-  if (!ec) {
-    for (auto it = last_good_.begin(); it != last_good_.end();)
-      it = present.count(it->first) ? std::next(it) : last_good_.erase(it);
-  }
+  // A file that is gone takes its objects with it (the directory was listed).
+  for (auto f = files_.begin(); f != files_.end();)
+    f = present.count(f->first) ? std::next(f) : files_.erase(f);
 
+  // Merge. An object defined in two files is refused in both: it keeps the
+  // definition it had before the duplicate appeared (or stays absent if it
+  // is new), so a second file never moves a namespace.
   World merged;
-  for (const auto& [file, w] : last_good_) {
-    auto merge = [&](auto& into, const auto& from, const char* kind) {
-      for (const auto& [k, v] : from) {
-        if (!into.emplace(k, v).second)
-          errors_.push_back({file, file + ": " + kind + " " + k +
-                                       " is also defined in another file; ignored here"});
+  std::map<std::string, std::string> seen_pool, seen_ns, seen_node, seen_pod;
+  std::set<std::string> dup_pool, dup_ns, dup_node, dup_pod;
+  for (const auto& [file, f] : files_) {
+    auto note = [&](std::map<std::string, std::string>& seen, std::set<std::string>& dup,
+                    const std::string& key, const char* kind) {
+      auto [i, first] = seen.emplace(key, file);
+      if (!first) {
+        dup.insert(key);
+        errors_.push_back({file, file + ": " + kind + " " + key + " is also defined in " +
+                                     i->second + "; both refused, its previous definition kept"});
       }
     };
-    merge(merged.pools, w.pools, "EgressPool");
-    merge(merged.namespaces, w.namespaces, "Namespace");
-    merge(merged.nodes, w.nodes, "Node");
-    merged.pods.insert(merged.pods.end(), w.pods.begin(), w.pods.end());
+    for (const auto& [k, v] : f.world.pools) note(seen_pool, dup_pool, k, "EgressPool");
+    for (const auto& [k, v] : f.world.namespaces) note(seen_ns, dup_ns, k, "Namespace");
+    for (const auto& [k, v] : f.world.nodes) note(seen_node, dup_node, k, "Node");
+    for (const auto& p : f.world.pods) note(seen_pod, dup_pod, p.ns + "/" + p.name, "Pod");
   }
+  for (const auto& [file, f] : files_) {
+    for (const auto& [k, v] : f.world.pools)
+      if (!dup_pool.count(k)) merged.pools.emplace(k, v);
+    for (const auto& [k, v] : f.world.namespaces)
+      if (!dup_ns.count(k)) merged.namespaces.emplace(k, v);
+    for (const auto& [k, v] : f.world.nodes)
+      if (!dup_node.count(k)) merged.nodes.emplace(k, v);
+    for (const auto& p : f.world.pods)
+      if (!dup_pod.count(p.ns + "/" + p.name)) merged.pods.push_back(p);
+  }
+  for (const auto& k : dup_pool)
+    if (auto i = merged_.pools.find(k); i != merged_.pools.end())
+      merged.pools.emplace(k, i->second);
+  for (const auto& k : dup_ns)
+    if (auto i = merged_.namespaces.find(k); i != merged_.namespaces.end())
+      merged.namespaces.emplace(k, i->second);
+  for (const auto& k : dup_node)
+    if (auto i = merged_.nodes.find(k); i != merged_.nodes.end())
+      merged.nodes.emplace(k, i->second);
+  for (const auto& p : merged_.pods)
+    if (dup_pod.count(p.ns + "/" + p.name)) merged.pods.push_back(p);
+  markOverlappingPools(merged.pools);
   for (const auto& [name, p] : merged.pools)
     if (p.invalid)
       errors_.push_back({p.source, p.source + ": EgressPool " + name + ": " + *p.invalid});
+  merged_ = merged;
   return merged;
 }
 

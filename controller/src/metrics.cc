@@ -50,7 +50,22 @@ class ViewMetrics : public prometheus::Collectable {
     prometheus::ClientMetric e;
     e.gauge.value = static_cast<double>(v->errors.size());
     errs.metric.push_back(e);
-    return {addrs, size, nss, errs};
+    auto held = fam("nsegress_controller_held",
+                    "1 while changes are held: the source is not a complete read, or releases wait "
+                    "for an operator's confirmation");
+    auto held_rel = fam("nsegress_controller_releases_held",
+                        "Releases waiting for confirmation (nsegressctl confirm-release)");
+    auto not_ready = fam("nsegress_controller_not_ready",
+                         "1 while the controller cannot apply changes (e.g. the ledger cannot "
+                         "be written)");
+    prometheus::ClientMetric h, hr, nr;
+    h.gauge.value = v->hold ? 1 : 0;
+    hr.gauge.value = v->hold ? static_cast<double>(v->hold->namespaces.size()) : 0;
+    nr.gauge.value = v->not_ready.empty() ? 0 : 1;
+    held.metric.push_back(h);
+    held_rel.metric.push_back(hr);
+    not_ready.metric.push_back(nr);
+    return {addrs, size, nss, errs, held, held_rel, not_ready};
   }
 
  private:

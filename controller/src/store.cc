@@ -2,9 +2,28 @@
 
 #include "nsegress/common/fd.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <cstring>
 
 namespace nsegress::controller {
+
+Result<std::vector<AuditEvent>> LedgerStore::history(const IpAddress& ip) {
+  std::vector<AuditEvent> out;
+  const std::string key = ip.str();
+  for (int64_t since = 0;;) {
+    auto page = audit(since, 10000);
+    if (!page) return page.error();
+    if (page->empty()) break;
+    for (const auto& e : *page)
+      if (e.event.ip == key) out.push_back(e.event);
+    since = page->back().id;
+  }
+  return out;
+}
 
 // ---- MemoryStore ---------------------------------------------------------------
 
@@ -68,6 +87,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_ip ON audit(ip, id);
 )sql";
 
 Error dbError(sqlite3* db, const std::string& what) {
@@ -76,6 +96,7 @@ Error dbError(sqlite3* db, const std::string& what) {
 }  // namespace
 
 struct SqliteStore::Impl {
+  Fd lock;  // flock(LOCK_EX) on the ledger file while this store is open
   DbPtr db;
   // A second, read-only connection for the audit log: readers on other
   // threads (the HTTP API's slow handlers) see the last committed state,
@@ -99,17 +120,54 @@ struct SqliteStore::Impl {
   }
 };
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) {
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, SqliteOptions o) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
+  // A ledger is created only when asked: a missing or emptied file over an
+  // existing deployment must not become a fresh ledger (every namespace
+  // would get a new address and quarantines would be forgotten).
+  struct stat st {};
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  if ((!exists || st.st_size == 0) && !o.create)
+    return makeError(ENOENT, "ledger " + path + (exists ? " is empty" : " does not exist") +
+                                 ": refusing to start from an empty ledger; for a new "
+                                 "installation start once with --init-ledger");
+  if (exists && !S_ISREG(st.st_mode))
+    return makeError(EINVAL, "ledger " + path + ": not a regular file");
+  impl->lock.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!impl->lock) return makeError(errno, "ledger " + path + ": " + strerror(errno));
+  if (flock(impl->lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return makeError(errno == EWOULDBLOCK ? EBUSY : errno,
+                     "ledger " + path + " is in use by another controller (locked)");
   sqlite3* db = nullptr;
   int rc =
-      sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   impl->db.reset(db);
   if (rc != SQLITE_OK)
     return makeError(EIO, "ledger " + path + ": " + (db ? sqlite3_errmsg(db) : "cannot open"));
   sqlite3_busy_timeout(db, 5000);
+  // A damaged file is refused, not repaired by guessing.
+  {
+    auto check = impl->prepare("PRAGMA quick_check");
+    if (!check) return makeError(EIO, "ledger " + path + " is damaged: " + check.error().message);
+    std::string verdict;
+    if (sqlite3_step(check->get()) == SQLITE_ROW && sqlite3_column_text(check->get(), 0))
+      verdict = reinterpret_cast<const char*>(sqlite3_column_text(check->get(), 0));
+    if (verdict != "ok")
+      return makeError(EIO, "ledger " + path +
+                                " is damaged: " + (verdict.empty() ? sqlite3_errmsg(db) : verdict));
+  }
+  // An existing ledger must be one (its tables present); creating them is
+  // initialisation, which is explicit.
+  if (!o.create) {
+    auto t = impl->prepare(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
+        "('addresses','audit','meta')");
+    if (!t || sqlite3_step(t->get()) != SQLITE_ROW || sqlite3_column_int(t->get(), 0) != 3)
+      return makeError(EINVAL, "ledger " + path +
+                                   " is not an nsegress ledger (tables missing): refusing to "
+                                   "initialise it implicitly; use --init-ledger for a new one");
+  }
   if (auto r = impl->exec(kSchema); !r) return r.error();
   sqlite3* reader = nullptr;
   rc =
@@ -247,6 +305,34 @@ Result<std::vector<StoredEvent>> SqliteStore::audit(int64_t since, size_t limit)
   }
   if (rc != SQLITE_DONE) return dbError(impl_->reader.get(), "read audit");
   return out;
+}
+
+Result<std::vector<AuditEvent>> SqliteStore::history(const IpAddress& ip) {
+  // Uses the audit(ip) index: one address's events, not the whole log.
+  auto st = impl_->prepare(
+      "SELECT at, kind, namespace, ip, pool, node, message FROM audit WHERE ip = ? ORDER BY id",
+      impl_->reader.get());
+  if (!st) return st.error();
+  const std::string key = ip.str();
+  sqlite3_bind_text(st->get(), 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  std::vector<AuditEvent> out;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    auto col = [&](int i) {
+      const auto* t = sqlite3_column_text(st->get(), i);
+      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    };
+    out.push_back(AuditEvent{sqlite3_column_int64(st->get(), 0), col(1), col(2), col(3), col(4),
+                             col(5), col(6)});
+  }
+  if (rc != SQLITE_DONE) return dbError(impl_->reader.get(), "read history");
+  return out;
+}
+
+Status SqliteStore::checkWritable() {
+  if (auto r = impl_->exec("BEGIN IMMEDIATE"); !r)
+    return makeError(EROFS, "ledger " + impl_->path + " cannot be written: " + r.error().message);
+  return impl_->exec("ROLLBACK");
 }
 
 Result<std::optional<std::string>> SqliteStore::meta(const std::string& key) {

@@ -103,6 +103,7 @@ void Agent::reportOutcome(const ReconcileOutcome& r, double secs) {
       ns_egress[ns.name] = ns.egress_v6->str();
   }
   metrics_->snapshot()->update(r.counters, std::move(ns_egress));
+  metrics_->snapshot()->updateDrops(r.drops);
   // A full conntrack dump: only with the periodic full read of the kernel,
   // not on every incremental change.
   if (conntrack_) {

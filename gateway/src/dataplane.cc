@@ -38,8 +38,12 @@ NodeDataplane::NodeDataplane(Ports p)
 Result<ReconcileOutcome> NodeDataplane::reconcile(const DesiredState& desired, bool full) {
   // Counters as read before the changes (the read is the first step).
   auto r = dp_.reconcile(desired, full);
-  if (r && r->observed_kernel && session_.hasModel())
+  if (r && r->observed_kernel && session_.hasModel()) {
     r->counters = countersByNamespace(session_.model());
+    for (const char* name : {kBlockedCounter, kSpoofedCounter, kInboundCounter})
+      if (auto it = session_.model().counters.find(name); it != session_.model().counters.end())
+        r->drops[name] = it->second.first;
+  }
   return r;
 }
 

@@ -54,6 +54,11 @@ void KernelSnapshot::update(std::map<std::string, NamespaceCounters> per_ns,
   ns_egress_ = std::move(ns_egress);
 }
 
+void KernelSnapshot::updateDrops(std::map<std::string, uint64_t> drops) {
+  std::lock_guard l(mu_);
+  drops_ = std::move(drops);
+}
+
 void KernelSnapshot::updateFlows(std::map<std::string, size_t> flows) {
   std::lock_guard l(mu_);
   flows_ = std::move(flows);
@@ -99,7 +104,30 @@ std::vector<prometheus::MetricFamily> KernelSnapshot::Collect() const {
     m.gauge.value = static_cast<double>(n);
     flows.metric.push_back(m);
   }
-  return {tx_p, tx_b, dr_p, flows};
+  std::vector<prometheus::MetricFamily> out = {tx_p, tx_b, dr_p, flows};
+  struct Drop {
+    const char* counter;
+    const char* metric;
+    const char* help;
+  };
+  for (const Drop& d :
+       {Drop{kBlockedCounter, "nsegress_gateway_blocked_drops_total",
+             "Packets dropped because their source address is claimed by pods of more than one "
+             "namespace (attributable to none)"},
+        Drop{kSpoofedCounter, "nsegress_gateway_spoofed_drops_total",
+             "Packets dropped because their source address is not routed back through the "
+             "interface they came in on (a forged pod address)"},
+        Drop{kInboundCounter, "nsegress_gateway_inbound_drops_total",
+             "New inbound connections to an egress address, dropped (egress addresses accept "
+             "replies only)"}}) {
+    auto f = family(d.metric, d.help, prometheus::MetricType::Counter);
+    prometheus::ClientMetric m;
+    auto it = drops_.find(d.counter);
+    m.counter.value = it == drops_.end() ? 0 : static_cast<double>(it->second);
+    f.metric.push_back(m);
+    out.push_back(std::move(f));
+  }
+  return out;
 }
 
 }  // namespace nsegress::gateway

@@ -19,7 +19,7 @@ std::string namespaceOfCounter(const std::string& counter) {
   return {};
 }
 bool isOurCounter(const std::string& name) {
-  return name.starts_with(kTxPrefix) || name.starts_with(kDropPrefix);
+  return name.starts_with(kTxPrefix) || name.starts_with(kDropPrefix) || name == kBlockedCounter;
 }
 
 std::string NftOp::describe() const {
@@ -79,6 +79,8 @@ std::optional<Error> applyOp(ObservedNft& s, const NftOp& op) {
     s = {};
     s.table_present = true;
     s.structure_ok = true;
+    for (const char* c : kBuiltinCounters)
+      s.counters.emplace(c, std::pair<uint64_t, uint64_t>{0, 0});
     return std::nullopt;
   }
   if (!s.table_present) return makeError(ENOENT, "no table");

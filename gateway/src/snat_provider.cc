@@ -27,6 +27,9 @@ struct Wanted {
 
 Wanted wanted(const DesiredState& d) {
   Wanted w;
+  // Addresses no single namespace owns: dropped and counted apart.
+  if (!d.blocked.empty()) w.counters.insert(kBlockedCounter);
+  for (const auto& ip : d.blocked) w.pending[ip] = kBlockedCounter;
   for (const auto& ns : d.namespaces) {
     w.counters.insert(txCounterName(ns.name));
     w.counters.insert(dropCounterName(ns.name));

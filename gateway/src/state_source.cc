@@ -29,13 +29,11 @@ void FileStateSource::drain() {
 }
 
 Result<DesiredState> FileStateSource::load() {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) return makeError(errno, path_ + ": cannot read: " + strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  constexpr size_t kMax = 256u << 20;
-  if (ss.str().size() > kMax) return makeError(EFBIG, path_ + ": larger than 256 MiB");
-  auto s = parseDesiredState(ss.str());
+  // Bounded and non-blocking: a FIFO, a device or a file too large at the
+  // path is refused, never read (the last good state stays enforced).
+  auto f = readFileBounded(path_, kMaxDesiredStateBytes);
+  if (!f) return f.error();
+  auto s = parseDesiredState(f->text);
   if (!s) return makeError(s.error().code, path_ + ": " + s.error().message);
   return s;
 }

@@ -1,4 +1,5 @@
 #include "nsegress/kube/informer.h"
+#include "nsegress/common/json.h"
 
 #include <cctype>
 
@@ -112,7 +113,7 @@ bool InformerBase::list() {
     bool ok = r && r->status == 200;
     json j;
     if (ok) {
-      j = json::parse(r->body, nullptr, false);
+      j = parseJsonOrDiscarded(r->body);
       ok = j.is_object() && j.contains("items") && j["items"].is_array();
     }
     if (!ok) {
@@ -164,7 +165,7 @@ milliseconds InformerBase::step() {
           std::to_string(o_.watch_timeout.count()) + "&resourceVersion=" + rv,
       [&](const std::string& line) {
         if (stop_.requested()) return false;
-        auto e = json::parse(line, nullptr, false);
+        auto e = parseJsonOrDiscarded(line);
         if (!e.is_object()) return true;  // malformed line: skip it, keep the stream
         const std::string type = text(e, "type");
         const json& obj = e.contains("object") ? e["object"] : json();

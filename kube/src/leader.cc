@@ -1,4 +1,5 @@
 #include "nsegress/kube/leader.h"
+#include "nsegress/common/json.h"
 
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -39,11 +40,10 @@ std::string LeaderElector::body(const std::string& holder, const std::string& rv
   spec["acquireTime"] = acquire ? microTime() : acquire_time_;
   json meta{{"name", opts_.name}, {"namespace", opts_.ns}};
   if (!rv.empty()) meta["resourceVersion"] = rv;
-  return json{{"apiVersion", "coordination.k8s.io/v1"},
-              {"kind", "Lease"},
-              {"metadata", meta},
-              {"spec", spec}}
-      .dump();
+  return dumpJson(json{{"apiVersion", "coordination.k8s.io/v1"},
+                       {"kind", "Lease"},
+                       {"metadata", meta},
+                       {"spec", spec}});
 }
 
 namespace {
@@ -80,7 +80,7 @@ void LeaderElector::tick() {
     return;
   }
   if (got->status != 200) return;
-  auto lease = json::parse(got->body, nullptr, false);
+  auto lease = parseJsonOrDiscarded(got->body);
   if (!lease.is_object()) return;
   const auto& spec = lease.value("spec", json::object());
   const std::string holder = spec.value("holderIdentity", "");
@@ -107,7 +107,7 @@ void LeaderElector::tick() {
     if (!mine) acquire_time_ = microTime();
     last_renew_ = ns(now);
     observed_holder_ = opts_.identity;
-    auto updated = json::parse(r->body, nullptr, false);
+    auto updated = parseJsonOrDiscarded(r->body);
     if (updated.is_object()) {
       const auto& s = updated.value("spec", json::object());
       observed_record_ = s.value("holderIdentity", "") + "|" + s.value("renewTime", "") + "|" +
@@ -122,13 +122,13 @@ void LeaderElector::release() {
   last_renew_ = 0;
   auto got = api_.request("GET", path());
   if (!got || got->status != 200) return;
-  auto lease = json::parse(got->body, nullptr, false);
+  auto lease = parseJsonOrDiscarded(got->body);
   if (!lease.is_object() || lease["spec"].value("holderIdentity", "") != opts_.identity) return;
   json spec = lease["spec"];
   spec["holderIdentity"] = "";
   spec["leaseDurationSeconds"] = 1;
   lease["spec"] = spec;
-  (void)api_.request("PUT", path(), lease.dump());
+  (void)api_.request("PUT", path(), dumpJson(lease));
 }
 
 void runElection(LeaderElector& e, Clock& clock, Stopper& stop,

@@ -10,9 +10,11 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -25,6 +27,9 @@
 
 namespace nsegress::netlink {
 
+using gateway::kBuiltinCounters;
+using gateway::kInboundCounter;
+using gateway::kSpoofedCounter;
 using gateway::NftOp;
 
 namespace {
@@ -170,16 +175,53 @@ RulePtr newRule(const NftConfig& c, const char* chain) {
   return r;
 }
 
+// `counter name NAME` (a named counter object of the table).
+void objrefCounter(nftnl_rule* r, const char* name) {
+  addExpr(r, "objref", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_COUNTER);
+    nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, name);
+  });
+}
+
 // The whole rule set. Per packet: one map lookup per hook, whatever the number
 // of namespaces.
-//   forward:     meta nfproto ipv4 counter name ip saddr map @pending4 drop
+//   forward:     iifname != UPLINK fib saddr . iif oif 0 counter name spoofed drop
+//                meta nfproto ipv4 counter name ip saddr map @pending4 drop
 //                meta nfproto ipv6 counter name ip6 saddr map @pending6 drop
 //                meta nfproto ipv4 oifname UPLINK counter name ip saddr map @tx4
 //                meta nfproto ipv6 oifname UPLINK counter name ip6 saddr map @tx6
 //   postrouting: meta nfproto ipv4 oifname UPLINK snat ip to ip saddr map @snat4
 //                meta nfproto ipv6 oifname UPLINK snat ip6 to ip6 saddr map @snat6
+//   input:       meta nfproto ipv4 ip daddr @owned4 ct state & (established|related) == 0
+//                  counter name inbound drop          (and ipv6 with @owned6)
 std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
   std::vector<std::pair<const char*, RulePtr>> rules;
+  {
+    // Anti-spoofing (strict reverse path, for forwarded traffic from pods):
+    // a packet whose source is not routed back through the interface it came
+    // in on is forged — a pod sending as another pod, or as a made-up
+    // address. Packets from the uplink (replies from outside) are not
+    // checked here.
+    auto r = newRule(c, NftNames::kForward);
+    metaLoad(r.get(), NFT_META_IIFNAME);
+    char name[IFNAMSIZ] = {};
+    std::strncpy(name, c.uplink.c_str(), IFNAMSIZ - 1);
+    addExpr(r.get(), "cmp", [&](nftnl_expr* e) {
+      nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_NEQ);
+      nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, name, IFNAMSIZ);
+    });
+    addExpr(r.get(), "fib", [&](nftnl_expr* e) {
+      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_OIF);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF);
+    });
+    const uint32_t none = 0;
+    cmpEq(r.get(), &none, sizeof none);
+    objrefCounter(r.get(), kSpoofedCounter);
+    verdict(r.get(), NF_DROP);
+    rules.emplace_back(NftNames::kForward, std::move(r));
+  }
   for (Family f : {Family::V4, Family::V6}) {
     auto r = newRule(c, NftNames::kForward);
     matchNfproto(r.get(), f);
@@ -214,17 +256,81 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     });
     rules.emplace_back(NftNames::kPostrouting, std::move(r));
   }
+  if (c.drop_inbound) {
+    // Neighbour discovery (NS/NA) to an egress address is how the upstream
+    // router checks it is reachable: accepted before the rule below.
+    {
+      auto r = newRule(c, NftNames::kInput);
+      matchNfproto(r.get(), Family::V6);
+      metaLoad(r.get(), NFT_META_L4PROTO);
+      const uint8_t icmpv6 = IPPROTO_ICMPV6;
+      cmpEq(r.get(), &icmpv6, sizeof icmpv6);
+      addExpr(r.get(), "payload", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, 0);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, 1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+      });
+      const uint8_t from = 135, to = 136;  // neighbour solicitation, advertisement
+      addExpr(r.get(), "range", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_EQ);
+        nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, &from, sizeof from);
+        nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, &to, sizeof to);
+      });
+      verdict(r.get(), NF_ACCEPT);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+    // The egress addresses this agent owns accept replies only: a new
+    // connection to one (to the node's own services) is dropped and counted.
+    for (Family f : {Family::V4, Family::V6}) {
+      auto r = newRule(c, NftNames::kInput);
+      matchNfproto(r.get(), f);
+      addExpr(r.get(), "payload", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, f == Family::V4 ? 16 : 24);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, f == Family::V4 ? 4 : 16);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+      });
+      addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET,
+                           f == Family::V4 ? NftNames::kOwned4 : NftNames::kOwned6);
+      });
+      addExpr(r.get(), "ct", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+      });
+      const uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED),
+                     zero = 0;
+      addExpr(r.get(), "bitwise", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, sizeof mask);
+        nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof mask);
+        nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof zero);
+      });
+      cmpEq(r.get(), &zero, sizeof zero);
+      objrefCounter(r.get(), kInboundCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+  }
   return rules;
 }
 
-constexpr size_t kRulesInForward = 4;
-constexpr size_t kRulesInPostrouting = 2;
+size_t rulesIn(const NftConfig& c, const char* chain) {
+  size_t n = 0;
+  for (const auto& [ch, r] : buildRules(c)) n += std::string_view(ch) == chain;
+  return n;
+}
 
 }  // namespace
 
 std::string structureFingerprint(const NftConfig& c) {
-  return "nsegress/v1 uplink=" + c.uplink + " fwd=" + std::to_string(c.forward_priority) +
-         " nat=" + std::to_string(c.nat_priority);
+  return "nsegress/v2 uplink=" + c.uplink + " fwd=" + std::to_string(c.forward_priority) +
+         " nat=" + std::to_string(c.nat_priority) +
+         " in=" + (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
 }
 
 // ---- NftBuilder ------------------------------------------------------------
@@ -304,11 +410,26 @@ void NftBuilder::createTable(size_t op_index) {
     uint32_t hook;
     int prio;
   };
+  // The built-in counters the rules name, before the rules.
+  for (const char* name : kBuiltinCounters) {
+    ObjPtr o(nftnl_obj_alloc());
+    nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, cfg_.table.c_str());
+    nftnl_obj_set_str(o.get(), NFTNL_OBJ_NAME, name);
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_FAMILY, kFamily);
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+    uint32_t seq = seq_++;
+    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(reserve(kMaxMsg)), NFT_MSG_NEWOBJ, kFamily,
+                                      NLM_F_CREATE, seq);
+    nftnl_obj_nlmsg_build_payload(nlh, o.get());
+    commit(seq, op_index);
+  }
   const ChainSpec chains[] = {
       {NftNames::kForward, "filter", NF_INET_FORWARD, cfg_.forward_priority},
       {NftNames::kPostrouting, "nat", NF_INET_POST_ROUTING, cfg_.nat_priority},
+      {NftNames::kInput, "filter", NF_INET_LOCAL_IN, cfg_.input_priority},
   };
   for (const auto& cs : chains) {
+    if (cs.hook == NF_INET_LOCAL_IN && !cfg_.drop_inbound) continue;
     ChainPtr ch(nftnl_chain_alloc());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, cfg_.table.c_str());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, cs.name);
@@ -731,8 +852,9 @@ Result<gateway::ObservedNft> NftTable::observe() {
   const bool all_sets =
       std::all_of(std::begin(kSets), std::end(kSets), [&](auto& s) { return sets.count(s.name); });
   obs.structure_ok = fingerprint == structureFingerprint(cfg_) && all_sets &&
-                     rules[NftNames::kForward] == kRulesInForward &&
-                     rules[NftNames::kPostrouting] == kRulesInPostrouting;
+                     rules[NftNames::kForward] == rulesIn(cfg_, NftNames::kForward) &&
+                     rules[NftNames::kPostrouting] == rulesIn(cfg_, NftNames::kPostrouting) &&
+                     rules[NftNames::kInput] == rulesIn(cfg_, NftNames::kInput);
 
   for (const auto& spec : kSets)
     if (sets.count(spec.name))

@@ -124,8 +124,10 @@ spec:
     });
     lab.send("ana-1", "udp", "u2-ana", 3, 5, true);
     std::cout << "   outside saw analytics as " << join(lab.peersOf("u2-ana")) << "\n";
-    check(lab.peersOf("u2-ana") == std::set<std::string>{"203.0.113.200"},
-          "analytics now leaves as 203.0.113.200");
+    // 203.0.113.200/30: the network (.200) and broadcast (.203) addresses
+    // of a CIDR are never handed out.
+    check(lab.peersOf("u2-ana") == std::set<std::string>{"203.0.113.201"},
+          "analytics now leaves as 203.0.113.201 (the /30's first usable address)");
 
     std::cout << "\n3. The gateway agent is killed (SIGKILL) and restarted during a stream of new "
                  "flows.\n";

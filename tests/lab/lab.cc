@@ -309,13 +309,13 @@ void Lab::clearSeen() {
 
 std::string Lab::send(const std::string& p, const std::string& proto, const std::string& tag,
                       int count, int interval_ms, bool fresh, int timeout_ms,
-                      const std::string& dst) {
+                      const std::string& dst, const std::string& src) {
   std::string cmd = "ip netns exec " + pod(p) + " " + labtoolPath() + " send --proto " + proto +
                     " --dst " + (dst.empty() ? std::string(kOutsideIp) : dst) + " --port " +
                     (proto == "udp" ? "9000" : "9001") + " --tag " + tag + " --count " +
                     std::to_string(count) + " --interval-ms " + std::to_string(interval_ms) +
                     " --connect-timeout-ms " + std::to_string(timeout_ms) +
-                    (fresh ? " --fresh" : "");
+                    (fresh ? " --fresh" : "") + (src.empty() ? "" : " --src " + src);
   return must(cmd);
 }
 
@@ -334,6 +334,7 @@ Process& Lab::startController(std::vector<std::string> extra) {
                                    manifestDir(),
                                    "--ledger",
                                    dir_ + "/ledger.db",
+                                   "--init-ledger",  // the lab's own, new ledger
                                    "--gateway-state-dir",
                                    gatewayStateDir(),
                                    "--listen",

@@ -108,9 +108,10 @@ class Lab {
 
   // Runs labtool send in a pod and returns its summary line.
   // `dst` defaults to kOutsideIp (kOutsideIp6 for IPv6).
+  // `src`: send from that address even if it is not the pod's (forging).
   std::string send(const std::string& pod, const std::string& proto, const std::string& tag,
                    int count, int interval_ms, bool fresh = false, int timeout_ms = 1000,
-                   const std::string& dst = "");
+                   const std::string& dst = "", const std::string& src = "");
 
   // The gateway agent, started in the gw namespace.
   Process& startGateway(const std::string& state_file, std::vector<std::string> extra = {});

@@ -128,11 +128,31 @@ int serve(int udp_port, int tcp_port) {
   }
 }
 
+// Binds `fd` to source address `src` even if it is not the host's own
+// (IP_TRANSPARENT, which also lets the packets leave with it): how a pod
+// with a raw socket or NET_ADMIN forges another pod's address. "" = the
+// kernel's choice.
+void bindSource(int fd, int family, const std::string& src) {
+  if (src.empty()) return;
+  int on = 1;
+  if (family == AF_INET)
+    setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &on, sizeof on);
+  else
+    setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &on, sizeof on);
+  socklen_t len;
+  auto ss = addrOf(src, 0, &len);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    std::cerr << "bind " << src << ": " << strerror(errno) << std::endl;
+    exit(2);
+  }
+}
+
 // Connects with a timeout; -1 on failure.
-int connectTcp(const std::string& dst, int port, int timeout_ms) {
+int connectTcp(const std::string& dst, int port, int timeout_ms, const std::string& src) {
   socklen_t len;
   auto ss = addrOf(dst, port, &len);
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  bindSource(fd, ss.ss_family, src);
   int r = connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
   if (r < 0 && errno != EINPROGRESS) {
     close(fd);
@@ -155,7 +175,7 @@ int connectTcp(const std::string& dst, int port, int timeout_ms) {
 }
 
 int send(const std::string& proto, const std::string& dst, int port, int count, int interval_ms,
-         bool fresh, const std::string& tag, int timeout_ms) {
+         bool fresh, const std::string& tag, int timeout_ms, const std::string& src) {
   int sent = 0, failed = 0;
   int fd = -1;
   socklen_t len;
@@ -168,12 +188,13 @@ int send(const std::string& proto, const std::string& dst, int port, int count, 
       if (fd < 0 || fresh) {
         if (fd >= 0) close(fd);
         fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+        bindSource(fd, ss.ss_family, src);
       }
       ok = sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) > 0;
     } else {
       if (fd < 0 || fresh) {
         if (fd >= 0) close(fd);
-        fd = connectTcp(dst, port, timeout_ms);
+        fd = connectTcp(dst, port, timeout_ms, src);
       }
       ok = fd >= 0 && write(fd, msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
       if (!ok && fd >= 0) {
@@ -199,7 +220,7 @@ int main(int argc, char** argv) {
   auto* s = app.add_subcommand("serve", "record the peer address of every message");
   s->add_option("--udp-port", udp_port);
   s->add_option("--tcp-port", tcp_port);
-  std::string proto = "udp", dst, tag = "msg";
+  std::string proto = "udp", dst, tag = "msg", src;
   int port = 9000, count = 1, interval = 10, timeout = 1000;
   bool fresh = false;
   auto* c = app.add_subcommand("send", "send numbered messages");
@@ -211,7 +232,8 @@ int main(int argc, char** argv) {
   c->add_option("--connect-timeout-ms", timeout);
   c->add_option("--tag", tag);
   c->add_flag("--fresh", fresh, "new socket (new flow) for every message");
+  c->add_option("--src", src, "source address, even one that is not ours (a forging pod)");
   CLI11_PARSE(app, argc, argv);
   if (s->parsed()) return serve(udp_port, tcp_port);
-  return send(proto, dst, port, count, interval, fresh, tag, timeout);
+  return send(proto, dst, port, count, interval, fresh, tag, timeout, src);
 }

@@ -278,3 +278,93 @@ TEST_F(Datapath, DriftIsRepairedAndCleanupRemovesEverything) {
 
 }  // namespace
 }  // namespace nsegress::testing
+
+namespace nsegress::testing {
+namespace {
+
+// An egress address identifies one namespace: a pod that forges another
+// pod's source address, or a made-up one, is dropped (strict reverse path)
+// and counted; nothing leaves as the victim's egress address or untranslated.
+TEST_F(Datapath, APodForgingAnotherPodsAddressOrAMadeUpOneIsDroppedAndCounted) {
+  lab->addPod("victim", "10.244.6.2", "fd00:10::6");
+  lab->addPod("forger", "10.244.7.2", "fd00:10::7");
+  DesiredState st;
+  st.gateway = "gw";
+  st.generation = 1;
+  st.namespaces = {
+      NamespaceEgress{
+          "pay", ip("203.0.113.14"), ip("fd00:e::14"), {ip("10.244.6.2"), ip("fd00:10::6")}},
+      NamespaceEgress{
+          "web", ip("203.0.113.15"), ip("fd00:e::15"), {ip("10.244.7.2"), ip("fd00:10::7")}}};
+  lab->writeState(serializeDesiredState(st));
+  lab->startServers();
+  startAndWait();
+  const std::string v6 = lab::Lab::kOutsideIp6;
+  // The forger, as the victim (IPv4 and IPv6) and as nobody at all. The
+  // packets do leave the forger (its sends succeed); the gateway drops them.
+  auto forge = [&](const std::string& proto, const std::string& tag, const std::string& dst,
+                   const std::string& src) {
+    return lab->send("forger", proto, tag, 5, 5, true, 300, dst, src);
+  };
+  EXPECT_EQ(forge("udp", "forged-v4", "", "10.244.6.2"), "sent 5 failed 0\n");
+  EXPECT_EQ(forge("udp", "forged-v6", v6, "fd00:10::6"), "sent 5 failed 0\n");
+  EXPECT_EQ(forge("udp", "madeup-v4", "", "10.99.0.1"), "sent 5 failed 0\n");
+  EXPECT_EQ(forge("udp", "madeup-v6", v6, "fd00:99::1"), "sent 5 failed 0\n");
+  forge("tcp", "forged-tcp", "", "10.244.6.2");  // the handshake never completes
+  // Both still leave as themselves.
+  EXPECT_EQ(lab->send("victim", "udp", "real-victim", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->send("forger", "udp", "real-forger", 3, 5, true, 1000, v6), "sent 3 failed 0\n");
+  EXPECT_TRUE(lab::eventually([&] {
+    return lab->peersOf("real-victim") == std::set<std::string>{"203.0.113.14"} &&
+           lab->peersOf("real-forger") == std::set<std::string>{"fd00:e::15"};
+  }));
+  for (const char* tag : {"forged-v4", "forged-v6", "madeup-v4", "madeup-v6", "forged-tcp"})
+    EXPECT_TRUE(lab->peersOf(tag).empty()) << tag << " reached the outside";
+  for (const auto& [src, n] : lab->seenSources())
+    EXPECT_TRUE(src == "203.0.113.14" || src == "fd00:e::15" || src == "198.51.100.1" ||
+                src == "fd00:ff::1" || src.rfind("fe80:", 0) == 0)
+        << src << " leaked (" << n << ")";
+  EXPECT_GE(kernel().counters[gateway::kSpoofedCounter].first, 20u)
+      << "every forged packet is counted";
+}
+
+// The egress addresses accept replies only: a new connection from outside to
+// a node service through an egress address is dropped and counted, while the
+// node's own address and the pods' replies are untouched.
+TEST_F(Datapath, EgressAddressesAcceptRepliesOnlyNotNewInboundConnections) {
+  lab->addPod("p1", "10.244.8.2", "fd00:10::8");
+  DesiredState st;
+  st.gateway = "gw";
+  st.generation = 1;
+  st.namespaces = {NamespaceEgress{
+      "pay", ip("203.0.113.16"), ip("fd00:e::16"), {ip("10.244.8.2"), ip("fd00:10::8")}}};
+  lab->writeState(serializeDesiredState(st));
+  lab->startServers();
+  startAndWait();
+  // A node service on every address of the gateway (like a metrics port
+  // under hostNetwork).
+  lab->spawn(lab->gw(), {lab::labtoolPath(), "serve", "--udp-port", "9100", "--tcp-port", "9101"},
+             "node-service.log");
+  auto fromOutside = [&](const std::string& dst, const std::string& proto) {
+    return lab->exec(lab->outside(), lab::labtoolPath() + " send --proto " + proto + " --dst " +
+                                         dst + " --port " + (proto == "udp" ? "9100" : "9101") +
+                                         " --tag in --count 2 --interval-ms 5 "
+                                         "--connect-timeout-ms 300 --fresh");
+  };
+  EXPECT_TRUE(lab::eventually([&] {
+    return fromOutside(lab::Lab::kGwUplinkIp, "tcp") == "sent 2 failed 0\n";
+  })) << "the node's own address still serves";
+  EXPECT_EQ(fromOutside("203.0.113.16", "tcp"), "sent 0 failed 2\n");
+  EXPECT_EQ(fromOutside("fd00:e::16", "tcp"), "sent 0 failed 2\n");
+  fromOutside("203.0.113.16", "udp");
+  // Replies to the pods' own connections still come back through them.
+  EXPECT_EQ(lab->send("p1", "tcp", "pod-v4", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->send("p1", "tcp", "pod-v6", 3, 5, true, 1000, lab::Lab::kOutsideIp6),
+            "sent 3 failed 0\n");
+  EXPECT_EQ(lab->peersOf("pod-v4"), std::set<std::string>{"203.0.113.16"});
+  EXPECT_EQ(lab->peersOf("pod-v6"), std::set<std::string>{"fd00:e::16"});
+  EXPECT_GE(kernel().counters[gateway::kInboundCounter].first, 4u);
+}
+
+}  // namespace
+}  // namespace nsegress::testing

@@ -327,10 +327,12 @@ TEST_F(BadInput, AddressOutsideEveryPool) {
 }
 
 TEST_F(BadInput, AddressOwnedByAnotherNamespace) {
-  auto st = tryNs({{kIpAnnotation, "198.51.100.64"}});
+  // 198.51.100.64/30: .64 (network) and .67 (broadcast) are never handed
+  // out; owner got .65.
+  auto st = tryNs({{kIpAnnotation, "198.51.100.65"}});
   EXPECT_EQ(st.phase, Phase::kPending);
-  EXPECT_EQ(st.reason, "198.51.100.64 is assigned to namespace owner");
-  EXPECT_EQ(s.ledger.at(ip("198.51.100.64")).ns, "owner");
+  EXPECT_EQ(st.reason, "198.51.100.65 is assigned to namespace owner");
+  EXPECT_EQ(s.ledger.at(ip("198.51.100.65")).ns, "owner");
 }
 
 TEST_F(BadInput, AddressInQuarantineForAnotherNamespace) {
@@ -459,7 +461,9 @@ TEST(Manifests, UnreadableOrBrokenFileKeepsItsLastGoodObjects) {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, annotations: {nsegress.io/pool: "
         "dmz}}\n");
   write("other.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n");
-  ManifestDirectory md(dir);
+  ManifestOptions o;
+  o.settle = std::chrono::milliseconds(0);  // files written a moment ago count as complete
+  ManifestDirectory md(dir, SystemClock::instance(), o);
   auto w = md.load();
   EXPECT_EQ(w.namespaces.size(), 2u);
   EXPECT_TRUE(md.errors().empty());

@@ -72,3 +72,91 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace nsegress
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "nsegress/gateway/state_source.h"
+
+namespace nsegress {
+namespace {
+
+// Hostile input to the gateway (issue 9): bounded before parsing, a
+// duplicate key never silently wins, a path that is not a file never blocks.
+TEST(DesiredStateHostile, DeepNestingIsRefusedNotACrash) {
+  std::string deep = "{\"namespaces\":";
+  for (int i = 0; i < 100000; ++i) deep += "[";
+  auto r = parseDesiredState(deep);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("nested deeper than"), std::string::npos) << r.error().message;
+}
+
+TEST(DesiredStateHostile, ADuplicateKeyNeverWinsOverTheFirst) {
+  const std::string good =
+      R"({"apiVersion":"nsegress.io/v1alpha1","kind":"GatewayDesiredState",)"
+      R"("namespaces":[{"name":"pay","egressIPs":["203.0.113.10"],"podIPs":["10.244.1.2"]}],)"
+      R"("namespaces":[]})";
+  auto r = parseDesiredState(good);
+  ASSERT_FALSE(r) << "the second \"namespaces\" would have removed every mapping";
+  EXPECT_NE(r.error().message.find("duplicate key \"namespaces\""), std::string::npos)
+      << r.error().message;
+  auto bad_utf8 = parseDesiredState(
+      "{\"apiVersion\":\"nsegress.io/v1alpha1\",\"kind\":\"GatewayDesiredState\",\"gateway\":"
+      "\"\xff\",\"namespaces\":[]}");
+  EXPECT_FALSE(bad_utf8);
+}
+
+class StateFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = ::testing::TempDir() + "/nse-state-" + std::to_string(getpid());
+    std::filesystem::create_directories(dir);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+  std::string dir;
+};
+
+TEST_F(StateFile, ASymlinkToADeviceOrAFifoIsRefusedWithoutReadingOrBlocking) {
+  std::filesystem::create_symlink("/dev/zero", dir + "/zero.json");
+  gateway::FileStateSource zero(dir + "/zero.json");
+  auto z = zero.load();  // used to read 3 GB before looking at the size
+  ASSERT_FALSE(z);
+  EXPECT_NE(z.error().message.find("not a regular file"), std::string::npos);
+  ASSERT_EQ(mkfifo((dir + "/fifo.json").c_str(), 0600), 0);
+  gateway::FileStateSource fifo(dir + "/fifo.json");
+  auto f = fifo.load();  // used to block forever
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().message.find("not a regular file"), std::string::npos);
+}
+
+TEST_F(StateFile, AFileOverTheLimitIsRefusedBeforeItIsRead) {
+  {
+    std::ofstream out(dir + "/big.json");
+    out.seekp(static_cast<std::streamoff>(kMaxDesiredStateBytes) + 10);
+    out << "x";
+  }
+  gateway::FileStateSource big(dir + "/big.json");
+  auto r = big.load();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EFBIG);
+}
+
+TEST(DesiredStateHostile, BlockedAddressesRoundTripAndMayNotAlsoBeAPodOfANamespace) {
+  DesiredState s;
+  s.namespaces = {
+      NamespaceEgress{"pay", std::nullopt, std::nullopt, {*IpAddress::parse("10.0.0.1")}}};
+  s.blocked = {*IpAddress::parse("10.0.0.9")};
+  auto r = parseDesiredState(serializeDesiredState(s));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, s);
+  s.blocked.push_back(*IpAddress::parse("10.0.0.1"));
+  auto clash = parseDesiredState(serializeDesiredState(s));
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().message.find("blockedIPs[1]"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nsegress

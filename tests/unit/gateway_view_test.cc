@@ -215,6 +215,39 @@ TEST(GatewayView, TwoAddressesOfOneFamilyForOneNamespaceUseTheLowerAndWarn) {
   EXPECT_EQ(v.warnings.size(), 1u);
 }
 
+TEST(GatewayView, AnAddressClaimedByTwoNamespacesIsBlockedNotLetOut) {
+  // A Pod object of "shop" claims the address of pay's running pod: the
+  // address is translated for neither, and dropped (it used to leave with the
+  // node's address, unmapped: one tenant's object removed another's
+  // protection).
+  Cache nss{{"pay", ns("pay", {{"nsegress.io/pool", "dmz"}})},
+            {"shop", ns("shop", {{"nsegress.io/pool", "dmz"}})}};
+  Cache pods{{"pay/web", pod("pay", "web", {"10.1.0.7", "10.1.0.8"})},
+             {"shop/forged", pod("shop", "forged", {"10.1.0.7"})}};
+  Cache eips{{"203.0.113.10", eip("203.0.113.10", "Assigned", "pay", "gw-a")}};
+  auto v = gatewayView("gw-a", nss, pods, eips);
+  EXPECT_EQ(v.state.blocked, std::vector<IpAddress>{ip("10.1.0.7")});
+  EXPECT_EQ(find(v, "pay")->pod_ips, std::vector<IpAddress>{ip("10.1.0.8")});
+  EXPECT_TRUE(find(v, "shop")->pod_ips.empty());
+}
+
+TEST(GatewayView, PodsOfADeletedNamespaceStayFailClosedWhileTheyDrain) {
+  // Standalone: the Namespace manifest is gone, its Pod manifests not yet;
+  // the ledger still remembers the namespace (its address in quarantine).
+  Cache pods{{"pay/web", pod("pay", "web", {"10.1.0.7"})},
+             {"other/web", pod("other", "web", {"10.1.0.9"})}};
+  Cache eips{{"203.0.113.10", eip("203.0.113.10", "Quarantined", "pay", "")}};
+  auto v = gatewayView("gw-a", {}, pods, eips);
+  ASSERT_EQ(v.state.namespaces.size(), 1u) << "pay, not other (never held an address)";
+  EXPECT_EQ(v.state.namespaces[0].name, "pay");
+  EXPECT_FALSE(v.state.namespaces[0].egress_v4) << "fail-closed";
+  EXPECT_EQ(v.state.namespaces[0].pod_ips, std::vector<IpAddress>{ip("10.1.0.7")});
+  // A namespace that exists and gave its annotation up is released for good:
+  // its pods go back to the node's normal egress.
+  Cache nss{{"pay", ns("pay", json::object())}};
+  EXPECT_TRUE(gatewayView("gw-a", nss, pods, eips).state.namespaces.empty());
+}
+
 TEST(GatewayView, ResultIsAValidDesiredState) {
   Cache nss{{"pay", ns("pay", {{"nsegress.io/pool", "dmz"}})}};
   Cache pods{{"pay/a", pod("pay", "a", {"10.1.0.1"})}};

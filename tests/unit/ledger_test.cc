@@ -10,6 +10,9 @@
 #include <random>
 #include <thread>
 
+#include "temp_dir.h"
+
+#include "nsegress/controller/api.h"
 #include "nsegress/controller/controller.h"
 
 namespace nsegress::controller {
@@ -19,18 +22,7 @@ IpAddress ip(const char* s) {
   return *IpAddress::parse(s);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    path = ::testing::TempDir() + "/nse-ledger-" + std::to_string(getpid()) + "-" +
-           std::to_string(counter++);
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string path;
-  static inline int counter = 0;
-};
+using testing::TempDir;
 
 AddressRecord rec(const char* a, AddressState st, const char* ns) {
   return AddressRecord{ip(a), "dmz", st, ns, "", 1, 0, 0};
@@ -39,13 +31,13 @@ AddressRecord rec(const char* a, AddressState st, const char* ns) {
 TEST(SqliteStore, CommitLoadRoundTripAndAuditIsAppendOnly) {
   TempDir d;
   {
-    auto s = SqliteStore::open(d.path + "/l.db");
+    auto s = SqliteStore::open(d.path + "/l.db", SqliteOptions{true});
     ASSERT_TRUE(s) << s.error().message;
     ASSERT_TRUE((*s)->commit({rec("203.0.113.10", AddressState::kAssigned, "a")},
                              {AuditEvent{1, "Assigned", "a", "203.0.113.10", "dmz", "", "x"}},
                              {{"k", "v"}}));
   }
-  auto s = SqliteStore::open(d.path + "/l.db");
+  auto s = SqliteStore::open(d.path + "/l.db", SqliteOptions{true});
   ASSERT_TRUE(s);
   auto l = (*s)->load();
   ASSERT_TRUE(l);
@@ -64,7 +56,7 @@ TEST(SqliteStore, CommitLoadRoundTripAndAuditIsAppendOnly) {
 
 TEST(SqliteStore, SchemaRefusesTwoAddressesForOneNamespaceAndTheCommitChangesNothing) {
   TempDir d;
-  auto s = SqliteStore::open(d.path + "/l.db");
+  auto s = SqliteStore::open(d.path + "/l.db", SqliteOptions{true});
   ASSERT_TRUE(s);
   ASSERT_TRUE((*s)->commit({rec("203.0.113.10", AddressState::kAssigned, "a")}, {}));
   auto r = (*s)->commit({rec("203.0.113.11", AddressState::kAssigned, "a"),
@@ -89,6 +81,114 @@ TEST(SqliteStore, UnusableFileIsAClearError) {
       << "this is not a database, just some text that is long enough";
   auto g = SqliteStore::open(d.path + "/garbage.db");
   ASSERT_FALSE(g);
+}
+
+// A ledger is never created implicitly over an existing deployment.
+TEST(SqliteStore, AMissingOrEmptiedLedgerIsRefusedUnlessInitialisationIsAsked) {
+  TempDir d;
+  const std::string path = d.path + "/l.db";
+  auto missing = SqliteStore::open(path);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("--init-ledger"), std::string::npos)
+      << missing.error().message;
+  EXPECT_FALSE(std::filesystem::exists(path)) << "nothing created";
+  {
+    auto s = SqliteStore::open(path, SqliteOptions{true});
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE((*s)->commit({rec("203.0.113.1", AddressState::kAssigned, "pay")}, {}));
+  }
+  ASSERT_TRUE(SqliteStore::open(path)) << "an existing ledger opens without --init-ledger";
+  std::filesystem::resize_file(path, 0);  // emptied
+  std::filesystem::remove(path + "-wal");
+  auto emptied = SqliteStore::open(path);
+  ASSERT_FALSE(emptied);
+  EXPECT_NE(emptied.error().message.find("is empty"), std::string::npos);
+  // Another SQLite file (not a ledger) is not turned into one.
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open((d.path + "/other.db").c_str(), &db);
+    sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto other = SqliteStore::open(d.path + "/other.db");
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("not an nsegress ledger"), std::string::npos);
+}
+
+TEST(SqliteStore, ASecondControllerOnTheSameLedgerIsRefused) {
+  TempDir d;
+  const std::string path = d.path + "/l.db";
+  auto first = SqliteStore::open(path, SqliteOptions{true});
+  ASSERT_TRUE(first);
+  auto second = SqliteStore::open(path);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, EBUSY);
+  EXPECT_NE(second.error().message.find("in use by another controller"), std::string::npos);
+  first->reset();
+  EXPECT_TRUE(SqliteStore::open(path)) << "the lock goes with the first";
+}
+
+TEST(SqliteStore, ADamagedLedgerIsRefused) {
+  TempDir d;
+  const std::string path = d.path + "/l.db";
+  {
+    auto s = SqliteStore::open(path, SqliteOptions{true});
+    ASSERT_TRUE(s);
+    std::vector<AddressRecord> many;
+    for (uint32_t i = 0; i < 2000; ++i)
+      many.push_back(AddressRecord{IpAddress::v4(0xCB007100u + i), "dmz",
+                                   AddressState::kQuarantined, "ns" + std::to_string(i), "", 1, 2,
+                                   3});
+    ASSERT_TRUE((*s)->commit(many, {}));
+  }
+  // Scribble over the middle of the file (a table's pages).
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
+    const std::string junk(8192, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto s = SqliteStore::open(path);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("damaged"), std::string::npos) << s.error().message;
+}
+
+// A store that cannot take a commit: the controller is not ready, and says why.
+class UnwritableStore final : public LedgerStore {
+ public:
+  Result<Ledger> load() override { return Ledger{}; }
+  using LedgerStore::commit;
+  Status commit(std::vector<AddressRecord>&, const std::vector<AuditEvent>&,
+                const std::map<std::string, std::string>&) override {
+    return makeError(EROFS, "attempt to write a readonly database");
+  }
+  Result<std::vector<StoredEvent>> audit(int64_t, size_t) override {
+    return std::vector<StoredEvent>{};
+  }
+  Result<std::optional<std::string>> meta(const std::string&) override {
+    return std::optional<std::string>();
+  }
+  Status checkWritable() override { return makeError(EROFS, "ledger x cannot be written"); }
+};
+
+TEST(Controller, ALedgerThatCannotBeWrittenMakesItNotReady) {
+  UnwritableStore store;
+  Controller c(
+      store, [] { return Seconds{1'800'000'000}; }, "");
+  ASSERT_TRUE(c.start());
+  EXPECT_NE(c.view()->not_ready.find("cannot be written"), std::string::npos);
+  World w;
+  Pool p;
+  p.name = "dmz";
+  p.ranges = {{ip("203.0.113.1"), ip("203.0.113.9")}};
+  w.pools["dmz"] = p;
+  w.nodes["gw"] = Node{"gw", {}, true};
+  w.namespaces["pay"] = Namespace{"pay", {}, {{kPoolAnnotation, "dmz"}}};
+  EXPECT_FALSE(c.reconcile(w));
+  EXPECT_NE(c.view()->not_ready.find("could not be recorded"), std::string::npos);
+  auto ready = handleRequest(ApiContext::fixed(c.view()), "GET", "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("readonly"), std::string::npos) << ready.body;
 }
 
 // ---- crash safety -------------------------------------------------------------
@@ -128,13 +228,13 @@ World worldAt(uint32_t seed, int step) {
 
 // Runs steps [meta step + 1, last] against the ledger at `path`.
 int runSteps(const std::string& path, uint32_t seed, int last) {
-  auto store = SqliteStore::open(path);
+  auto store = SqliteStore::open(path, SqliteOptions{true});
   if (!store) return 2;
   int step = 0;
   if (auto m = (*store)->meta("step"); m && *m) step = std::stoi(**m);
   int current = step;
   Controller c(
-      **store, [&] { return kT0 + current * kStep; }, "");
+      **store, [&] { return kT0 + current * kStep; }, "", ReleaseGuard::offForTest());
   if (!c.start()) return 3;
   for (current = step + 1; current <= last; ++current) {
     if (!c.reconcile(worldAt(seed, current))) return 4;
@@ -218,7 +318,7 @@ TEST_P(LedgerCrash, KillNineAtRandomPointsNeverBreaksTheInvariants) {
     ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) != 0)
         << "child failed: " << WEXITSTATUS(status);
     kills += !finished;
-    auto store = SqliteStore::open(path);
+    auto store = SqliteStore::open(path, SqliteOptions{true});
     ASSERT_TRUE(store) << store.error().message;
     const std::string v = checkInvariants(**store);
     ASSERT_EQ(v, "") << "after kill " << kills;
@@ -236,10 +336,10 @@ TEST_P(LedgerCrash, KillNineAtRandomPointsNeverBreaksTheInvariants) {
   MemoryStore ref;
   int current = 0;
   Controller c(
-      ref, [&] { return kT0 + current * kStep; }, "");
+      ref, [&] { return kT0 + current * kStep; }, "", ReleaseGuard::offForTest());
   ASSERT_TRUE(c.start());
   for (current = 1; current <= kSteps; ++current) ASSERT_TRUE(c.reconcile(worldAt(seed, current)));
-  auto store = SqliteStore::open(path);
+  auto store = SqliteStore::open(path, SqliteOptions{true});
   EXPECT_EQ(*(*store)->load(), ref.ledger);
   EXPECT_EQ(checkInvariants(ref), "");
   // The sequence exercised every transition the invariants are about.

@@ -29,7 +29,19 @@ TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
   const std::string sa6 = "  [ payload load 16b @ network header + 8 => reg 1 ]\n";
   const std::string fwd = "forward: inet nsegress forward\n";
   const std::string post = "postrouting: inet nsegress postrouting\n";
+  const std::string in = "input: inet nsegress input\n";
+  const std::string est =
+      "  [ ct load state => reg 1 ]\n"
+      "  [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]\n"
+      "  [ cmp eq reg 1 0x00000000 ]\n"
+      "  [ objref type 1 name inbound ]\n  [ immediate reg 0 drop ]\n";
   const std::vector<std::string> want = {
+      // anti-spoofing: strict reverse path for everything not from the uplink
+      fwd +
+          "  [ meta load iifname => reg 1 ]\n"
+          "  [ cmp neq reg 1 0x00307075 0x00000000 0x00000000 0x00000000 ]\n"
+          "  [ fib saddr . iif oif => reg 1 ]\n  [ cmp eq reg 1 0x00000000 ]\n"
+          "  [ objref type 1 name spoofed ]\n  [ immediate reg 0 drop ]\n",
       fwd + nf4 + sa4 + "  [ objref sreg 1 set pending4 ]\n  [ immediate reg 0 drop ]\n",
       fwd + nf6 + sa6 + "  [ objref sreg 1 set pending6 ]\n  [ immediate reg 0 drop ]\n",
       fwd + nf4 + oif + sa4 + "  [ objref sreg 1 set tx4 ]\n",
@@ -38,6 +50,19 @@ TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
           "  [ lookup reg 1 set snat4 dreg 1 ]\n  [ nat snat ip addr_min reg 1 ]\n",
       post + nf6 + oif + sa6 +
           "  [ lookup reg 1 set snat6 dreg 1 ]\n  [ nat snat ip6 addr_min reg 1 ]\n",
+      // egress addresses accept replies only (and neighbour discovery)
+      in + nf6 +
+          "  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x0000003a ]\n"
+          "  [ payload load 1b @ transport header + 0 => reg 1 ]\n"
+          "  [ range eq reg 1 0x00000087 0x00000088 ]\n  [ immediate reg 0 accept ]\n",
+      in + nf4 +
+          "  [ payload load 4b @ network header + 16 => reg 1 ]\n"
+          "  [ lookup reg 1 set owned4 ]\n" +
+          est,
+      in + nf6 +
+          "  [ payload load 16b @ network header + 24 => reg 1 ]\n"
+          "  [ lookup reg 1 set owned6 ]\n" +
+          est,
   };
   ASSERT_EQ(rules.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(rules[i], want[i]) << "rule " << i;
@@ -100,10 +125,11 @@ TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 7);
   auto msgs = messages(b.finish());
-  // begin + table + 10 sets + 2 chains + 6 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 10 + 2 + 6 + 1);
+  // begin + table + 10 sets + 2 counters + 3 chains + 10 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 10 + 2 + 3 + 10 + 1);
   EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
   for (size_t i = 2; i < 12; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
+  EXPECT_EQ(msgs[12].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
   for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opFor(msgs[i].seq), 7u);
 }
 

@@ -45,6 +45,7 @@ World buildWorld(Sources& s, std::vector<ManifestError>& errors,
   s.pools.read([&](const auto& m) {
     for (const auto& [k, p] : m) w.pools[p.name] = p;
   });
+  markOverlappingPools(w.pools);
   s.nodes.read([&](const auto& m) {
     for (const auto& [k, n] : m) w.nodes[n.name] = n;
   });
@@ -94,7 +95,8 @@ int runClusterMode(const ClusterModeOptions& o) {
 
   KubeLedgerStore store(api, clock, o.lease_namespace);
   Controller ctl(
-      store, [&clock] { return static_cast<Seconds>(clock.unixNow()); }, o.gateway_state_dir);
+      store, [&clock] { return static_cast<Seconds>(clock.unixNow()); }, o.gateway_state_dir,
+      o.guard);
   ControllerMetrics metrics(ctl);
   kube::LeaderElector elector(
       lease_api, clock,
@@ -160,6 +162,12 @@ int runClusterMode(const ClusterModeOptions& o) {
       spdlog::warn("reconcile: {} (retrying)", r.error().message);
       return RunResult::error();
     }
+    serving = true;  // a hold serves the ledger as it stands
+    if (r->held) {
+      spdlog::error("holding every change: {}", ctl.view()->hold ? ctl.view()->hold->reason : "?");
+      label(true);
+      return RunResult::idle();
+    }
     serving = true;
     if (r->changed || r->events)
       spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
@@ -178,7 +186,8 @@ int runClusterMode(const ClusterModeOptions& o) {
                      [&] {
                        return serving ? std::string()
                                       : std::string("not serving: this replica is not the leader");
-                     }};
+                     },
+                     [&](const std::string& token) { return ctl.confirmRelease(token); }};
   const Router router = apiRouter(api_ctx);
   boost::asio::io_context http_io;
   std::unique_ptr<HttpServer> server;

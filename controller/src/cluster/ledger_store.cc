@@ -1,4 +1,5 @@
 #include "nsegress/controller/cluster/ledger_store.h"
+#include "nsegress/common/json.h"
 
 #include <spdlog/spdlog.h>
 
@@ -43,7 +44,7 @@ json statusOf(const AddressRecord& r, const json& history) {
 }
 
 Error apiError(const std::string& what, const Response& r) {
-  auto j = json::parse(r.body, nullptr, false);
+  auto j = parseJsonOrDiscarded(r.body);
   std::string msg = j.is_object() ? j.value("message", r.body) : r.body;
   return makeError(r.status == 409 ? EAGAIN : EIO,
                    what + ": HTTP " + std::to_string(r.status) + ": " + msg);
@@ -66,7 +67,7 @@ Result<Ledger> KubeLedgerStore::load() {
   auto r = api_.request("GET", kBase);
   if (!r) return r.error();
   if (r->status != 200) return apiError("list egressips", *r);
-  auto j = json::parse(r->body, nullptr, false);
+  auto j = parseJsonOrDiscarded(r->body);
   if (!j.is_object() || !j["items"].is_array())
     return makeError(EPROTO, "list egressips: malformed response");
   Ledger out;
@@ -105,11 +106,11 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}},
            {"status", statusOf(r, history)}};
   auto resp = api_.request("PUT", std::string(kBase) + "/" + egressIpObjectName(r.ip) + "/status",
-                           obj.dump());
+                           dumpJson(obj));
   if (!resp) return resp.error();
   if (resp->status == 409) ++conflicts_;
   if (resp->status != 200) return apiError("update " + r.ip.str(), *resp);
-  auto j = json::parse(resp->body, nullptr, false);
+  auto j = parseJsonOrDiscarded(resp->body);
   const std::string new_rv = j.is_object() ? j["metadata"].value("resourceVersion", "") : "";
   r.version = new_rv;
   history_[r.ip] = std::move(history);
@@ -126,14 +127,14 @@ Status KubeLedgerStore::writeRecord(AddressRecord& r) {
            {"kind", "EgressIP"},
            {"metadata", {{"name", egressIpObjectName(r.ip)}}},
            {"spec", {{"ip", r.ip.str()}, {"pool", r.pool}}}};
-  auto resp = api_.request("POST", kBase, obj.dump());
+  auto resp = api_.request("POST", kBase, dumpJson(obj));
   if (!resp) return resp.error();
   if (resp->status == 409) {
     ++conflicts_;
     return apiError("claim " + r.ip.str() + " (another controller created it first)", *resp);
   }
   if (resp->status != 201) return apiError("create " + r.ip.str(), *resp);
-  auto j = json::parse(resp->body, nullptr, false);
+  auto j = parseJsonOrDiscarded(resp->body);
   return putStatus(r, j.is_object() ? j["metadata"].value("resourceVersion", "") : "");
 }
 
@@ -165,13 +166,13 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
     const std::string path =
         "/api/v1/namespaces/" + state_ns_ + "/configmaps/nsegress-controller-state";
     json patch{{"data", meta}};
-    auto r = api_.request("PATCH", path, patch.dump(), "application/merge-patch+json");
+    auto r = api_.request("PATCH", path, dumpJson(patch), "application/merge-patch+json");
     if (r && r->status == 404) {
       json cm{{"apiVersion", "v1"},
               {"kind", "ConfigMap"},
               {"metadata", {{"name", "nsegress-controller-state"}, {"namespace", state_ns_}}},
               {"data", meta}};
-      r = api_.request("POST", "/api/v1/namespaces/" + state_ns_ + "/configmaps", cm.dump());
+      r = api_.request("POST", "/api/v1/namespaces/" + state_ns_ + "/configmaps", dumpJson(cm));
     }
     if (!r) return r.error();
     if (r->status != 200 && r->status != 201) return apiError("write controller state", *r);
@@ -198,7 +199,8 @@ void KubeLedgerStore::emitEvent(const AuditEvent& e) {
           {"regarding",
            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}, {"namespace", e.ns}}}};
   // Best effort: an event that cannot be written does not undo the ledger.
-  auto r = api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", ev.dump());
+  auto r =
+      api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", dumpJson(ev));
   if (r && r->status == 404) {
     // The namespace is gone (its release is what is being recorded): there
     // is nowhere to put the event; the ledger has the record.
@@ -253,7 +255,7 @@ Result<std::optional<std::string>> KubeLedgerStore::meta(const std::string& key)
   if (!r) return r.error();
   if (r->status == 404) return std::optional<std::string>();
   if (r->status != 200) return apiError("read controller state", *r);
-  auto j = json::parse(r->body, nullptr, false);
+  auto j = parseJsonOrDiscarded(r->body);
   if (!j.is_object() || !j.contains("data") || !j["data"].contains(key))
     return std::optional<std::string>();
   return std::optional<std::string>(j["data"][key].get<std::string>());

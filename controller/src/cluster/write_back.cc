@@ -1,4 +1,5 @@
 #include "nsegress/controller/cluster/write_back.h"
+#include "nsegress/common/json.h"
 
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,7 @@ std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers) {
     ops.push_back({{"op", "test"}, {"path", path}, {"value", kReleaseFinalizer}});
     ops.push_back({{"op", "remove"}, {"path", path}});
   }
-  return ops.empty() ? "" : ops.dump();
+  return ops.empty() ? "" : dumpJson(ops);
 }
 
 WriteBackStats writeBack(kube::Api& api, const View& v,
@@ -65,7 +66,7 @@ WriteBackStats writeBack(kube::Api& api, const View& v,
     // Conditional on the version we saw: never overwrite someone else's edit.
     patch_meta["resourceVersion"] = ns.resource_version;
     auto r = api.request("PATCH", "/api/v1/namespaces/" + name,
-                         json{{"metadata", patch_meta}}.dump(), "application/merge-patch+json");
+                         dumpJson(json{{"metadata", patch_meta}}), "application/merge-patch+json");
     if (r && r->status == 200) {
       st.annotations += want != have;
       st.finalizers_added += adds_fin;
@@ -80,7 +81,7 @@ WriteBackStats writeBack(kube::Api& api, const View& v,
 // shows `want`.
 bool labelPod(kube::Api& api, const std::string& ns, const std::string& pod, bool want) {
   json patch{{"metadata", {{"labels", {{kLeaderLabel, want ? json("true") : json(nullptr)}}}}}};
-  auto r = api.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + pod, patch.dump(),
+  auto r = api.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + pod, dumpJson(patch),
                        "application/merge-patch+json");
   if (r && r->status == 200) return true;
   spdlog::warn("pod {}: leader label not {}: {}", pod, want ? "set" : "removed",
@@ -109,7 +110,7 @@ void writePoolStatus(kube::Api& api, const View& v, std::map<std::string, Writte
                 {"free", u.free},
                 {"conditions", json::array({cond})}};
     auto r = api.request("PATCH", "/apis/nsegress.io/v1alpha1/egresspools/" + name + "/status",
-                         json{{"status", status}}.dump(), "application/merge-patch+json");
+                         dumpJson(json{{"status", status}}), "application/merge-patch+json");
     if (r && (r->status == 200 || r->status == 404)) {
       written[name] = WrittenPool{u, since};
     } else {

@@ -32,25 +32,34 @@ struct DesiredState {
   std::string gateway;      // node name this state is for (informational)
   uint64_t generation = 0;  // monotonically increasing, set by the writer
   std::vector<NamespaceEgress> namespaces;
+  // Pod addresses that cannot be attributed to exactly one namespace (claimed
+  // by pods of two): dropped and counted, never let out unmapped.
+  std::vector<IpAddress> blocked;
   bool operator==(const DesiredState&) const = default;
 };
 
 inline constexpr std::string_view kDesiredStateKind = "GatewayDesiredState";
 inline constexpr std::string_view kApiVersion = "nsegress.io/v1alpha1";
 
-// Strict parse. On error the message names the offending field, e.g.
-// `namespaces[1].podIPs[0]: "10.0.0.300" is not an IP address`.
+// Strict parse of hostile input: bounded (size, depth, values) before the
+// tree is built, duplicate keys refused. On error the message names the
+// offending field, e.g. `namespaces[1].podIPs[0]: "10.0.0.300" is not an IP
+// address`.
+inline constexpr size_t kMaxDesiredStateBytes = 64u << 20;
 Result<DesiredState> parseDesiredState(std::string_view json);
 std::string serializeDesiredState(const DesiredState& s);
 
 // A pod address listed by more than one namespace (an address reused while
-// the old pod's object still exists) belongs to none of them: it is removed
-// from all, so one tenant's egress address is never given to another
-// tenant's pod. Repeats within one namespace are merged. Returns the
-// ambiguous addresses, sorted.
+// the old pod's object still exists, or a forged Pod object) belongs to none
+// of them: it is removed from all and added to `blocked`, so it is dropped —
+// one tenant's egress address is never given to another tenant's pod, and
+// a forged claim never lets the real pod out unmapped. Repeats within one
+// namespace are merged. Returns the ambiguous addresses, sorted.
 std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s);
 
-// Kubernetes object-name rules (RFC 1123 label) used for namespace names.
+// Kubernetes object-name rules: RFC 1123 label (namespace names) and
+// subdomain (node names).
 bool isDnsLabel(std::string_view s);
+bool isDnsSubdomain(std::string_view s);
 
 }  // namespace nsegress

@@ -12,12 +12,17 @@
 //   never maps anything. Should the ledger name two addresses of one family
 //   for one namespace on N, the lowest is used (both are that tenant's own)
 //   and a warning is raised.
+// - A namespace that no longer exists (deleted, its manifest removed) but
+//   whose pods are still listed is kept fail-closed while they drain, when
+//   the ledger remembers it (a tombstone): its pods never leave unmapped.
 // - A listed namespace without an address on N is fail-closed on N.
 // - Pod addresses are the pods' own (Pod::ips); an address listed by pods of
-//   more than one namespace is translated for none (dropAmbiguousPodIps).
+//   more than one namespace is translated for none and blocked (dropped):
+//   dropAmbiguousPodIps.
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,8 +52,11 @@ class GatewayViews {
   struct Listed {
     std::vector<IpAddress> pods;
     std::vector<std::pair<std::string, IpAddress>> assigned;  // (node, address) from the ledger
+    bool draining = false;  // listed only for its pods (a deleted namespace's tombstone)
   };
   std::map<std::string, Listed> listed_;
+  std::set<std::string> existing_;    // namespaces that exist
+  std::set<std::string> tombstones_;  // namespaces the ledger remembers (any state)
 };
 
 }  // namespace nsegress

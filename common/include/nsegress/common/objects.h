@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -52,7 +53,15 @@ struct Pool {
 
   bool contains(const IpAddress& a) const;
   bool excludes(const IpAddress& a) const;
-  uint64_t size() const;  // addresses in ranges minus exclusions (approximate when overlapping)
+  // Usable addresses: ranges minus exclusions, overlaps counted once,
+  // saturated at 2^64 - 1 (an IPv6 /64).
+  uint64_t size() const;
+  // The lowest address of the pool that is not excluded and not `taken`;
+  // `next_taken(a)` gives the lowest taken address above `a` (so runs of
+  // taken addresses are skipped without testing each).
+  std::optional<IpAddress> lowestFree(
+      const std::function<bool(const IpAddress&)>& taken,
+      const std::function<std::optional<IpAddress>(const IpAddress&)>& next_taken) const;
 };
 
 struct Namespace {
@@ -87,6 +96,14 @@ struct Node {
   bool ready = true;
 };
 
+// Why addresses of `r` can never be egress addresses (loopback, multicast,
+// link-local, unspecified, reserved), or nullopt.
+std::optional<std::string> unusableEgress(const AddressRange& r);
+
+// Pools whose addresses overlap are both marked invalid (with the reason):
+// an address must belong to exactly one pool.
+void markOverlappingPools(std::map<std::string, Pool>& pools);
+
 // Everything the controller knows about the world at one moment.
 struct World {
   std::map<std::string, Pool> pools;
@@ -100,7 +117,10 @@ struct World {
 enum class AddressState { kAssigned, kQuarantined, kFree };
 std::string toString(AddressState s);
 std::optional<AddressState> addressStateFrom(const std::string& s);
-// RFC 3339 UTC ("2026-11-25T12:00:00Z"); "" for 0.
+// The latest time nsegress reads or writes: 9999-12-31T23:59:59Z.
+inline constexpr Seconds kMaxTime = 253402300799;
+// RFC 3339 UTC ("2026-11-25T12:00:00Z"); "" for 0 and anything outside
+// 1970..9999.
 std::string formatTime(Seconds t);
 // Parses an RFC 3339 UTC time ("2026-11-25T12:00:00Z", fractions of a
 // second ignored); nullopt for anything else.

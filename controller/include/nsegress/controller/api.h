@@ -12,6 +12,8 @@
 //   GET /feeds/edl/<pool>                  External Dynamic List: one address per line
 //   GET /feeds/assignments.json | .csv     namespace, ip, pool, since
 //   GET /audit?since=ID&limit=N            append-only event log (JSON lines)
+//   GET /api/v1/hold                       what is held and why (null if nothing)
+//   POST /api/v1/hold/confirm?token=T      confirm the held releases named by T
 //   GET /metrics                           Prometheus text
 #pragma once
 
@@ -32,6 +34,8 @@ struct ApiContext {
   // answer 503 with this reason, so a Service routes readers to the leader
   // and a standby never hands a firewall an empty or stale list.
   std::function<std::string()> not_serving;
+  // Confirms held releases (POST /api/v1/hold/confirm?token=T); unset: 501.
+  std::function<Status(const std::string& token)> confirm_release;
 
   // A context over a fixed snapshot (tests).
   static ApiContext fixed(std::shared_ptr<const View> v, LedgerStore* store = nullptr,

@@ -19,6 +19,9 @@ struct HttpServerOptions {
   size_t body_limit = 64 * 1024;
   std::chrono::seconds timeout{10};  // to read a request, and to write a response
   size_t slow_workers = 2;           // threads for Router::Cost::kSlow handlers
+  // After a failed accept() (e.g. out of file descriptors), wait this long
+  // before the next one: never a busy loop.
+  std::chrono::milliseconds accept_backoff{100};
 };
 
 class HttpServer {
@@ -29,6 +32,8 @@ class HttpServer {
                                                     const std::string& host, uint16_t port,
                                                     const Router& router, HttpServerOptions o = {});
   uint16_t port() const;
+  // accept() failures so far (each followed by accept_backoff).
+  uint64_t acceptErrors() const;
   ~HttpServer();
   struct Impl;  // shared with the connections (http_server.cc)
 

@@ -32,15 +32,31 @@ class LedgerStore {
   // Audit entries with id > since, oldest first, at most `limit`.
   virtual Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) = 0;
   virtual Result<std::optional<std::string>> meta(const std::string& key) = 0;
+  // Who held `ip` over time: its audit events, oldest first (who-had).
+  // The default pages through audit(); stores with an index do better.
+  virtual Result<std::vector<AuditEvent>> history(const IpAddress& ip);
+  // Whether a commit could succeed now (a read-only or locked-out ledger
+  // cannot take one: the controller is then not ready).
+  virtual Status checkWritable() { return okStatus(); }
 };
 
 // Embedded SQLite: WAL journal, synchronous=FULL, one transaction per commit.
 // The schema makes double ownership impossible: one row per address (primary
 // key) and at most one Assigned address per namespace (partial unique index).
 // The audit table is append-only (triggers refuse UPDATE and DELETE).
+struct SqliteOptions {
+  // Create a new, empty ledger when there is none. Never implicit: a missing
+  // or emptied ledger file is an error otherwise, so an existing deployment
+  // is never silently restarted from an empty ledger (`--init-ledger`).
+  bool create = false;
+};
+
 class SqliteStore final : public LedgerStore {
  public:
-  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
+  // Opens (or, with `create`, creates) the ledger, refuses a damaged one
+  // (integrity check), and takes an exclusive lock on it: a second
+  // controller on the same ledger is refused.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, SqliteOptions o = {});
   ~SqliteStore() override;
   Result<Ledger> load() override;
   using LedgerStore::commit;
@@ -48,6 +64,8 @@ class SqliteStore final : public LedgerStore {
                 const std::map<std::string, std::string>& meta = {}) override;
   Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
   Result<std::optional<std::string>> meta(const std::string& key) override;
+  Result<std::vector<AuditEvent>> history(const IpAddress& ip) override;
+  Status checkWritable() override;
 
  private:
   struct Impl;

@@ -24,6 +24,9 @@ std::map<std::string, NamespaceCounters> countersByNamespace(const ObservedNft& 
 
 struct ReconcileOutcome {
   ExecStats stats;
+  // The table's own drop counters (blocked, spoofed, inbound: packets), when
+  // the kernel was read.
+  std::map<std::string, uint64_t> drops;
   // Whether the kernel was read in full this time; then `counters` holds
   // the nft counters as read (namespace -> counters).
   bool observed_kernel = false;

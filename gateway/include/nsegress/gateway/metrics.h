@@ -23,6 +23,8 @@ class KernelSnapshot final : public prometheus::Collectable {
   void update(std::map<std::string, NamespaceCounters> per_ns,
               std::map<std::string, std::string> ns_egress);
   void updateFlows(std::map<std::string, size_t> flows_by_egress);
+  // The table's own drop counters: blocked, spoofed, inbound.
+  void updateDrops(std::map<std::string, uint64_t> drops);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
@@ -30,6 +32,7 @@ class KernelSnapshot final : public prometheus::Collectable {
   std::map<std::string, NamespaceCounters> per_ns_;
   std::map<std::string, std::string> ns_egress_;
   std::map<std::string, size_t> flows_;
+  std::map<std::string, uint64_t> drops_;
 };
 
 class GatewayMetrics {

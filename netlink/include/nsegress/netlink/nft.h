@@ -22,6 +22,10 @@ struct NftConfig {
   std::string uplink;              // SNAT applies to traffic leaving this interface
   int forward_priority = -10;      // before the usual filter chains
   int nat_priority = 99;           // srcnat - 1: our SNAT wins over later masquerade
+  int input_priority = -10;        // before the usual filter chains
+  // Egress addresses this agent owns accept replies only (new inbound
+  // connections to them are dropped and counted).
+  bool drop_inbound = true;
 };
 
 // Names of the sets inside the table (also used by tests and docs).
@@ -38,6 +42,7 @@ struct NftNames {
   static constexpr const char* kFlush6 = "flush6";
   static constexpr const char* kForward = "forward";
   static constexpr const char* kPostrouting = "postrouting";
+  static constexpr const char* kInput = "input";
 };
 
 // Fingerprint stored as table user data; a mismatch means "rebuild".

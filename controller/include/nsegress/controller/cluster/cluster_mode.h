@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "nsegress/controller/controller.h"
+
 namespace nsegress::controller::cluster {
 
 struct ClusterModeOptions {
@@ -21,6 +23,7 @@ struct ClusterModeOptions {
   int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
   int renew_deadline_ms = 10000;
   int retry_period_ms = 2000;
+  ReleaseGuard guard;
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit status.

@@ -72,6 +72,14 @@ class NftKernel {
 // Names of kernel objects derived from a namespace name.
 std::string txCounterName(const std::string& ns);
 std::string dropCounterName(const std::string& ns);
+// The drop counter of blocked addresses (claimed by two namespaces); not a
+// namespace name (those never start with "blocked" followed by nothing).
+inline constexpr const char* kBlockedCounter = "blocked";
+// Counters the table is created with (named by its rules): forged source
+// addresses dropped, new inbound connections to egress addresses dropped.
+inline constexpr const char* kSpoofedCounter = "spoofed";
+inline constexpr const char* kInboundCounter = "inbound";
+inline constexpr const char* kBuiltinCounters[] = {kSpoofedCounter, kInboundCounter};
 // The namespace a counter of ours counts for ("" if not ours).
 std::string namespaceOfCounter(const std::string& counter);
 bool isOurCounter(const std::string& name);
