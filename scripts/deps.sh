@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(
   # toolchain
   build-essential cmake pkg-config clang-format
+  # sanitizers and libFuzzer (scripts/sanitize.sh)
+  clang libclang-rt-14-dev
   # kernel-facing libraries (netlink/ only)
   libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev libnetfilter-conntrack-dev
   # control plane

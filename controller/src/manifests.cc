@@ -265,7 +265,9 @@ World ManifestDirectory::load() {
   World merged;
   std::map<std::string, std::string> seen_pool, seen_ns, seen_node, seen_pod;
   std::set<std::string> dup_pool, dup_ns, dup_node, dup_pod;
-  for (const auto& [file, f] : files_) {
+  for (const auto& entry : files_) {
+    const std::string& file = entry.first;  // (a named variable: lambdas capture it)
+    const File& f = entry.second;
     auto note = [&](std::map<std::string, std::string>& seen, std::set<std::string>& dup,
                     const std::string& key, const char* kind) {
       auto [i, first] = seen.emplace(key, file);
@@ -301,6 +303,23 @@ World ManifestDirectory::load() {
       merged.nodes.emplace(k, i->second);
   for (const auto& p : merged_.pods)
     if (dup_pod.count(p.ns + "/" + p.name)) merged.pods.push_back(p);
+  // A duplicate with no earlier definition (at start, or new in two files at
+  // once): what it means is unknown, and absent would release what it holds.
+  // Nothing may be released until one definition is removed.
+  auto unknown = [&](const std::set<std::string>& dup, const auto& kept, const char* kind) {
+    for (const auto& k : dup)
+      if (!kept.count(k) && state_.complete)
+        state_ = {
+            false,
+            std::string(kind) + " " + k + " is defined in two files and has no earlier definition",
+            {}};
+  };
+  unknown(dup_pool, merged.pools, "EgressPool");
+  unknown(dup_ns, merged.namespaces, "Namespace");
+  unknown(dup_node, merged.nodes, "Node");
+  std::set<std::string> kept_pods;
+  for (const auto& p : merged.pods) kept_pods.insert(p.ns + "/" + p.name);
+  unknown(dup_pod, kept_pods, "Pod");
   markOverlappingPools(merged.pools);
   for (const auto& [name, p] : merged.pools)
     if (p.invalid)

@@ -46,9 +46,10 @@ int cleanup(netlink::NftTable& nft, netlink::UplinkAddresses& addrs, netlink::Co
 
 int main(int argc, char** argv) {
   CLI::App app{"nsegress-gateway: per-namespace egress SNAT with nftables"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   std::string uplink, state_file, table = "nsegress", metrics_addr, log_level = "info";
   int resync_s = 10, garp_count = 3, garp_interval_ms = 200;
-  bool once = false, do_cleanup = false, kubernetes = false;
+  bool once = false, do_cleanup = false, kubernetes = false, accept_inbound = false;
   std::string kubeconfig, node_name;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
   app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 20));
   app.add_option("--garp-interval-ms", garp_interval_ms, "Spacing of gratuitous ARPs")
       ->check(CLI::Range(10, 10000));
+  app.add_flag("--egress-accepts-inbound", accept_inbound,
+               "Let egress addresses accept new inbound connections (default: replies only; new "
+               "inbound connections are dropped and counted)");
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
                "Remove the table, owned addresses and their flows, then exit");
@@ -82,7 +86,11 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto nft = netlink::NftTable::open({table, uplink});
+  netlink::NftConfig nft_config;
+  nft_config.table = table;
+  nft_config.uplink = uplink;
+  nft_config.drop_inbound = !accept_inbound;
+  auto nft = netlink::NftTable::open(nft_config);
   auto addrs = netlink::UplinkAddresses::open(uplink);
   auto ct = netlink::Conntrack::open();
   for (const Error* e : {nft ? nullptr : &nft.error(), addrs ? nullptr : &addrs.error(),

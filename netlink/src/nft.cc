@@ -345,7 +345,7 @@ struct NftBuilder::Group {
 };
 
 NftBuilder::NftBuilder(NftConfig config, uint32_t first_seq)
-    : cfg_(std::move(config)), first_seq_(first_seq), seq_(first_seq) {
+    : cfg_(std::move(config)), seq_(first_seq) {
   buf_.resize(1 << 16);
   nftnl_batch_begin(static_cast<char*>(reserve(kMaxMsg)), seq_++);
   len_ += NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data() + len_)->nlmsg_len);
@@ -663,8 +663,8 @@ void drain(mnl_socket* sock, std::vector<char>& buf, uint32_t seq) {
     ssize_t n = recv(mnl_socket_get_fd(sock), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n <= 0) return;
     int len = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nlh, len);
-         nlh = NLMSG_NEXT(nlh, len))
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len))
       if (nlh->nlmsg_seq == seq &&
           (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR))
         return;
@@ -945,8 +945,8 @@ Status NftTable::apply(const std::vector<NftOp>& ops) {
       return makeError(errno, std::string("nft: read errors: ") + strerror(errno));
     }
     int len = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(impl_->rx.data()); NLMSG_OK(nlh, len);
-         nlh = NLMSG_NEXT(nlh, len)) {
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(impl_->rx.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(nlh));
       if (err->error == 0) continue;

@@ -5,8 +5,9 @@
 // plans against (gateway/model.h) are only as good as their agreement with
 // the kernel: a behaviour that differs fails one of the two instantiations.
 //
-// A backend is a class with `gateway::NftKernel& kernel()` (a fresh, empty
-// kernel per test) and `static constexpr const char* kName`.
+// A backend is a class with `static std::unique_ptr<B> make()` (nullptr:
+// skip, with `skipReason()`) and `gateway::NftKernel& kernel()` (a fresh,
+// empty kernel per test).
 #pragma once
 
 #include <gtest/gtest.h>

@@ -340,7 +340,7 @@ TEST_F(Datapath, EgressAddressesAcceptRepliesOnlyNotNewInboundConnections) {
       "pay", ip("203.0.113.16"), ip("fd00:e::16"), {ip("10.244.8.2"), ip("fd00:10::8")}}};
   lab->writeState(serializeDesiredState(st));
   lab->startServers();
-  startAndWait();
+  auto& gw1 = startAndWait();
   // A node service on every address of the gateway (like a metrics port
   // under hostNetwork).
   lab->spawn(lab->gw(), {lab::labtoolPath(), "serve", "--udp-port", "9100", "--tcp-port", "9101"},
@@ -364,6 +364,19 @@ TEST_F(Datapath, EgressAddressesAcceptRepliesOnlyNotNewInboundConnections) {
   EXPECT_EQ(lab->peersOf("pod-v4"), std::set<std::string>{"203.0.113.16"});
   EXPECT_EQ(lab->peersOf("pod-v6"), std::set<std::string>{"fd00:e::16"});
   EXPECT_GE(kernel().counters[gateway::kInboundCounter].first, 4u);
+
+  // Configured otherwise: the agent that replaces this one opens them (its
+  // table is rebuilt, the mappings carried over).
+  gw1.signal(SIGTERM);
+  gw1.wait();
+  auto& gw2 = lab->startGateway(lab->statePath(), {"--egress-accepts-inbound"});
+  ASSERT_TRUE(lab::eventually([&] { return gw2.log().find("reconciled in") != std::string::npos; }))
+      << gw2.log();
+  EXPECT_TRUE(lab::eventually([&] {
+    return fromOutside("203.0.113.16", "tcp") == "sent 2 failed 0\n";
+  })) << "accepted when configured";
+  EXPECT_EQ(lab->send("p1", "tcp", "pod-v4-again", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->peersOf("pod-v4-again"), std::set<std::string>{"203.0.113.16"});
 }
 
 }  // namespace

@@ -10,7 +10,6 @@ namespace nsegress::testing {
 namespace {
 
 struct KernelBackend {
-  static constexpr const char* kName = "kernel";
   static std::unique_ptr<KernelBackend> make() {
     if (geteuid() != 0) return nullptr;
     auto b = std::make_unique<KernelBackend>();

@@ -77,8 +77,8 @@ struct Msg {
 std::vector<Msg> messages(const std::vector<char>& buf) {
   std::vector<Msg> out;
   int len = static_cast<int>(buf.size());
-  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(nlh, len);
-       nlh = NLMSG_NEXT(nlh, len)) {
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
+       nlh = mnl_nlmsg_next(nlh, &len)) {
     out.push_back({nlh->nlmsg_type, nlh->nlmsg_flags, nlh->nlmsg_seq});
   }
   EXPECT_EQ(len, 0) << "trailing bytes";
@@ -169,8 +169,8 @@ TEST(NftBuilder, ElementsInARowShareMessagesAndAKernelErrorOffsetNamesTheElement
   // Walk to the message holding op 12345 and take its element's offset.
   int len = static_cast<int>(bytes.size());
   std::vector<const nlmsghdr*> msgs;
-  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes.data()); NLMSG_OK(nlh, len);
-       nlh = NLMSG_NEXT(nlh, len))
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes.data()); mnl_nlmsg_ok(nlh, len);
+       nlh = mnl_nlmsg_next(nlh, &len))
     msgs.push_back(nlh);
   const nlmsghdr* m = msgs[1 + 12345 / per];
   auto offs = elementOffsets(m);

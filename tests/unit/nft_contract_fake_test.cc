@@ -6,7 +6,6 @@ namespace nsegress::testing {
 namespace {
 
 struct FakeBackend {
-  static constexpr const char* kName = "fake";
   static std::unique_ptr<FakeBackend> make() { return std::make_unique<FakeBackend>(); }
   static const char* skipReason() { return ""; }
   gateway::NftKernel& kernel() { return nft; }

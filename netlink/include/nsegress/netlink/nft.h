@@ -92,7 +92,6 @@ class NftBuilder {
   const Msg* find(uint32_t seq) const;
 
   NftConfig cfg_;
-  uint32_t first_seq_;
   uint32_t seq_;
   std::vector<char> buf_;
   size_t len_ = 0;

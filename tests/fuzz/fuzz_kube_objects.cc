@@ -1,0 +1,35 @@
+// libFuzzer target: Kubernetes objects as the API server sends them (bounded
+// JSON, then every decoder), and a gateway's view of what decoded.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "nsegress/common/decode.h"
+#include "nsegress/common/gateway_view.h"
+#include "nsegress/common/json.h"
+
+using namespace nsegress;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  auto j = parseJson(std::string_view(reinterpret_cast<const char*>(data), size),
+                     JsonLimits{1u << 20, 64, 100'000});
+  if (!j) return 0;
+  GatewayViews views;
+  (void)decodeObject(*j);
+  if (auto ns = decodeNamespace(*j)) views.addNamespace(*ns);
+  if (auto r = decodeEgressIP(*j)) views.addRecord(*r);
+  if (auto p = decodePod(*j)) views.addPod(*p);
+  if (auto n = decodeNode(*j)) (void)n;
+  if (auto p = decodePool(*j)) (void)p->size();
+  // A list of objects, as a page of a list response carries them.
+  if (j->is_object() && j->contains("items") && (*j)["items"].is_array())
+    for (const auto& item : (*j)["items"]) {
+      if (auto ns = decodeNamespace(item)) views.addNamespace(*ns);
+      if (auto r = decodeEgressIP(item)) views.addRecord(*r);
+      if (auto p = decodePod(item)) views.addPod(*p);
+    }
+  auto v = views.forNode("gw-1");
+  (void)dumpJson(*j);
+  (void)serializeDesiredState(v.state);
+  return 0;
+}
