@@ -53,10 +53,26 @@ Labels stringMap(const json& n, const std::string& path) {
   return out;
 }
 
+// A field nsegress does not know is an error, never ignored: a misspelt
+// selector field must not select everyone. (The CRDs keep unknown fields in
+// these objects, so the API server does not prune them before we see them.)
+void onlyKnown(const json& o, std::initializer_list<const char*> known, const std::string& path) {
+  if (!o.is_object()) return;
+  for (const auto& [k, v] : o.items()) {
+    bool ok = false;
+    for (const char* name : known) ok |= k == name;
+    if (ok) continue;
+    std::string list;
+    for (const char* name : known) list += std::string(list.empty() ? "" : ", ") + name;
+    throw FieldError{path + "." + k.substr(0, 64) + ": unknown field (known: " + list + ")"};
+  }
+}
+
 Selector selector(const json& n, const std::string& path) {
   Selector s;
   if (n.is_null()) return s;
   if (!n.is_object()) throw FieldError{path + ": must be a label selector"};
+  onlyKnown(n, {"matchLabels", "matchExpressions"}, path);
   for (const auto& [k, v] : stringMap(member(n, "matchLabels"), path + ".matchLabels"))
     s.requirements.push_back({k, Selector::Requirement::Op::kIn, {v}});
   const json& exprs = member(n, "matchExpressions");
@@ -66,6 +82,7 @@ Selector selector(const json& n, const std::string& path) {
     const std::string p = path + ".matchExpressions[" + std::to_string(i) + "]";
     const json& e = exprs[i];
     if (!e.is_object() || str(e, "key").empty()) throw FieldError{p + ".key: missing"};
+    onlyKnown(e, {"key", "operator", "values"}, p);
     Selector::Requirement r{str(e, "key"), Selector::Requirement::Op::kIn, {}};
     const std::string op = str(e, "operator");
     if (op == "In")
@@ -133,6 +150,8 @@ Pool poolOf(const json& o, std::string name) {
   try {
     const json& spec = member(o, "spec");
     if (!spec.is_object()) throw FieldError{"spec: missing"};
+    onlyKnown(spec, {"addresses", "exclude", "namespaceSelector", "nodeSelector", "quarantine"},
+              "spec");
     p.ranges = ranges(member(spec, "addresses"), "spec.addresses", true);
     p.excluded = ranges(member(spec, "exclude"), "spec.exclude", false);
     const json& addrs = member(spec, "addresses");
@@ -181,6 +200,7 @@ Namespace namespaceOf(const json& o) {
     for (const auto& f : fins)
       if (f.is_string()) ns.finalizers.push_back(f.get<std::string>());
   ns.resource_version = str(meta, "resourceVersion");
+  ns.uid = str(meta, "uid");
   return ns;
 }
 

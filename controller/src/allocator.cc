@@ -160,14 +160,19 @@ class Allocator {
   std::optional<Outcome> poolRefusal(const Pool& p, const Namespace& ns) {
     if (p.invalid)
       return Outcome{
-          Phase::kRefused, {}, p.name, false, "pool " + p.name + " is invalid: " + *p.invalid};
-    if (!p.namespace_selector.matches(ns.labels))
-      return Outcome{
           Phase::kRefused,
           {},
           p.name,
           false,
-          "pool " + p.name + " does not allow namespace " + ns.name + " (namespaceSelector)"};
+          "pool " + p.name + " is invalid: " + *p.invalid + " (fix EgressPool " + p.name + ")"};
+    if (!p.namespace_selector.matches(ns.labels))
+      return Outcome{Phase::kRefused,
+                     {},
+                     p.name,
+                     false,
+                     "pool " + p.name + " does not allow namespace " + ns.name +
+                         " (label the namespace to match the pool's namespaceSelector, or ask for "
+                         "another pool)"};
     return std::nullopt;
   }
 

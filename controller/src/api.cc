@@ -96,7 +96,7 @@ std::string explain(const View& v, const std::string& ns) {
     case Phase::kRefused:
       return ns + " has no egress IP: its request (" +
              (s.request.empty() ? "annotation" : s.request) + ") is refused: " + s.reason +
-             ". Fix the annotation; its pods are held fail-closed meanwhile.";
+             ". Its pods are held fail-closed until the request can be met.";
   }
   return out;
 }
@@ -234,14 +234,20 @@ HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
 
 }  // namespace
 
-Router apiRouter(const ApiContext& ctx) {
-  using Cost = Router::Cost;
+Router metricsRouter(const ApiContext& ctx, bool with_metrics) {
   Router r;
   r.get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", {}, "ok\n"}; });
-  r.get("/metrics", [&ctx](const HttpRequest&) {
-    return HttpResponse{
-        200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
-  });
+  if (with_metrics)
+    r.get("/metrics", [&ctx](const HttpRequest&) {
+      return HttpResponse{
+          200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
+    });
+  return r;
+}
+
+Router apiRouter(const ApiContext& ctx, bool with_metrics) {
+  using Cost = Router::Cost;
+  Router r = metricsRouter(ctx, with_metrics);
   r.get("/readyz", data(ctx, [](const HttpRequest&, const View& v) {
           if (!v.not_ready.empty()) return error(503, v.not_ready);
           if (v.hold) return error(503, "held: " + v.hold->reason);

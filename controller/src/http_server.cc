@@ -132,6 +132,29 @@ void HttpServer::Impl::accept() {
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(boost::asio::io_context& io,
+                                                       const std::string& host_port,
+                                                       const Router& router, HttpServerOptions o) {
+  const auto colon = host_port.rfind(':');
+  const auto bad = [&] {
+    return makeError(EINVAL, "listen address \"" + host_port.substr(0, 100) +
+                                 "\": expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)");
+  };
+  if (colon == std::string::npos || colon + 1 == host_port.size() ||
+      host_port.size() - colon - 1 > 5)
+    return bad();
+  unsigned port = 0;
+  for (char c : host_port.substr(colon + 1)) {
+    if (c < '0' || c > '9') return bad();
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port > 65535) return bad();
+  std::string host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return listen(io, host, static_cast<uint16_t>(port), router, o);
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::listen(boost::asio::io_context& io,
                                                        const std::string& host, uint16_t port,
                                                        const Router& router, HttpServerOptions o) {
   auto impl = std::make_shared<Impl>(io, router, o);

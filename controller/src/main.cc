@@ -25,7 +25,8 @@ using namespace nsegress::controller;
 int main(int argc, char** argv) {
   CLI::App app{"nsegress-controller: stable per-namespace egress IPs"};
   app.option_defaults()->always_capture_default();  // --help shows every default
-  std::string manifests, ledger_path, listen = "127.0.0.1:8080", state_dir, log_level = "info";
+  std::string manifests, ledger_path, listen = "127.0.0.1:8080", metrics_listen, state_dir,
+                                      log_level = "info";
   int resync_s = 30;
   bool once = false;
   bool kubernetes = false;
@@ -62,9 +63,17 @@ int main(int argc, char** argv) {
   app.add_option("--identity", km.identity,
                  "Cluster mode: leader-election identity (default: host-pid)");
   if (const char* p = std::getenv("POD_NAME")) km.pod_name = p;
-  app.add_option("--pod-name", km.pod_name,
-                 "Cluster mode: this replica's Pod (default $POD_NAME); the leader labels it "
-                 "nsegress.io/leader=true so the Service routes readers to it");
+  app.add_option("--pod-name", km.pod_name, "Cluster mode: this replica's Pod (default $POD_NAME)");
+  if (const char* p = std::getenv("POD_IP")) km.pod_ip = p;
+  app.add_option("--pod-ip", km.pod_ip,
+                 "Cluster mode: this replica's Pod IP (default $POD_IP); while it leads, the "
+                 "Endpoints of --service list it alone, so the Service routes readers to it");
+  app.add_option("--service", km.service_name,
+                 "Cluster mode: the selector-less Service (and Endpoints) readers use");
+  app.add_option("--kube-qps", km.qps, "Cluster mode: API requests per second, per client")
+      ->check(CLI::Range(1.0, 10000.0));
+  app.add_option("--kube-burst", km.burst, "Cluster mode: API request burst, per client")
+      ->check(CLI::Range(1.0, 10000.0));
   app.add_option("--lease-duration-ms", km.lease_duration_ms, "Cluster mode: Lease duration")
       ->check(CLI::Range(1000, 600000));
   app.add_option(
@@ -75,6 +84,9 @@ int main(int argc, char** argv) {
                  "Cluster mode: Lease acquire/renew period")
       ->check(CLI::Range(100, 60000));
   app.add_option("--listen", listen, "host:port of the HTTP API, feeds and /metrics (empty: off)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port serving /metrics and /healthz only; /metrics then leaves --listen "
+                 "(empty: metrics on --listen)");
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
   app.add_option("--resync-seconds", resync_s,
@@ -87,6 +99,7 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ controller: %v");
   if (kubernetes) {
     km.listen = listen;
+    km.metrics_listen = metrics_listen;
     km.gateway_state_dir = state_dir;
     km.resync_seconds = resync_s;
     km.guard = guard;
@@ -152,20 +165,21 @@ int main(int argc, char** argv) {
                    if (s) spdlog::warn("release confirmed by an operator (token {})", token);
                    return s;
                  }};
-  const Router router = apiRouter(api);
+  const Router router = apiRouter(api, metrics_listen.empty());
+  const Router metrics_router = metricsRouter(api);
   boost::asio::io_context http_io;
-  std::unique_ptr<HttpServer> server;
-  if (!listen.empty()) {
-    auto colon = listen.rfind(':');
-    const std::string host = listen.substr(0, colon);
-    const auto port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
-    auto s = HttpServer::listen(http_io, host, port, router);
+  std::vector<std::unique_ptr<HttpServer>> servers;
+  for (const auto& [addr, routes] :
+       {std::pair{listen, &router}, std::pair{metrics_listen, &metrics_router}}) {
+    if (addr.empty()) continue;
+    auto s = HttpServer::listen(http_io, addr, *routes);
     if (!s) {
       spdlog::error("{}", s.error().message);
       return 1;
     }
-    server = std::move(*s);
-    spdlog::info("HTTP API on {}:{}", host, server->port());
+    spdlog::info("HTTP {} on {} (port {})", routes == &router ? "API" : "metrics", addr,
+                 (*s)->port());
+    servers.push_back(std::move(*s));
   }
   std::thread http([&] {
     auto guard = boost::asio::make_work_guard(http_io);

@@ -101,6 +101,20 @@ std::string ControllerMetrics::text() const {
   auto fams = registry_->Collect();
   auto more = view_metrics_->Collect();
   fams.insert(fams.end(), more.begin(), more.end());
+  if (denied_) {
+    prometheus::MetricFamily f{"nsegress_controller_api_denied_total",
+                               "Requests the API server refused for their credentials (401: the "
+                               "token is not accepted; 403: RBAC does not allow it)",
+                               prometheus::MetricType::Counter,
+                               {}};
+    for (const auto& [key, n] : denied_()) {
+      prometheus::ClientMetric m;
+      m.label = {{"code", key.substr(0, 3)}, {"request", key.size() > 4 ? key.substr(4) : ""}};
+      m.counter.value = static_cast<double>(n);
+      f.metric.push_back(std::move(m));
+    }
+    fams.push_back(std::move(f));
+  }
   return prometheus::TextSerializer().Serialize(fams);
 }
 

@@ -50,7 +50,7 @@ SourceHealth KubeStateSource::health() const {
                                       static_cast<kube::InformerBase*>(namespaces_.get()),
                                       static_cast<kube::InformerBase*>(pods_.get())}) {
     const auto st = i->stats();
-    h.synced = h.synced && i->synced();
+    h.synced = h.synced && i->connected();
     h.errors += st.errors;
     h.relists += st.relists_410;
   }

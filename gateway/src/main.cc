@@ -154,10 +154,16 @@ int main(int argc, char** argv) {
   }
 
   gateway::GatewayMetrics metrics;
+  boost::asio::io_context io;
+  DriverOptions opts;
+  opts.resync = std::chrono::seconds(resync_s);
+  gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts);
   std::unique_ptr<prometheus::Exposer> exposer;
+  auto hook = std::make_shared<gateway::ScrapeHook>([&agent] { agent.reportSource(); });
   if (!metrics_addr.empty()) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(metrics_addr);
+      exposer->RegisterCollectable(hook);  // first: the source's gauges are current
       exposer->RegisterCollectable(metrics.registry());
       exposer->RegisterCollectable(metrics.snapshot());
     } catch (const std::exception& e) {
@@ -165,11 +171,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-
-  boost::asio::io_context io;
-  DriverOptions opts;
-  opts.resync = std::chrono::seconds(resync_s);
-  gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     // Fail-static: the kernel keeps forwarding with the programmed mappings

@@ -33,8 +33,8 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
                              "Generation of the desired state last applied")),
       namespaces(gauge(*r, "nsegress_gateway_namespaces", "Namespaces in the desired state")),
       source_synced(gauge(*r, "nsegress_gateway_state_source_synced",
-                          "1 when the desired-state source has a complete view (Kubernetes: "
-                          "every informer has listed)")),
+                          "1 when the desired-state source has a current view (Kubernetes: "
+                          "every informer has listed and its last request succeeded)")),
       source_errors(gauge(*r, "nsegress_gateway_state_source_errors",
                           "Failed lists and watches of the state source since start")),
       source_relists(

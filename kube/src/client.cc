@@ -1,5 +1,7 @@
 #include "nsegress/kube/client.h"
 
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -7,7 +9,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+
 #include <thread>
+
+#include "nsegress/common/file.h"
 
 namespace nsegress::kube {
 
@@ -29,7 +34,92 @@ std::chrono::nanoseconds RateLimiter::reserve(Clock::time_point now) {
 
 struct Client::Impl {
   std::unique_ptr<ssl::context> tls;
+  std::mutex token_mu;
+  std::string token;
+  std::optional<FileStamp> token_stamp;
+  mutable std::mutex denied_mu;
+  std::map<std::string, uint64_t> denied;
+  std::map<std::string, std::chrono::steady_clock::time_point> logged;
 };
+
+namespace {
+
+// "<verb> <resource>" as RBAC sees a request, e.g. "list pods", "patch
+// namespaces", "update egressips/status".
+std::string rbacOf(const std::string& method, const std::string& target) {
+  const std::string path = target.substr(0, target.find('?'));
+  const bool watch =
+      target.find("watch=1") != std::string::npos || target.find("watch=true") != std::string::npos;
+  std::vector<std::string> seg;
+  for (size_t i = 0; i < path.size();) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) seg.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  size_t k = seg.size() && seg[0] == "api" ? 2 : 3;  // after /api/v1 or /apis/<group>/<version>
+  if (seg.size() > k + 1 && seg[k] == "namespaces" && seg.size() > k + 2) k += 2;
+  std::string resource = k < seg.size() ? seg[k] : "?";
+  const bool named = k + 1 < seg.size();
+  if (k + 2 < seg.size()) resource += "/" + seg[k + 2];
+  std::string verb = method == "GET"      ? (watch   ? "watch"
+                                             : named ? "get"
+                                                     : "list")
+                     : method == "POST"   ? "create"
+                     : method == "PUT"    ? "update"
+                     : method == "PATCH"  ? "patch"
+                     : method == "DELETE" ? "delete"
+                                          : method;
+  return verb + " " + resource.substr(0, 64);
+}
+
+}  // namespace
+
+std::string Client::token(bool force_reread) {
+  if (cfg_.token_file.empty()) return cfg_.token;
+  std::lock_guard l(impl_->token_mu);
+  struct stat st {};
+  const bool changed =
+      ::stat(cfg_.token_file.c_str(), &st) == 0 &&
+      (force_reread || !impl_->token_stamp ||
+       !(*impl_->token_stamp ==
+         FileStamp{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                   static_cast<uint64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec}));
+  if (changed) {
+    if (auto c = readFileBounded(cfg_.token_file, 64 * 1024)) {
+      const std::string t = trimToken(c->text);
+      if (!t.empty() && t != impl_->token && impl_->token_stamp)
+        spdlog::info("kube: token re-read from {}", cfg_.token_file);
+      if (!t.empty()) impl_->token = t;
+      impl_->token_stamp = c->stamp;
+    } else {
+      spdlog::warn("kube: token file: {} (keeping the last token)", c.error().message);
+    }
+  }
+  return impl_->token.empty() ? cfg_.token : impl_->token;
+}
+
+void Client::noteDenied(int status, const std::string& verb, const std::string& path) {
+  if (status != 401 && status != 403) return;
+  const std::string key = std::to_string(status) + " " + rbacOf(verb, path);
+  std::lock_guard l(impl_->denied_mu);
+  const uint64_t n = ++impl_->denied[key];
+  const auto now = std::chrono::steady_clock::now();
+  auto& last = impl_->logged[key];
+  if (n == 1 || now - last > std::chrono::seconds(30)) {
+    last = now;
+    spdlog::warn("kube: {} {} ({} so far): {}", status == 401 ? "unauthenticated" : "forbidden",
+                 key.substr(4), n,
+                 status == 401 ? "the token is not accepted (expired or revoked?)"
+                               : "RBAC does not allow it");
+  }
+}
+
+std::map<std::string, uint64_t> Client::denied() const {
+  std::lock_guard l(impl_->denied_mu);
+  return impl_->denied;
+}
 
 Client::Client(KubeConfig config, ClientOptions opts)
     : cfg_(std::move(config)),
@@ -59,11 +149,11 @@ Client::~Client() = default;
 namespace {
 
 template <typename Stream, typename Req>
-void prepare(Req& req, const KubeConfig& cfg) {
+void prepare(Req& req, const KubeConfig& cfg, const std::string& token) {
   req.set(http::field::host, cfg.host);
   req.set(http::field::user_agent, "nsegress/0.1");
   req.set(http::field::accept, "application/json");
-  if (!cfg.token.empty()) req.set(http::field::authorization, "Bearer " + cfg.token);
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
 }
 
 // Runs one asynchronous operation to completion on `io` and returns its error.
@@ -133,35 +223,46 @@ Result<Response> Client::request(const std::string& verb, const std::string& pat
     ++throttled_;
     std::this_thread::sleep_for(wait);
   }
-  Response out;
-  boost::asio::io_context io;
-  auto r = withStream(
-      io, impl_->tls.get(), cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
-        http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
-        prepare<decltype(stream)>(req, cfg_);
-        if (!body.empty()) {
-          req.set(http::field::content_type, content_type);
-          req.body() = body;
-        }
-        req.prepare_payload();
-        arm();
-        check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
-        beast::flat_buffer buf;
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(opts_.max_body);
-        arm();
-        check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
-        // Refuse a declared body over the limit before reading it.
-        if (parser.content_length() && *parser.content_length() > opts_.max_body)
-          throw boost::system::system_error(make_error_code(http::error::body_limit));
-        arm();
-        check(await(io, [&](auto h) { http::async_read(stream, buf, parser, h); }));
-        out.status = static_cast<int>(parser.get().result_int());
-        out.body = std::move(parser.get().body());
-        return out.status;
-      });
-  if (!r) return r.error();
-  return out;
+  auto once = [&](const std::string& bearer) -> Result<Response> {
+    Response out;
+    boost::asio::io_context io;
+    auto r = withStream(
+        io, impl_->tls.get(), cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
+          http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
+          prepare<decltype(stream)>(req, cfg_, bearer);
+          if (!body.empty()) {
+            req.set(http::field::content_type, content_type);
+            req.body() = body;
+          }
+          req.prepare_payload();
+          arm();
+          check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
+          beast::flat_buffer buf;
+          http::response_parser<http::string_body> parser;
+          parser.body_limit(opts_.max_body);
+          arm();
+          check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
+          // Refuse a declared body over the limit before reading it.
+          if (parser.content_length() && *parser.content_length() > opts_.max_body)
+            throw boost::system::system_error(make_error_code(http::error::body_limit));
+          arm();
+          check(await(io, [&](auto h) { http::async_read(stream, buf, parser, h); }));
+          out.status = static_cast<int>(parser.get().result_int());
+          out.body = std::move(parser.get().body());
+          return out.status;
+        });
+    if (!r) return r.error();
+    return out;
+  };
+  const std::string bearer = token();
+  auto r = once(bearer);
+  // A rotated token: read the file again and retry once with the new one.
+  if (r && r->status == 401 && !cfg_.token_file.empty()) {
+    const std::string fresh = token(/*force_reread=*/true);
+    if (fresh != bearer) r = once(fresh);
+  }
+  if (r) noteDenied(r->status, verb, path);
+  return r;
 }
 
 Result<int> Client::watch(const std::string& path,
@@ -172,10 +273,11 @@ Result<int> Client::watch(const std::string& path,
     std::this_thread::sleep_for(wait);
   }
   boost::asio::io_context io;
-  return withStream(
-      io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
+  const std::string bearer = token();
+  auto result =
+      withStream(io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
         http::request<http::empty_body> req{http::verb::get, path, 11};
-        prepare<decltype(stream)>(req, cfg_);
+        prepare<decltype(stream)>(req, cfg_, bearer);
         arm();
         check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
         beast::flat_buffer buf;
@@ -226,6 +328,11 @@ Result<int> Client::watch(const std::string& path,
         if (!stop && !pending.empty()) on_event(pending);
         return status;
       });
+  if (result) {
+    noteDenied(*result, "GET", path);
+    if (*result == 401) token(/*force_reread=*/true);  // the next watch uses a rotated token
+  }
+  return result;
 }
 
 }  // namespace nsegress::kube

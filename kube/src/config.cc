@@ -90,12 +90,18 @@ Result<KubeConfig> parseServerUrl(const std::string& url, KubeConfig base) {
     host = rest.substr(0, c);
     port = rest.substr(c + 1);
   }
-  if (host.empty() || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535)
+  if (host.empty() || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+      std::stoul(port) > 65535)
     return makeError(EINVAL, "server \"" + url + "\": bad host or port");
   base.host = host;
   base.port = port;
   return base;
+}
+
+std::string trimToken(std::string t) {
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+  return t;
 }
 
 Result<KubeConfig> inCluster(const Env& env) {
@@ -112,9 +118,8 @@ Result<KubeConfig> inCluster(const Env& env) {
   if (!token) return makeError(ENOENT, "in-cluster: " + token.error().message);
   auto ca = env.read_file(std::string(kSaDir) + "/ca.crt");
   if (!ca) return makeError(ENOENT, "in-cluster: " + ca.error().message);
-  parsed->token = *token;
-  while (!parsed->token.empty() && (parsed->token.back() == '\n' || parsed->token.back() == '\r'))
-    parsed->token.pop_back();
+  parsed->token = trimToken(*token);
+  parsed->token_file = std::string(kSaDir) + "/token";
   parsed->ca_pem = *ca;
   return parsed;
 }
@@ -175,7 +180,9 @@ Result<KubeConfig> fromKubeconfig(const std::string& text, const std::string& ba
     if (c.token.empty()) {
       auto tf = fileOrData(user, "tokenFile", "__none__", where);
       if (!tf) return tf.error();
-      c.token = *tf;
+      c.token = trimToken(*tf);
+      if (auto f = str(user, "tokenFile"); !f.empty())
+        c.token_file = f[0] == '/' ? f : base_dir + "/" + f;
     }
     auto cert = fileOrData(user, "client-certificate", "client-certificate-data", where);
     if (!cert) return cert.error();

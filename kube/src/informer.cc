@@ -88,6 +88,7 @@ std::string InformerBase::keyOf(const json& o) {
 }
 
 milliseconds InformerBase::failed() {
+  connected_ = false;
   {
     std::lock_guard l(mu_);
     stats_.errors++;
@@ -143,6 +144,7 @@ bool InformerBase::list() {
     stats_.list_pages += pages;
   }
   synced_ = true;
+  connected_ = true;
   on_change_();
   return true;
 }
@@ -165,6 +167,7 @@ milliseconds InformerBase::step() {
           std::to_string(o_.watch_timeout.count()) + "&resourceVersion=" + rv,
       [&](const std::string& line) {
         if (stop_.requested()) return false;
+        connected_ = true;  // the stream is open and talking
         auto e = parseJsonOrDiscarded(line);
         if (!e.is_object()) return true;  // malformed line: skip it, keep the stream
         const std::string type = text(e, "type");
@@ -206,6 +209,7 @@ milliseconds InformerBase::step() {
     if (w && (*w == 401 || *w == 403 || *w >= 500)) need_list_ = true;
     return failed();
   }
+  connected_ = true;
   backoff_ = o_.backoff_min;  // a healthy stream that ended: resume at once
   return milliseconds(0);
 }

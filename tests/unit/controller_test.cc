@@ -353,7 +353,9 @@ TEST_F(BadInput, ExhaustedPool) {
 TEST_F(BadInput, PoolTheNamespaceMayNotUse) {
   auto st = tryNs({{kPoolAnnotation, "dmz"}}, {{"tier", "untrusted"}});
   EXPECT_EQ(st.phase, Phase::kRefused);
-  EXPECT_EQ(st.reason, "pool dmz does not allow namespace victim (namespaceSelector)");
+  EXPECT_EQ(st.reason,
+            "pool dmz does not allow namespace victim (label the namespace to match the pool's "
+            "namespaceSelector, or ask for another pool)");
 }
 
 TEST_F(BadInput, UnknownPool) {
@@ -376,8 +378,7 @@ spec: {addresses: ["203.0.113.0/33"]}
   EXPECT_EQ(st.phase, Phase::kRefused);
   EXPECT_EQ(st.reason,
             "pool broken is invalid: spec.addresses[0]: \"203.0.113.0/33\" is not a CIDR, an "
-            "address range or an "
-            "address");
+            "address range or an address (fix EgressPool broken)");
 }
 
 TEST_F(BadInput, RefusedChangeKeepsTheHeldAddress) {

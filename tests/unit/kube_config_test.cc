@@ -87,6 +87,9 @@ TEST(KubeConfig, MalformedKubeconfigsAreClearErrors) {
             "y, cluster: {server: "
             "\"https://h:99999\"}}]\n",
             "", "bad host or port"},
+           {"current-context: x\ncontexts: [{name: x, context: {cluster: y}}]\nclusters: [{name: "
+            "y, cluster: {server: \"https://h:99999999999999999999999\"}}]\n",
+            "", "bad host or port"},  // once an uncaught std::out_of_range
            {"current-context: x\ncontexts: [{name: x, context: {cluster: y, user: z}}]\nclusters: "
             "[{name: y, cluster: "
             "{server: \"https://h\", certificate-authority-data: \"!!\"}}]\n",
@@ -113,6 +116,8 @@ TEST(KubeConfig, InClusterUsesServiceAccountFiles) {
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->host, "10.96.0.1");
   EXPECT_EQ(c->token, "tok");
+  EXPECT_EQ(c->token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token")
+      << "projected tokens rotate: the client re-reads the file";
   EXPECT_EQ(c->ca_pem, "CA");
 }
 

@@ -21,13 +21,23 @@ namespace {
 
 using nlohmann::json;
 
-TEST(KubeInput, UnknownFieldsAreIgnored) {
+TEST(KubeInput, UnknownFieldsOutsideAPoolsSpecAreIgnored) {
+  // metadata and status belong to the API server and other writers: what we
+  // do not know there is ignored. A pool's spec is ours: a field we do not
+  // know is a typo (see Pools.AMisspeltField...), and refused.
   json pool = json::parse(R"({"apiVersion":"nsegress.io/v1alpha1","kind":"EgressPool",
     "metadata":{"name":"p","uid":"x","managedFields":[{"a":1}],"futureField":{"b":2}},
-    "spec":{"addresses":["203.0.113.0/30"],"someFutureKnob":true},"status":{"whatever":[1,2,3]}})");
+    "spec":{"addresses":["203.0.113.0/30"]},"status":{"whatever":[1,2,3]}})");
   auto p = decodePool(pool);
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_FALSE(p->invalid);
+  pool["spec"]["someFutureKnob"] = true;
+  p = decodePool(pool);
+  ASSERT_TRUE(p) << "refused alone: still a pool, marked invalid";
+  ASSERT_TRUE(p->invalid);
+  EXPECT_EQ(*p->invalid,
+            "spec.someFutureKnob: unknown field (known: addresses, exclude, namespaceSelector, "
+            "nodeSelector, quarantine)");
   json ns = json::parse(
       R"({"metadata":{"name":"a","annotations":{"nsegress.io/pool":"p"},"ownerReferences":[],
     "finalizers":["nsegress.io/release"],"resourceVersion":"42"},

@@ -8,9 +8,9 @@
 
 namespace {
 
-std::string render() {
+std::string render(const std::string& dir) {
   std::string out;
-  FILE* p = popen("kubectl kustomize " NSEGRESS_SOURCE_DIR "/manifests 2>&1", "r");
+  FILE* p = popen(("kubectl kustomize " NSEGRESS_SOURCE_DIR "/" + dir + " 2>&1").c_str(), "r");
   if (!p) return out;
   char buf[4096];
   size_t n;
@@ -23,10 +23,17 @@ class Manifests : public ::testing::Test {
  protected:
   void SetUp() override {
     if (system("command -v kubectl >/dev/null 2>&1") != 0) GTEST_SKIP() << "kubectl not installed";
-    const std::string text = render();
+    const std::string text = render("manifests");
     ASSERT_EQ(text.rfind("ERROR", 0), std::string::npos) << text;
     docs = YAML::LoadAll(text);
+    main_kinds.clear();
+    for (const auto& d : docs) main_kinds.insert(d["kind"].as<std::string>());
+    // The CRDs are a kustomization of their own (kept on uninstall).
+    const std::string crds = render("manifests/crds");
+    ASSERT_EQ(crds.rfind("ERROR", 0), std::string::npos) << crds;
+    for (const auto& d : YAML::LoadAll(crds)) docs.push_back(d);
   }
+  std::set<std::string> main_kinds;
   YAML::Node find(const std::string& kind, const std::string& name) {
     for (const auto& d : docs)
       if (d["kind"].as<std::string>() == kind && d["metadata"]["name"].as<std::string>() == name)
@@ -86,6 +93,41 @@ TEST_F(Manifests, GatewayRoleOnlyReadsAndNobodyGetsWildcards) {
         }
       }
   }
+}
+
+TEST_F(Manifests, UninstallingTheComponentsKeepsTheCrdsAndSoTheLedger) {
+  EXPECT_FALSE(main_kinds.count("CustomResourceDefinition"))
+      << "kubectl delete -k manifests/ would delete every EgressIP with its CRD";
+}
+
+TEST_F(Manifests, TheControllerCanWriteNoPodAndReadersFindTheLeaderByEndpoints) {
+  for (const auto& d : docs) {
+    const auto kind = d["kind"].as<std::string>();
+    if (kind != "ClusterRole" && kind != "Role") continue;
+    for (const auto& rule : d["rules"])
+      for (const auto& res : rule["resources"]) {
+        if (res.as<std::string>() != "pods") continue;
+        for (const auto& v : rule["verbs"]) {
+          const auto verb = v.as<std::string>();
+          EXPECT_TRUE(verb == "list" || verb == "watch") << d["metadata"]["name"] << ": " << verb;
+        }
+      }
+  }
+  auto svc = find("Service", "nsegress-controller");
+  EXPECT_FALSE(svc["spec"]["selector"]) << "the leader's Endpoints, not a Pod label";
+  find("Endpoints", "nsegress-controller");
+  find("NetworkPolicy", "nsegress-controller");
+}
+
+TEST_F(Manifests, EveryPortNamesItsProtocolForServerSideApply) {
+  for (const auto& d : docs) {
+    if (d["kind"].as<std::string>() != "Service") continue;
+    for (const auto& port : d["spec"]["ports"])
+      EXPECT_EQ(port["protocol"].as<std::string>(""), "TCP") << d["metadata"]["name"];
+  }
+  auto metrics = find("Service", "nsegress-controller-metrics");
+  EXPECT_EQ(metrics["spec"]["ports"][0]["targetPort"].as<std::string>(), "metrics")
+      << "the metrics Service exposes metrics only";
 }
 
 TEST_F(Manifests, CrdsAreStructuralWithStatusAndPrinterColumns) {

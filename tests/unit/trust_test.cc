@@ -291,6 +291,27 @@ TEST(Pools, AnIpv6Slash64ReportsItsSizeInsteadOfZero) {
   EXPECT_EQ(small->pools.at("v6").size(), 255u);
 }
 
+TEST(Pools, AMisspeltFieldMakesThePoolInvalidAndNeverSelectsEveryone) {
+  for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
+           {"  namespaceSelector: {matchLabel: {team: pay}}\n",
+            "spec.namespaceSelector.matchLabel"},
+           {"  namespaceSelectr: {matchLabels: {team: pay}}\n", "spec.namespaceSelectr"},
+           {"  nodeSelector: {matchExpressions: [{key: a, operator: Exists, value: [x]}]}\n",
+            "spec.nodeSelector.matchExpressions[0].value"}}) {
+    auto w =
+        parseManifests(pool("dmz", "\"203.0.113.0/28\"", extra) + ns("other", "dmz"), "f.yaml");
+    ASSERT_TRUE(w) << extra;
+    const Pool& p = w->pools.at("dmz");
+    ASSERT_TRUE(p.invalid) << extra << ": a typo must not mean 'everyone'";
+    EXPECT_NE(p.invalid->find(field + ": unknown field"), std::string::npos) << *p.invalid;
+    // The namespace is told what to fix.
+    auto a = allocate(*w, {}, kT0, {});
+    EXPECT_EQ(a.statuses.at("other").phase, Phase::kRefused);
+    EXPECT_NE(a.statuses.at("other").reason.find("fix EgressPool dmz"), std::string::npos)
+        << a.statuses.at("other").reason;
+  }
+}
+
 TEST(Pools, ANodeNamedLikeAPathIsRefusedAndNeverBecomesAFileName) {
   auto w = parseManifests("apiVersion: v1\nkind: Node\nmetadata: {name: ../../x}\n", "f.yaml");
   ASSERT_FALSE(w);

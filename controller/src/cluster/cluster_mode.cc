@@ -65,6 +65,16 @@ World buildWorld(Sources& s, std::vector<ManifestError>& errors,
   return w;
 }
 
+uint16_t listenPort(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return 0;
+  try {
+    return static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
 std::string defaultIdentity() {
   char h[256] = {};
   gethostname(h, sizeof h - 1);
@@ -89,8 +99,8 @@ int runClusterMode(const ClusterModeOptions& o) {
   Clock& clock = SystemClock::instance();
   // Three clients: watches, writes, and the Lease (so renewals never queue
   // behind a burst of writes).
-  kube::Client watch_api(*cfg, kube::ClientOptions{50, 100, std::chrono::seconds(30)});
-  kube::Client api(*cfg);
+  kube::Client watch_api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
+  kube::Client api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
   kube::Client lease_api(*cfg);
 
   KubeLedgerStore store(api, clock, o.lease_namespace);
@@ -98,6 +108,12 @@ int runClusterMode(const ClusterModeOptions& o) {
       store, [&clock] { return static_cast<Seconds>(clock.unixNow()); }, o.gateway_state_dir,
       o.guard);
   ControllerMetrics metrics(ctl);
+  metrics.setDenied([&] {
+    std::map<std::string, uint64_t> all;
+    for (const kube::Client* c : {&watch_api, &api, &lease_api})
+      for (const auto& [k, n] : c->denied()) all[k] += n;
+    return all;
+  });
   kube::LeaderElector elector(
       lease_api, clock,
       kube::LeaderOptions{o.lease_namespace, "nsegress-controller", identity,
@@ -110,13 +126,14 @@ int runClusterMode(const ClusterModeOptions& o) {
   std::atomic<bool> serving{false};
   bool started = false, was_leader = false;
   std::map<std::string, WrittenPool> pool_status;
-  // The Pod's leader label as last written: -1 unknown (a restarted
-  // container may find it set), 0 absent, 1 present.
-  int labeled = -1;
+  // The leader's entry in the Service's Endpoints as last written: -1
+  // unknown (a restarted container may find itself listed), 0 absent, 1 present.
+  int published = -1;
+  LeaderEndpoint endpoint{o.lease_namespace, o.service_name, o.pod_name, o.pod_ip,
+                          listenPort(o.listen)};
   auto label = [&](bool want) {
-    if (!o.pod_name.empty() && labeled != int(want) &&
-        labelPod(api, o.lease_namespace, o.pod_name, want))
-      labeled = want;
+    if (!o.pod_ip.empty() && published != int(want) && publishLeaderEndpoint(api, endpoint, want))
+      published = want;
   };
 
   boost::asio::io_context loop;
@@ -128,6 +145,14 @@ int runClusterMode(const ClusterModeOptions& o) {
       kube::Informer<Node>(watch_api, clock, "/api/v1/nodes", decodeNode, changed),
       kube::Informer<Namespace>(watch_api, clock, "/api/v1/namespaces", decodeNamespace, changed),
       kube::Informer<Pod>(watch_api, clock, "/api/v1/pods", decodePod, changed)};
+
+  store.setReporter(identity, [&src](const std::string& ns) {
+    std::string uid;
+    src.namespaces.read([&](const auto& m) {
+      if (auto it = m.find(ns); it != m.end()) uid = it->second.uid;  // keyed by name
+    });
+    return uid;
+  });
 
   auto run = [&](const RunRequest&) -> RunResult {
     const bool leader = elector.isLeader();
@@ -188,19 +213,19 @@ int runClusterMode(const ClusterModeOptions& o) {
                                       : std::string("not serving: this replica is not the leader");
                      },
                      [&](const std::string& token) { return ctl.confirmRelease(token); }};
-  const Router router = apiRouter(api_ctx);
+  const Router router = apiRouter(api_ctx, o.metrics_listen.empty());
+  const Router metrics_router = metricsRouter(api_ctx);
   boost::asio::io_context http_io;
-  std::unique_ptr<HttpServer> server;
-  if (!o.listen.empty()) {
-    auto colon = o.listen.rfind(':');
-    auto s =
-        HttpServer::listen(http_io, o.listen.substr(0, colon),
-                           static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1))), router);
+  std::vector<std::unique_ptr<HttpServer>> servers;
+  for (const auto& [addr, routes] :
+       {std::pair{o.listen, &router}, std::pair{o.metrics_listen, &metrics_router}}) {
+    if (addr.empty()) continue;
+    auto s = HttpServer::listen(http_io, addr, *routes);
     if (!s) {
       spdlog::error("{}", s.error().message);
       return 1;
     }
-    server = std::move(*s);
+    servers.push_back(std::move(*s));
   }
   std::thread http([&] {
     auto guard = boost::asio::make_work_guard(http_io);

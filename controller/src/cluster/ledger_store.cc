@@ -189,7 +189,7 @@ void KubeLedgerStore::emitEvent(const AuditEvent& e) {
           {"metadata", {{"generateName", "nsegress-"}, {"namespace", e.ns}}},
           {"eventTime", now.substr(0, now.size() - 1) + ".000000Z"},
           {"reportingController", "nsegress.io/controller"},
-          {"reportingInstance", "nsegress-controller"},
+          {"reportingInstance", instance_.substr(0, 128)},
           {"action", e.kind},
           {"reason", e.kind},
           {"type", warning ? "Warning" : "Normal"},
@@ -198,6 +198,8 @@ void KubeLedgerStore::emitEvent(const AuditEvent& e) {
           // lives in, and is listed by, that namespace.
           {"regarding",
            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"name", e.ns}, {"namespace", e.ns}}}};
+  if (uid_of_)
+    if (std::string uid = uid_of_(e.ns); !uid.empty()) ev["regarding"]["uid"] = uid;
   // Best effort: an event that cannot be written does not undo the ledger.
   auto r =
       api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", dumpJson(ev));

@@ -77,15 +77,39 @@ WriteBackStats writeBack(kube::Api& api, const View& v,
   return st;
 }
 
-// Sets or removes the leader label on this replica's Pod; true once the Pod
-// shows `want`.
-bool labelPod(kube::Api& api, const std::string& ns, const std::string& pod, bool want) {
-  json patch{{"metadata", {{"labels", {{kLeaderLabel, want ? json("true") : json(nullptr)}}}}}};
-  auto r = api.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + pod, dumpJson(patch),
-                       "application/merge-patch+json");
-  if (r && r->status == 200) return true;
-  spdlog::warn("pod {}: leader label not {}: {}", pod, want ? "set" : "removed",
-               r ? r->body.substr(0, 200) : r.error().message);
+bool publishLeaderEndpoint(kube::Api& api, const LeaderEndpoint& e, bool want) {
+  const std::string path = "/api/v1/namespaces/" + e.ns + "/endpoints/" + e.name;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto got = api.request("GET", path);
+    if (!got || got->status != 200) {
+      spdlog::warn("endpoints {}/{}: not read: {}", e.ns, e.name,
+                   got ? got->body.substr(0, 200) : got.error().message);
+      return false;
+    }
+    auto cur = parseJsonOrDiscarded(got->body);
+    if (!cur.is_object()) return false;
+    const json& subsets = cur.contains("subsets") ? cur["subsets"] : json();
+    json mine =
+        json::array({{{"addresses",
+                       {{{"ip", e.ip},
+                         {"targetRef", {{"kind", "Pod"}, {"namespace", e.ns}, {"name", e.pod}}}}}},
+                      {"ports", {{{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}}}}}});
+    bool listed = false;
+    if (subsets.is_array())
+      for (const auto& s : subsets)
+        if (s.contains("addresses") && s["addresses"].is_array())
+          for (const auto& a : s["addresses"]) listed |= a.is_object() && a.value("ip", "") == e.ip;
+    json want_subsets = want ? mine : json::array();
+    if (want ? subsets == mine : !listed) return true;
+    json put = cur;
+    put["subsets"] = want_subsets;
+    auto r = api.request("PUT", path, dumpJson(put));  // carries metadata.resourceVersion
+    if (r && r->status == 200) return true;
+    if (r && r->status == 409) continue;  // changed since read: read again
+    spdlog::warn("endpoints {}/{}: leader entry not {}: {}", e.ns, e.name, want ? "set" : "removed",
+                 r ? r->body.substr(0, 200) : r.error().message);
+    return false;
+  }
   return false;
 }
 

@@ -74,6 +74,7 @@ struct Namespace {
   bool deleting = false;
   std::vector<std::string> finalizers;
   std::string resource_version;
+  std::string uid;  // metadata.uid (Events name the object they regard by it)
 
   // Asks for an egress address (nsegress.io/pool or nsegress.io/ip).
   bool requestsEgress() const {

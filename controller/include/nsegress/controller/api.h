@@ -43,7 +43,12 @@ struct ApiContext {
 };
 
 // The API's routes. `ctx` must outlive the router.
-Router apiRouter(const ApiContext& ctx);
+// `with_metrics` false: /metrics is served by a listener of its own.
+Router apiRouter(const ApiContext& ctx, bool with_metrics = true);
+// /healthz and (unless `with_metrics` is false) /metrics only: for a listener
+// of its own (--metrics-listen), so a scrape target never exposes the API or
+// the feeds.
+Router metricsRouter(const ApiContext& ctx, bool with_metrics = true);
 
 // One request through the API's routes (tests).
 HttpResponse handleRequest(const ApiContext& ctx, const std::string& method,

@@ -31,6 +31,11 @@ class HttpServer {
   static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& io,
                                                     const std::string& host, uint16_t port,
                                                     const Router& router, HttpServerOptions o = {});
+  // The same on "host:port" ("[v6]:port" too); a malformed address is an
+  // error naming it.
+  static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& io,
+                                                    const std::string& host_port,
+                                                    const Router& router, HttpServerOptions o = {});
   uint16_t port() const;
   // accept() failures so far (each followed by accept_backoff).
   uint64_t acceptErrors() const;

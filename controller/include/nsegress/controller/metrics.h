@@ -8,6 +8,9 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
+#include <map>
+
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/controller.h"
 
@@ -23,8 +26,13 @@ class ControllerMetrics {
   prometheus::Gauge& leader;                  // this replica leads (0/1)
   prometheus::Counter& ledger_conflicts;      // writes the API server refused (stale version)
   prometheus::Counter& event_write_failures;  // Events that could not be written
+  // Cluster mode: requests the API server refused for their credentials,
+  // "<code> <verb> <resource>" -> count (kube::Client::denied()), read at
+  // scrape time: nsegress_controller_api_denied_total{code,request}.
+  void setDenied(std::function<std::map<std::string, uint64_t>()> f) { denied_ = std::move(f); }
 
  private:
+  std::function<std::map<std::string, uint64_t>()> denied_;
   ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r);
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> view_metrics_;

@@ -26,10 +26,12 @@ class Agent {
   void shutdown(std::function<void()> then) { driver_.shutdown(std::move(then)); }
   // The last desired state that parsed and validated ("last good").
   const std::optional<DesiredState>& lastGood() const { return last_good_; }
+  // Sets the source's metrics (synced, errors, …) from its health now.
+  // Thread-safe: also called at scrape time, so they never lag a reconcile.
+  void reportSource();
 
  private:
   RunResult run(const RunRequest& req);
-  void reportSource();
   void reportOutcome(const ReconcileOutcome& r, double seconds);
   void armWatch();
 

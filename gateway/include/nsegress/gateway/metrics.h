@@ -2,10 +2,12 @@
 #pragma once
 
 #include <prometheus/collectable.h>
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <functional>
 
 #include <map>
 #include <memory>
@@ -33,6 +35,20 @@ class KernelSnapshot final : public prometheus::Collectable {
   std::map<std::string, std::string> ns_egress_;
   std::map<std::string, size_t> flows_;
   std::map<std::string, uint64_t> drops_;
+};
+
+// Runs a function at each scrape (registered before the registry, so the
+// gauges it sets are current in the same scrape) and exports nothing itself.
+class ScrapeHook final : public prometheus::Collectable {
+ public:
+  explicit ScrapeHook(std::function<void()> f) : f_(std::move(f)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    f_();
+    return {};
+  }
+
+ private:
+  std::function<void()> f_;
 };
 
 class GatewayMetrics {

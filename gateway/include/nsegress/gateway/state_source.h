@@ -13,7 +13,8 @@ namespace nsegress::gateway {
 
 // How a source is doing, for metrics (a file source is always "synced").
 struct SourceHealth {
-  bool synced = true;     // has a complete view (Kubernetes: every informer listed)
+  bool synced =
+      true;  // a current view (Kubernetes: every informer listed, and its last request succeeded)
   uint64_t errors = 0;    // failed lists/watches so far
   uint64_t relists = 0;   // relists after 410 Gone
   uint64_t warnings = 0;  // objects skipped or ambiguous in the current view

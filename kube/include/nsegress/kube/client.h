@@ -1,6 +1,7 @@
 // A small Kubernetes API client: requests (GET/POST/PUT/PATCH/DELETE) and
 // streaming watches over HTTPS (Boost.Beast + OpenSSL), with a client-side
-// token-bucket rate limiter. One connection per request or watch. The real
+// token-bucket rate limiter. One connection per request or watch. The token
+// is re-read from its file when it rotates. The real
 // implementation of kube::Api; thread-safe (each call has its own I/O
 // context; the TLS context and the limiter are shared).
 #pragma once
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,9 +54,17 @@ class Client final : public Api {
                     const std::atomic<bool>* cancel = nullptr) override;
   const KubeConfig& config() const { return cfg_; }
   uint64_t throttled() const { return throttled_; }
+  // Requests the API server refused for their credentials: "<code> <verb>
+  // <resource>" (e.g. "403 patch pods") → count. Each is also logged (at
+  // most every 30 s per key, with the count).
+  std::map<std::string, uint64_t> denied() const;
+  // The bearer token in use: cfg.token, or the token file's content, re-read
+  // when the file changes (and at once after a 401, retrying that request once).
+  std::string token(bool force_reread = false);
 
  private:
   struct Impl;
+  void noteDenied(int status, const std::string& verb, const std::string& path);
   KubeConfig cfg_;
   ClientOptions opts_;
   RateLimiter limiter_;

@@ -13,7 +13,11 @@ struct KubeConfig {
   std::string host;  // name or address
   std::string port = "443";
   bool tls = true;
-  std::string token;            // bearer token
+  std::string token;  // bearer token
+  // Where the token came from, if a file (in-cluster: the projected service
+  // account token, which the kubelet rotates). The client re-reads it when
+  // it changes, and at once after a 401.
+  std::string token_file;
   std::string ca_pem;           // trusted CA bundle (PEM); empty: system store
   std::string client_cert_pem;  // client certificate auth
   std::string client_key_pem;
@@ -36,6 +40,9 @@ Result<KubeConfig> fromKubeconfig(const std::string& yaml, const std::string& ba
                                   const std::string& context, const Env& env);
 // $KUBECONFIG or ~/.kube/config, else in-cluster.
 Result<KubeConfig> autoDetect(const Env& env, const std::string& kubeconfig_path = "");
+
+// A token as read from a file: trailing newline and spaces removed.
+std::string trimToken(std::string t);
 
 // Splits "https://host:port" (or http). Errors name the problem.
 Result<KubeConfig> parseServerUrl(const std::string& url, KubeConfig base);

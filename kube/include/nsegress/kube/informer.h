@@ -50,7 +50,11 @@ class InformerBase {
 
   void start();  // a thread running step() until stop()
   void stop();
-  bool synced() const { return synced_; }
+  bool synced() const { return synced_; }  // listed at least once (the cache is usable)
+  // Synced, and its last request to the API server succeeded (false from the
+  // first failed list or watch until one succeeds again): the cache is
+  // current, not just usable.
+  bool connected() const { return synced_ && connected_; }
   InformerStats stats() const;
   // key -> why, for objects skipped because they did not decode.
   std::map<std::string, std::string> malformed() const;
@@ -88,6 +92,7 @@ class InformerBase {
   Stopper stop_;
   std::atomic<bool> cancel_{false};
   std::atomic<bool> synced_{false};
+  std::atomic<bool> connected_{false};
   bool need_list_ = true;
   std::string rv_;
   std::chrono::milliseconds backoff_;

@@ -14,12 +14,17 @@ struct ClusterModeOptions {
   std::string kubeconfig;  // empty: $KUBECONFIG, ~/.kube/config or in-cluster
   std::string identity;    // lease holder identity (default: host name + pid)
   std::string lease_namespace = "nsegress-system";
-  std::string listen;  // HTTP API, feeds, metrics ("" = off)
+  std::string listen;          // HTTP API, feeds (and metrics unless metrics_listen) ("" = off)
+  std::string metrics_listen;  // /metrics and /healthz only ("" = on `listen`)
   std::string gateway_state_dir;
   // This replica's Pod in lease_namespace (in-cluster). While it leads and
-  // serves, the Pod carries kLeaderLabel=true; the Service selects on it.
-  std::string pod_name;
+  // serves, the Endpoints `service_name` list this Pod's IP alone (the
+  // selector-less Service of that name routes readers to it).
+  std::string pod_name, pod_ip;
+  std::string service_name = "nsegress-controller";
   int resync_seconds = 10;
+  // Client-side rate limit of the API clients (watches; writes), each.
+  double qps = 100, burst = 200;
   int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
   int renew_deadline_ms = 10000;
   int retry_period_ms = 2000;

@@ -16,7 +16,9 @@
 
 #include "nsegress/common/clock.h"
 
+#include <functional>
 #include "nsegress/controller/store.h"
+
 #include "nsegress/kube/api.h"
 
 namespace nsegress::controller::cluster {
@@ -37,6 +39,13 @@ class KubeLedgerStore final : public LedgerStore {
   static constexpr size_t kHistoryMax = 64;
   Result<std::optional<std::string>> meta(const std::string& key) override;
 
+  // Who reports the Events (reportingInstance: this replica's identity) and
+  // how to find the uid of the Namespace an Event regards ("" if unknown).
+  void setReporter(std::string instance, std::function<std::string(const std::string&)> uid_of) {
+    instance_ = std::move(instance);
+    uid_of_ = std::move(uid_of);
+  }
+
   // Records and the ledger objects skipped at the last load (malformed).
   size_t skippedAtLoad() const { return skipped_; }
   uint64_t conflicts() const { return conflicts_; }
@@ -56,6 +65,8 @@ class KubeLedgerStore final : public LedgerStore {
   kube::Api& api_;
   Clock& clock_;
   std::string state_ns_;
+  std::string instance_ = "nsegress-controller";
+  std::function<std::string(const std::string&)> uid_of_;
   std::vector<StoredEvent> events_;
   bool record_writes_ = false;
   std::vector<std::pair<int64_t, AddressRecord>> writes_;

@@ -1,6 +1,6 @@
 // What the leader writes back to the API besides the ledger: each
 // namespace's nsegress.io/assigned-ip annotation and release finalizer, the
-// EgressPool status, and its own Pod's leader label. Every write goes
+// EgressPool status, and the leader's Endpoints. Every write goes
 // through kube::Api (a fake in unit tests, the API server in the kube
 // tests) and is conditional where it could overwrite someone else's edit.
 #pragma once
@@ -48,8 +48,22 @@ struct WrittenPool {
 };
 void writePoolStatus(kube::Api& api, const View& v, std::map<std::string, WrittenPool>& written);
 
-// Sets or removes the leader label on this replica's Pod; true once the Pod
-// shows `want`.
-bool labelPod(kube::Api& api, const std::string& ns, const std::string& pod, bool want);
+// The leader's address for readers: the selector-less Service
+// `nsegress-controller` routes to the Endpoints object of the same name,
+// which lists exactly the replica that leads and serves. (No Pod is ever
+// patched: the controller's RBAC allows get/update on that one Endpoints
+// object only, never on Pods.)
+struct LeaderEndpoint {
+  std::string ns;                            // of the Service (the controller's namespace)
+  std::string name = "nsegress-controller";  // the Service and its Endpoints
+  std::string pod;                           // this replica's Pod name (targetRef)
+  std::string ip;                            // this replica's Pod IP
+  uint16_t port = 8080;                      // the API/feeds port
+};
+// want=true: the Endpoints list this replica alone. want=false: removes this
+// replica if listed (a successor's entry is never touched). Each write is
+// conditional on the version read (a 409 re-reads, up to three tries).
+// True once the object shows what was asked.
+bool publishLeaderEndpoint(kube::Api& api, const LeaderEndpoint& e, bool want);
 
 }  // namespace nsegress::controller::cluster
