@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (as root) and writes bench/results/*.md (tables) and
-# *.json (raw numbers). Usage: bench/run.sh [conn_rate|cold_start|cache_memory|gateway_view]...
+# *.json (raw numbers). Usage: bench/run.sh [conn_rate|cold_start|cache_memory|gateway_view|kube_burst]...
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$("$ROOT/scripts/build.sh")"
 cd "$ROOT"
 which=("$@")
-((${#which[@]})) || which=(conn_rate cold_start cache_memory gateway_view)
+((${#which[@]})) || which=(conn_rate cold_start cache_memory gateway_view kube_burst)
 for b in "${which[@]}"; do
   case "$b" in
     conn_rate) "$BUILD/bench/bench_conn_rate" --rounds 5 --seconds 0.5 --out bench/results ;;
     cold_start) "$BUILD/bench/bench_cold_start" --runs 3 --out bench/results ;;
     cache_memory) "$BUILD/bench/bench_cache_memory" --pods 100000 --out bench/results ;;
     gateway_view) "$BUILD/bench/bench_gateway_view" --pods 100000 --namespaces 10000 --out bench/results ;;
+    kube_burst)
+      NSEGRESS_KUBE_BIN="$("$ROOT/tests/kube/build-apiserver.sh")" \
+        "$BUILD/bench/bench_kube_burst" --namespaces 1000 --out bench/results ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
 done

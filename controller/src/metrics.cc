@@ -115,6 +115,16 @@ std::string ControllerMetrics::text() const {
     }
     fams.push_back(std::move(f));
   }
+  if (requests_) {
+    prometheus::MetricFamily f{"nsegress_controller_api_requests_total",
+                               "Requests (and watches) sent to the Kubernetes API server",
+                               prometheus::MetricType::Counter,
+                               {}};
+    prometheus::ClientMetric m;
+    m.counter.value = static_cast<double>(requests_());
+    f.metric.push_back(std::move(m));
+    fams.push_back(std::move(f));
+  }
   return prometheus::TextSerializer().Serialize(fams);
 }
 

@@ -32,6 +32,15 @@ std::chrono::nanoseconds RateLimiter::reserve(Clock::time_point now) {
   return std::chrono::nanoseconds(static_cast<int64_t>(-tokens_ / qps_ * 1e9));
 }
 
+// A kept-alive connection to the API server (requests only; each watch has
+// its own). Owns its I/O context, so a request on it runs on the caller's
+// thread like every other request.
+struct Client::Conn {
+  boost::asio::io_context io;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+};
+
 struct Client::Impl {
   std::unique_ptr<ssl::context> tls;
   std::mutex token_mu;
@@ -40,6 +49,8 @@ struct Client::Impl {
   mutable std::mutex denied_mu;
   std::map<std::string, uint64_t> denied;
   std::map<std::string, std::chrono::steady_clock::time_point> logged;
+  std::mutex pool_mu;
+  std::vector<std::unique_ptr<Conn>> idle;  // kept-alive connections, most recent last
 };
 
 namespace {
@@ -217,6 +228,61 @@ Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const Kub
 
 }  // namespace
 
+namespace {
+
+Result<std::unique_ptr<Client::Conn>> connectTo(ssl::context* tls, const KubeConfig& cfg,
+                                                std::chrono::seconds timeout) {
+  auto c = std::make_unique<Client::Conn>();
+  try {
+    tcp::resolver resolver(c->io);
+    auto endpoints = resolver.resolve(cfg.host, cfg.port);
+    if (!tls) {
+      c->plain.emplace(c->io);
+      c->plain->expires_after(timeout);
+      check(await(c->io, [&](auto h) { c->plain->async_connect(endpoints, h); }));
+      return c;
+    }
+    c->tls.emplace(c->io, *tls);
+    auto& stream = *c->tls;
+    if (!cfg.insecure_skip_verify) {
+      boost::system::error_code ec;
+      (void)boost::asio::ip::make_address(cfg.host, ec);  // ec set: a name, not an IP literal
+      if (ec)
+        stream.set_verify_callback(ssl::host_name_verification(cfg.host));
+      else
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), cfg.host.c_str());
+      if (ec) SSL_set_tlsext_host_name(stream.native_handle(), cfg.host.c_str());
+    }
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    check(
+        await(c->io, [&](auto h) { beast::get_lowest_layer(stream).async_connect(endpoints, h); }));
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    check(await(c->io, [&](auto h) { stream.async_handshake(ssl::stream_base::client, h); }));
+    return c;
+  } catch (const boost::system::system_error& e) {
+    return makeError(e.code().value() ? e.code().value() : EIO,
+                     "kube " + cfg.host + ":" + cfg.port + ": " + e.code().message());
+  }
+}
+
+// Runs `fn(stream, arm)` on the connection's stream.
+template <typename Fn>
+Result<int> onConn(Client::Conn& c, const KubeConfig& cfg, std::chrono::seconds timeout, Fn&& fn) {
+  try {
+    if (c.plain) {
+      auto arm = [&] { c.plain->expires_after(timeout); };
+      return fn(*c.plain, arm);
+    }
+    auto arm = [&] { beast::get_lowest_layer(*c.tls).expires_after(timeout); };
+    return fn(*c.tls, arm);
+  } catch (const boost::system::system_error& e) {
+    return makeError(e.code().value() ? e.code().value() : EIO,
+                     "kube " + cfg.host + ":" + cfg.port + ": " + e.code().message());
+  }
+}
+
+}  // namespace
+
 Result<Response> Client::request(const std::string& verb, const std::string& path,
                                  const std::string& body, const std::string& content_type) {
   if (auto wait = limiter_.reserve(RateLimiter::Clock::now()); wait.count() > 0) {
@@ -224,35 +290,64 @@ Result<Response> Client::request(const std::string& verb, const std::string& pat
     std::this_thread::sleep_for(wait);
   }
   auto once = [&](const std::string& bearer) -> Result<Response> {
-    Response out;
-    boost::asio::io_context io;
-    auto r = withStream(
-        io, impl_->tls.get(), cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
-          http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
-          prepare<decltype(stream)>(req, cfg_, bearer);
-          if (!body.empty()) {
-            req.set(http::field::content_type, content_type);
-            req.body() = body;
-          }
-          req.prepare_payload();
-          arm();
-          check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
-          beast::flat_buffer buf;
-          http::response_parser<http::string_body> parser;
-          parser.body_limit(opts_.max_body);
-          arm();
-          check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
-          // Refuse a declared body over the limit before reading it.
-          if (parser.content_length() && *parser.content_length() > opts_.max_body)
-            throw boost::system::system_error(make_error_code(http::error::body_limit));
-          arm();
-          check(await(io, [&](auto h) { http::async_read(stream, buf, parser, h); }));
-          out.status = static_cast<int>(parser.get().result_int());
-          out.body = std::move(parser.get().body());
-          return out.status;
-        });
-    if (!r) return r.error();
-    return out;
+    // On a kept-alive connection when one is idle; one that the server has
+    // closed meanwhile fails before any response and is replaced once.
+    for (int attempt = 0;; ++attempt) {
+      std::unique_ptr<Conn> conn;
+      {
+        std::lock_guard l(impl_->pool_mu);
+        if (!impl_->idle.empty()) {
+          conn = std::move(impl_->idle.back());
+          impl_->idle.pop_back();
+        }
+      }
+      const bool reused = conn != nullptr;
+      if (!conn) {
+        auto c = connectTo(impl_->tls.get(), cfg_, opts_.timeout);
+        if (!c) return c.error();
+        conn = std::move(*c);
+        ++connections_;
+      }
+      ++requests_;
+      Response out;
+      bool answered = false, keep = false;
+      auto& io = conn->io;
+      auto r = onConn(*conn, cfg_, opts_.timeout, [&](auto& stream, auto arm) -> Result<int> {
+        http::request<http::string_body> req{http::string_to_verb(verb), path, 11};
+        prepare<decltype(stream)>(req, cfg_, bearer);
+        if (!body.empty()) {
+          req.set(http::field::content_type, content_type);
+          req.body() = body;
+        }
+        req.prepare_payload();
+        arm();
+        check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
+        beast::flat_buffer buf;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(opts_.max_body);
+        arm();
+        check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
+        answered = true;
+        // Refuse a declared body over the limit before reading it.
+        if (parser.content_length() && *parser.content_length() > opts_.max_body)
+          throw boost::system::system_error(make_error_code(http::error::body_limit));
+        arm();
+        check(await(io, [&](auto h) { http::async_read(stream, buf, parser, h); }));
+        out.status = static_cast<int>(parser.get().result_int());
+        out.body = std::move(parser.get().body());
+        keep = parser.get().keep_alive() && buf.size() == 0;
+        return out.status;
+      });
+      if (r) {
+        if (keep) {
+          std::lock_guard l(impl_->pool_mu);
+          if (impl_->idle.size() < kMaxIdle) impl_->idle.push_back(std::move(conn));
+        }
+        return out;
+      }
+      if (reused && !answered && attempt == 0) continue;
+      return r.error();
+    }
   };
   const std::string bearer = token();
   auto r = once(bearer);
@@ -274,6 +369,7 @@ Result<int> Client::watch(const std::string& path,
   }
   boost::asio::io_context io;
   const std::string bearer = token();
+  ++requests_;
   auto result =
       withStream(io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
         http::request<http::empty_body> req{http::verb::get, path, 11};

@@ -11,6 +11,7 @@
 #include "fake_kube_api.h"
 #include "nsegress/controller/cluster/write_back.h"
 #include "nsegress/kube/leader.h"
+#include "nsegress/kube/request_queue.h"
 
 namespace nsegress {
 namespace {
@@ -261,3 +262,75 @@ TEST(WriteBack, AStaleReadIsLeftToTheNextPassOtherRefusalsAreCounted) {
 
 }  // namespace
 }  // namespace nsegress
+
+namespace nsegress::testing {
+namespace {
+
+TEST(RequestQueue, SendsInOrderOffTheCallersThreadAndRefusesWhenFull) {
+  FakeKubeApi api;
+  std::mutex gate;
+  std::unique_lock hold(gate);  // the queue's thread waits here on its first request
+  api.on_request = [&](const FakeKubeApi::Call& c) -> Result<kube::Response> {
+    std::lock_guard g(gate);
+    return kube::Response{c.path == "/fail" ? 500 : 200, ""};
+  };
+  std::vector<std::string> done;
+  std::mutex done_mu;
+  {
+    kube::RequestQueue q(api, /*max_items=*/3);
+    auto item = [&](std::string path) {
+      return kube::RequestQueue::Item{"PATCH", path, "{}", "application/json",
+                                      [&, path](const Result<kube::Response>& r) {
+                                        std::lock_guard l(done_mu);
+                                        done.push_back(path + ":" + std::to_string(r->status));
+                                      }};
+    };
+    ASSERT_TRUE(q.push(item("/a")));  // taken by the thread, blocked at the gate
+    while (api.calls().empty()) std::this_thread::yield();
+    EXPECT_TRUE(q.push(item("/fail")));
+    EXPECT_TRUE(q.push(item("/b")));
+    EXPECT_TRUE(q.push(item("/c")));
+    EXPECT_FALSE(q.push(item("/d"))) << "full: refused at once, the caller never waits";
+    EXPECT_EQ(q.refused(), 1u);
+    hold.unlock();
+    EXPECT_TRUE(q.drain(std::chrono::seconds(10)));
+    EXPECT_EQ(q.sent(), 4u);
+  }
+  EXPECT_EQ(done, (std::vector<std::string>{"/a:200", "/fail:500", "/b:200", "/c:200"}));
+}
+
+TEST(WriteBack, TheLeadersEndpointsListItAloneAndItLeavesOnlyItsOwnEntry) {
+  FakeKubeApi api;
+  nlohmann::json ep = {{"metadata", {{"name", "nsegress-controller"}, {"resourceVersion", "1"}}}};
+  int puts = 0;
+  api.on_request = [&](const FakeKubeApi::Call& c) -> Result<kube::Response> {
+    if (c.verb == "GET") return kube::Response{200, ep.dump()};
+    ++puts;
+    auto body = nlohmann::json::parse(c.body);
+    if (body["metadata"]["resourceVersion"] != ep["metadata"]["resourceVersion"])
+      return kube::Response{409, ""};
+    ep = body;
+    ep["metadata"]["resourceVersion"] =
+        std::to_string(std::stoi(ep["metadata"]["resourceVersion"].get<std::string>()) + 1);
+    return kube::Response{200, ep.dump()};
+  };
+  controller::cluster::LeaderEndpoint a{"nsegress-system", "nsegress-controller", "ctl-a",
+                                        "10.0.0.1", 8080};
+  controller::cluster::LeaderEndpoint b = a;
+  b.pod = "ctl-b";
+  b.ip = "10.0.0.2";
+  ASSERT_TRUE(controller::cluster::publishLeaderEndpoint(api, a, true));
+  EXPECT_EQ(ep["subsets"][0]["addresses"][0]["ip"], "10.0.0.1");
+  EXPECT_EQ(ep["subsets"][0]["ports"][0]["port"], 8080);
+  ASSERT_TRUE(controller::cluster::publishLeaderEndpoint(api, a, true));
+  EXPECT_EQ(puts, 1) << "already listed: nothing written";
+  // b takes over; a's late "leave" must not remove b.
+  ASSERT_TRUE(controller::cluster::publishLeaderEndpoint(api, b, true));
+  ASSERT_TRUE(controller::cluster::publishLeaderEndpoint(api, a, false));
+  EXPECT_EQ(ep["subsets"][0]["addresses"][0]["ip"], "10.0.0.2");
+  ASSERT_TRUE(controller::cluster::publishLeaderEndpoint(api, b, false));
+  EXPECT_TRUE(ep["subsets"].empty());
+}
+
+}  // namespace
+}  // namespace nsegress::testing

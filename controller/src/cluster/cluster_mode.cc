@@ -17,6 +17,7 @@
 #include "nsegress/kube/client.h"
 #include "nsegress/kube/informer.h"
 #include "nsegress/kube/leader.h"
+#include "nsegress/kube/request_queue.h"
 
 namespace nsegress::controller::cluster {
 
@@ -102,17 +103,35 @@ int runClusterMode(const ClusterModeOptions& o) {
   kube::Client watch_api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
   kube::Client api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
   kube::Client lease_api(*cfg);
+  // Background writes, each queue with its own client (and rate limit):
+  // Events, and each namespace's annotation as soon as its address commits.
+  kube::Client events_api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
+  kube::Client stream_api(*cfg, kube::ClientOptions{o.qps, o.burst, std::chrono::seconds(30)});
 
   KubeLedgerStore store(api, clock, o.lease_namespace);
+  kube::RequestQueue event_queue(events_api);
+  store.setEventSender([&](std::string path, std::string body) {
+    // "/apis/events.k8s.io/v1/namespaces/<ns>/events"
+    const auto a = path.find("/namespaces/") + 12;
+    std::string ns = path.substr(a, path.find('/', a) - a);
+    if (!event_queue.push(
+            {"POST", std::move(path), std::move(body), "application/json",
+             [&store, ns](const Result<kube::Response>& r) { store.eventWritten(ns, r); }}))
+      store.eventWritten(ns, makeError(ENOBUFS, "event queue full"));
+  });
   Controller ctl(
       store, [&clock] { return static_cast<Seconds>(clock.unixNow()); }, o.gateway_state_dir,
       o.guard);
   ControllerMetrics metrics(ctl);
   metrics.setDenied([&] {
     std::map<std::string, uint64_t> all;
-    for (const kube::Client* c : {&watch_api, &api, &lease_api})
+    for (const kube::Client* c : {&watch_api, &api, &lease_api, &events_api, &stream_api})
       for (const auto& [k, n] : c->denied()) all[k] += n;
     return all;
+  });
+  metrics.setRequests([&] {
+    return watch_api.requests() + api.requests() + lease_api.requests() + events_api.requests() +
+           stream_api.requests();
   });
   kube::LeaderElector elector(
       lease_api, clock,
@@ -152,6 +171,30 @@ int runClusterMode(const ClusterModeOptions& o) {
       if (auto it = m.find(ns); it != m.end()) uid = it->second.uid;  // keyed by name
     });
     return uid;
+  });
+
+  // Streamed write-back: the annotation (and finalizer) of a namespace is
+  // written as soon as its address is committed, from the informer's view of
+  // it (conditional on that version), not after the whole batch. What was
+  // written is remembered so the batch's write-back does not repeat it.
+  std::mutex streamed_mu;
+  std::map<std::string, std::string> streamed;  // namespace -> assigned-ip written
+  kube::RequestQueue stream_queue(stream_api);  // (after what its callbacks use)
+  store.setOnAssigned([&](const AddressRecord& r) {
+    std::optional<std::string> patch;
+    src.namespaces.read([&](const auto& m) {
+      if (auto it = m.find(r.ns); it != m.end() && !it->second.deleting)
+        patch = namespacePatch(it->second, r.ip.str());
+    });
+    if (!patch) return;
+    stream_queue.push(
+        {"PATCH", "/api/v1/namespaces/" + r.ns, std::move(*patch), "application/merge-patch+json",
+         [&streamed_mu, &streamed, ns = r.ns, ip = r.ip.str()](const Result<kube::Response>& res) {
+           if (res && res->status == 200) {
+             std::lock_guard l(streamed_mu);
+             streamed[ns] = ip;
+           }
+         }});
   });
 
   auto run = [&](const RunRequest&) -> RunResult {
@@ -197,7 +240,13 @@ int runClusterMode(const ClusterModeOptions& o) {
     if (r->changed || r->events)
       spdlog::info("reconciled: {} ledger changes, {} events", r->changed, r->events);
     const auto view = ctl.view();
-    writeBack(api, *view, all_namespaces);
+    stream_queue.drain(std::chrono::seconds(30));
+    std::map<std::string, std::string> already;
+    {
+      std::lock_guard l(streamed_mu);
+      already.swap(streamed);  // this pass's namespaces view is older than these writes
+    }
+    writeBack(api, *view, all_namespaces, already);
     writePoolStatus(api, *view, pool_status);
     label(true);
     return RunResult::ok();

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "nsegress/common/decode.h"
 
@@ -95,7 +96,11 @@ Result<Ledger> KubeLedgerStore::load() {
 Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
   // This address's history: what it had, plus this commit's events for it,
   // written in the same conditional update as the record itself.
-  json history = history_.count(r.ip) ? history_[r.ip] : json::array();
+  json history;
+  {
+    std::lock_guard l(data_mu_);
+    history = history_.count(r.ip) ? history_[r.ip] : json::array();
+  }
   if (auto it = pending_history_.find(r.ip.str()); it != pending_history_.end())
     for (const auto& h : it->second) history.push_back(h);
   if (history.size() > kHistoryMax)
@@ -113,9 +118,13 @@ Status KubeLedgerStore::putStatus(AddressRecord& r, const std::string& rv) {
   auto j = parseJsonOrDiscarded(resp->body);
   const std::string new_rv = j.is_object() ? j["metadata"].value("resourceVersion", "") : "";
   r.version = new_rv;
-  history_[r.ip] = std::move(history);
-  merged_.reset();
-  if (record_writes_) writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
+  {
+    std::lock_guard l(data_mu_);
+    history_[r.ip] = std::move(history);
+    merged_.reset();
+    if (record_writes_) writes_.push_back({new_rv.empty() ? 0 : std::stoll(new_rv), r});
+  }
+  if (on_assigned_ && r.state == AddressState::kAssigned) on_assigned_(r);
   return okStatus();
 }
 
@@ -150,11 +159,37 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
   pending_history_.clear();
   for (const auto& e : events)
     if (written.count(e.ip)) pending_history_[e.ip].push_back(historyEntry(e));
-  // Releases first, as in the SQLite store, then assignments.
-  for (int pass = 0; pass < 2; ++pass)
+  // Releases first, as in the SQLite store, then assignments. Within a pass
+  // the records are independent objects, each written conditionally: up to
+  // kParallelWrites at a time (a burst of namespaces is not a queue of round
+  // trips). A failure stops the pass; what was written is individually safe
+  // and the allocator converges on the next reconcile.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<AddressRecord*> todo;
     for (auto& r : changed)
-      if ((r.state == AddressState::kAssigned) == (pass == 1))
-        if (auto s = writeRecord(r); !s) return s;
+      if ((r.state == AddressState::kAssigned) == (pass == 1)) todo.push_back(&r);
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::optional<Error> first_error;
+    std::mutex err_mu;
+    auto worker = [&] {
+      for (size_t i; !failed && (i = next++) < todo.size();)
+        if (auto s = writeRecord(*todo[i]); !s) {
+          std::lock_guard el(err_mu);
+          if (!first_error) first_error = s.error();
+          failed = true;
+        }
+    };
+    const size_t n = std::min(kParallelWrites, todo.size());
+    if (n <= 1) {
+      worker();
+    } else {
+      std::vector<std::thread> threads;
+      for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
+      for (auto& t : threads) t.join();
+    }
+    if (first_error) return *first_error;
+  }
   for (const auto& e : events) {
     if (!written.count(e.ip)) {
       events_.push_back({static_cast<int64_t>(events_.size()) + 1, e});
@@ -201,15 +236,22 @@ void KubeLedgerStore::emitEvent(const AuditEvent& e) {
   if (uid_of_)
     if (std::string uid = uid_of_(e.ns); !uid.empty()) ev["regarding"]["uid"] = uid;
   // Best effort: an event that cannot be written does not undo the ledger.
-  auto r =
-      api_.request("POST", "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events", dumpJson(ev));
+  const std::string path = "/apis/events.k8s.io/v1/namespaces/" + e.ns + "/events";
+  if (send_event_) {
+    send_event_(path, dumpJson(ev));
+    return;
+  }
+  eventWritten(e.ns, api_.request("POST", path, dumpJson(ev)));
+}
+
+void KubeLedgerStore::eventWritten(const std::string& ns, const Result<kube::Response>& r) {
   if (r && r->status == 404) {
     // The namespace is gone (its release is what is being recorded): there
     // is nowhere to put the event; the ledger has the record.
-    spdlog::debug("event for deleted namespace {} not written", e.ns);
+    spdlog::debug("event for deleted namespace {} not written", ns);
   } else if (!r || r->status != 201) {
     ++event_failures_;
-    spdlog::warn("event for namespace {} not written: {}", e.ns,
+    spdlog::warn("event for namespace {} not written: {}", ns,
                  r ? r->body.substr(0, 300) : r.error().message);
   }
 }

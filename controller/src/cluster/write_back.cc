@@ -22,8 +22,26 @@ std::string releaseFinalizerPatch(const std::vector<std::string>& finalizers) {
   return ops.empty() ? "" : dumpJson(ops);
 }
 
+std::optional<std::string> namespacePatch(const Namespace& ns, const std::string& want) {
+  json patch_meta = json::object();
+  auto ait = ns.annotations.find(kAssignedAnnotation);
+  const std::string have = ait == ns.annotations.end() ? "" : ait->second;
+  if (want != have)
+    patch_meta["annotations"][kAssignedAnnotation] = want.empty() ? json(nullptr) : json(want);
+  std::vector<std::string> fins = ns.finalizers;
+  if (ns.requestsEgress() && std::find(fins.begin(), fins.end(), kReleaseFinalizer) == fins.end()) {
+    fins.push_back(kReleaseFinalizer);
+    patch_meta["finalizers"] = fins;
+  }
+  if (patch_meta.empty()) return std::nullopt;
+  // Conditional on the version we saw: never overwrite someone else's edit.
+  patch_meta["resourceVersion"] = ns.resource_version;
+  return dumpJson(json{{"metadata", patch_meta}});
+}
+
 WriteBackStats writeBack(kube::Api& api, const View& v,
-                         const std::map<std::string, Namespace>& namespaces) {
+                         const std::map<std::string, Namespace>& namespaces,
+                         const std::map<std::string, std::string>& already) {
   WriteBackStats st;
   std::set<std::string> holders;
   for (const auto& [ip, r] : v.ledger)
@@ -47,29 +65,21 @@ WriteBackStats writeBack(kube::Api& api, const View& v,
         failed(name, "finalizer removal", r);
       continue;
     }
-    json patch_meta = json::object();
     auto sit = v.statuses.find(name);
     const std::string want =
         sit != v.statuses.end() && sit->second.phase == Phase::kAssigned && sit->second.ip
             ? sit->second.ip->str()
             : "";
+    if (auto s = already.find(name); s != already.end() && s->second == want) continue;
     auto ait = ns.annotations.find(kAssignedAnnotation);
     const std::string have = ait == ns.annotations.end() ? "" : ait->second;
-    if (want != have)
-      patch_meta["annotations"][kAssignedAnnotation] = want.empty() ? json(nullptr) : json(want);
-    const bool adds_fin = ns.requestsEgress() && !has_fin;
-    if (adds_fin) {
-      fins.push_back(kReleaseFinalizer);
-      patch_meta["finalizers"] = fins;
-    }
-    if (patch_meta.empty()) continue;
-    // Conditional on the version we saw: never overwrite someone else's edit.
-    patch_meta["resourceVersion"] = ns.resource_version;
-    auto r = api.request("PATCH", "/api/v1/namespaces/" + name,
-                         dumpJson(json{{"metadata", patch_meta}}), "application/merge-patch+json");
+    auto patch = namespacePatch(ns, want);
+    if (!patch) continue;
+    auto r =
+        api.request("PATCH", "/api/v1/namespaces/" + name, *patch, "application/merge-patch+json");
     if (r && r->status == 200) {
       st.annotations += want != have;
-      st.finalizers_added += adds_fin;
+      st.finalizers_added += ns.requestsEgress() && !has_fin;
     }
     if (!r || (r->status != 200 && r->status != 404 && r->status != 409))
       failed(name, "write-back", r);

@@ -30,9 +30,13 @@ class ControllerMetrics {
   // "<code> <verb> <resource>" -> count (kube::Client::denied()), read at
   // scrape time: nsegress_controller_api_denied_total{code,request}.
   void setDenied(std::function<std::map<std::string, uint64_t>()> f) { denied_ = std::move(f); }
+  // Cluster mode: requests sent to the API server (requests and watches),
+  // nsegress_controller_api_requests_total.
+  void setRequests(std::function<uint64_t()> f) { requests_ = std::move(f); }
 
  private:
   std::function<std::map<std::string, uint64_t>()> denied_;
+  std::function<uint64_t()> requests_;
   ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r);
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> view_metrics_;

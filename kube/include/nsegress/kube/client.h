@@ -1,7 +1,7 @@
 // A small Kubernetes API client: requests (GET/POST/PUT/PATCH/DELETE) and
 // streaming watches over HTTPS (Boost.Beast + OpenSSL), with a client-side
-// token-bucket rate limiter. One connection per request or watch. The token
-// is re-read from its file when it rotates. The real
+// token-bucket rate limiter. Requests share a few kept-alive connections;
+// each watch has its own. The token is re-read from its file when it rotates. The real
 // implementation of kube::Api; thread-safe (each call has its own I/O
 // context; the TLS context and the limiter are shared).
 #pragma once
@@ -61,6 +61,12 @@ class Client final : public Api {
   // The bearer token in use: cfg.token, or the token file's content, re-read
   // when the file changes (and at once after a 401, retrying that request once).
   std::string token(bool force_reread = false);
+  // Connections opened for requests so far (kept alive and reused: at most
+  // kMaxIdle stay open between requests).
+  uint64_t connections() const { return connections_; }
+  uint64_t requests() const { return requests_; }  // requests and watches sent
+  static constexpr size_t kMaxIdle = 4;
+  struct Conn;
 
  private:
   struct Impl;
@@ -70,6 +76,8 @@ class Client final : public Api {
   RateLimiter limiter_;
   std::unique_ptr<Impl> impl_;
   std::atomic<uint64_t> throttled_{0};
+  std::atomic<uint64_t> connections_{0};
+  std::atomic<uint64_t> requests_{0};
 };
 
 }  // namespace nsegress::kube

@@ -24,7 +24,7 @@ struct ClusterModeOptions {
   std::string service_name = "nsegress-controller";
   int resync_seconds = 10;
   // Client-side rate limit of the API clients (watches; writes), each.
-  double qps = 100, burst = 200;
+  double qps = 200, burst = 400;
   int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
   int renew_deadline_ms = 10000;
   int retry_period_ms = 2000;

@@ -16,6 +16,7 @@
 
 #include "nsegress/common/clock.h"
 
+#include <atomic>
 #include <functional>
 #include "nsegress/controller/store.h"
 
@@ -37,6 +38,7 @@ class KubeLedgerStore final : public LedgerStore {
   // audit() in kube_store.cc for how it is merged.
   Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
   static constexpr size_t kHistoryMax = 64;
+  static constexpr size_t kParallelWrites = 8;  // records written at once within a commit
   Result<std::optional<std::string>> meta(const std::string& key) override;
 
   // Who reports the Events (reportingInstance: this replica's identity) and
@@ -45,6 +47,16 @@ class KubeLedgerStore final : public LedgerStore {
     instance_ = std::move(instance);
     uid_of_ = std::move(uid_of);
   }
+
+  // Events go through `send` (e.g. a kube::RequestQueue) instead of being
+  // written inline, so a burst of commits never waits for its Events.
+  using EventSender = std::function<void(std::string path, std::string body)>;
+  void setEventSender(EventSender send) { send_event_ = std::move(send); }
+  // Called after each record is written with the state Assigned (e.g. to
+  // write the namespace's annotation at once, not after the whole batch).
+  void setOnAssigned(std::function<void(const AddressRecord&)> f) { on_assigned_ = std::move(f); }
+  // The result of an Event write (inline or from the sender).
+  void eventWritten(const std::string& ns, const Result<kube::Response>& r);
 
   // Records and the ledger objects skipped at the last load (malformed).
   size_t skippedAtLoad() const { return skipped_; }
@@ -67,6 +79,8 @@ class KubeLedgerStore final : public LedgerStore {
   std::string state_ns_;
   std::string instance_ = "nsegress-controller";
   std::function<std::string(const std::string&)> uid_of_;
+  EventSender send_event_;
+  std::function<void(const AddressRecord&)> on_assigned_;
   std::vector<StoredEvent> events_;
   bool record_writes_ = false;
   std::vector<std::pair<int64_t, AddressRecord>> writes_;
@@ -75,10 +89,11 @@ class KubeLedgerStore final : public LedgerStore {
   std::map<IpAddress, nlohmann::json> history_;    // status.history per address
   std::optional<std::vector<AuditEvent>> merged_;  // audit(): cached merge
   std::map<std::string, std::vector<nlohmann::json>> pending_history_;  // this commit's, by ip
-  uint64_t conflicts_ = 0;
-  uint64_t event_failures_ = 0;
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> event_failures_{0};
   size_t skipped_ = 0;
   mutable std::mutex mu_;
+  std::mutex data_mu_;  // history_, merged_, writes_ while a commit writes in parallel
 };
 
 }  // namespace nsegress::controller::cluster

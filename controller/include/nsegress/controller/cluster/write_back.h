@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,16 @@ struct WriteBackStats {
 // no longer holds an address in the ledger. A write refused because the
 // namespace changed since it was read (409/422) is left to the next pass
 // (the watch brings the new version).
+// `already`: namespace -> assigned-ip this leader has written since the
+// informer's view was taken (streamed as each address committed): skipped.
 WriteBackStats writeBack(kube::Api& api, const View& v,
-                         const std::map<std::string, Namespace>& namespaces);
+                         const std::map<std::string, Namespace>& namespaces,
+                         const std::map<std::string, std::string>& already = {});
+
+// The merge patch that gives `ns` (as read, with its resourceVersion) the
+// assigned-ip `want` ("" removes it) and the release finalizer if it asks
+// for an address; conditional on that version. nullopt: nothing to write.
+std::optional<std::string> namespacePatch(const Namespace& ns, const std::string& want);
 
 // EgressPool status (kubectl get egresspools: ASSIGNED, QUARANTINED, FREE, a
 // Ready condition), written when it changes; `written` remembers what this
