@@ -234,6 +234,23 @@ HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
 
 }  // namespace
 
+static bool isLoopback(const std::string& peer) {
+  return peer.rfind("127.", 0) == 0 || peer == "::1" || peer.rfind("::ffff:127.", 0) == 0;
+}
+
+// "localhost", "127.0.0.1", "[::1]", each with an optional port.
+static bool loopbackHost(std::string host) {
+  if (host.size() > 64) return false;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string::npos) return false;
+    const std::string addr = host.substr(1, close - 1);
+    return addr == "::1";
+  }
+  if (auto colon = host.find(':'); colon != std::string::npos) host.resize(colon);
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
 Router metricsRouter(const ApiContext& ctx, bool with_metrics) {
   Router r;
   r.get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", {}, "ok\n"}; });
@@ -270,6 +287,14 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
         }));
   r.add("POST", "/api/v1/hold/confirm", [&ctx](const HttpRequest& q) {
     if (!ctx.confirm_release) return error(501, "confirmation is not available here");
+    // Until the API has credentials with a write role, a state change is
+    // taken only from this host (standalone: nsegressctl on the controller's
+    // machine; cluster: kubectl port-forward, which arrives on the pod's
+    // loopback), and only with a Host header naming it (no DNS rebinding
+    // from a browser).
+    if (!isLoopback(q.peer)) return error(403, "confirmation is accepted from this host only");
+    if (!loopbackHost(q.headers.get("host").value_or("")))
+      return error(403, "confirmation needs a Host header naming localhost");
     auto t = q.query.find("token");
     if (t == q.query.end() || t->second.empty() || t->second.size() > 64)
       return error(400, "query parameter token: required (see GET /api/v1/hold)");

@@ -80,8 +80,8 @@ Status Controller::confirmRelease(const std::string& token) {
   if (!hold_ || hold_->token.empty())
     return makeError(ENOENT, "no release is waiting for confirmation");
   if (hold_->token != token)
-    return makeError(EINVAL, "token " + token.substr(0, 32) + " does not name the held releases (" +
-                                 hold_->token + ")");
+    return makeError(EINVAL, "token " + token.substr(0, 32) +
+                                 " does not name the held releases (see GET /api/v1/hold)");
   confirmed_ = token;
   return okStatus();
 }

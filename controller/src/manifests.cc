@@ -226,17 +226,32 @@ World ManifestDirectory::load() {
   for (const auto& f : files) {
     const std::string name = f.string();
     present.insert(name);
+    auto& cached = files_[name];
+    // A file with no good version yet (at start, or new) that cannot be
+    // read or parsed says nothing about what it defines: absent, its
+    // namespaces would be released. The read is incomplete until it loads.
+    auto noLastGood = [&](const std::string& why) {
+      if (cached.parsed || !state_.complete) return;
+      state_ = {false, name + " has no good version yet (" + why.substr(0, 200) + ")", {}};
+    };
     auto content = readFileBounded(name, o_.max_file_bytes);
     if (!content) {
-      errors_.push_back(
-          {name, content.error().message + " (keeping the file's last good objects)"});
+      errors_.push_back({name, content.error().message +
+                                   (cached.parsed ? " (keeping the file's last good objects)"
+                                                  : " (holding everything until it loads)")});
+      noLastGood(content.error().message);
       continue;
     }
-    auto& cached = files_[name];
     const auto age = std::chrono::nanoseconds(now_ns - content->stamp.mtime_ns);
     // Unchanged: not parsed again. (A file changed in the last seconds is
     // parsed anyway: a rewrite within one timestamp tick keeps size and mtime.)
-    if (cached.stamp && *cached.stamp == content->stamp && age > std::chrono::seconds(2)) continue;
+    if (cached.stamp && *cached.stamp == content->stamp && age > std::chrono::seconds(2)) {
+      if (!cached.error.empty()) {  // still the content that failed: still reported
+        errors_.push_back({name, cached.error});
+        noLastGood(cached.error);
+      }
+      continue;
+    }
     // A file modified within the settle window may still be being written
     // in place: its last good objects stay until it has been quiet that long.
     if (o_.settle.count() > 0 && age < o_.settle) {
@@ -248,8 +263,15 @@ World ManifestDirectory::load() {
     ++parses_;
     cached.stamp = content->stamp;
     auto w = parseManifests(content->text, name);
+    cached.error =
+        w ? ""
+          : w.error().message + (cached.parsed ? " (keeping the file's last good objects)"
+                                               : " (holding everything until it loads)");
     if (!w) {
-      errors_.push_back({name, w.error().message + " (keeping the file's last good objects)"});
+      errors_.push_back(
+          {name, w.error().message + (cached.parsed ? " (keeping the file's last good objects)"
+                                                    : " (holding everything until it loads)")});
+      noLastGood(w.error().message);
       continue;
     }
     cached.world = std::move(*w);

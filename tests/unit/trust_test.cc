@@ -398,15 +398,29 @@ TEST_F(Release, AnEmptiedDirectoryReleasesNothingUntilAnOperatorConfirms) {
   const auto token = c.view()->hold->token;
   ASSERT_FALSE(token.empty());
   EXPECT_EQ(c.view()->hold->namespaces.size(), 20u);
-  EXPECT_FALSE(c.confirmRelease("0000000000000000")) << "a token for other releases";
+  auto wrong = c.confirmRelease("0000000000000000");
+  ASSERT_FALSE(wrong) << "a token for other releases";
+  EXPECT_EQ(wrong.error().message.find(token), std::string::npos) << "never tells the right one";
   EXPECT_TRUE(step(md)->held) << "still held without confirmation";
-  ASSERT_TRUE(handleRequest(ApiContext{[&] { return c.view(); },
-                                       nullptr,
-                                       {},
-                                       {},
-                                       [&](const std::string& t) { return c.confirmRelease(t); }},
-                            "POST", "/api/v1/hold/confirm?token=" + token)
-                  .status == 200);
+  ApiContext ctx{[&] { return c.view(); },
+                 nullptr,
+                 {},
+                 {},
+                 [&](const std::string& t) { return c.confirmRelease(t); }};
+  const Router router = apiRouter(ctx);
+  auto confirm = [&](const std::string& peer, const std::string& host) {
+    auto q = HttpRequest::make("POST", "/api/v1/hold/confirm?token=" + token);
+    q.peer = peer;
+    if (!host.empty()) q.headers.set("Host", host);
+    return router.dispatch(q).status;
+  };
+  // A state change, without credentials yet: from this host only, and only
+  // with a Host header naming it (a browser lured by DNS rebinding sends its own).
+  EXPECT_EQ(confirm("198.51.100.7", "127.0.0.1:8080"), 403);
+  EXPECT_EQ(confirm("127.0.0.1", "evil.example:8080"), 403);
+  EXPECT_EQ(confirm("127.0.0.1", ""), 403);
+  EXPECT_TRUE(step(md)->held) << "none of those confirmed anything";
+  ASSERT_EQ(confirm("127.0.0.1", "localhost:8080"), 200);
   auto done = step(md);
   ASSERT_TRUE(done);
   EXPECT_FALSE(done->held);
@@ -481,6 +495,36 @@ TEST_F(Release, ANamespaceDefinedInTwoFilesIsRefusedAndNeverMoves) {
   d.write("d.yaml", ns("newbie", "dmz"));
   ASSERT_TRUE(step(md));
   EXPECT_FALSE(c.view()->statuses.count("newbie"));
+}
+
+TEST_F(Release, AFileThatDoesNotLoadAtStartHoldsInsteadOfReleasingItsNamespaces) {
+  ManifestDirectory md(d.path, SystemClock::instance(), immediate());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(step(md));
+  ASSERT_EQ(assigned(), 20u);
+  // The controller restarts while the file is broken (a typo, or too large).
+  const std::string good = [&] {
+    std::ifstream in(d.path + "/all.yaml");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  d.write("all.yaml", good + "\n---\nkind: [unterminated\n");
+  for (int pass = 0; pass < 2; ++pass) {  // also when re-read unchanged
+    ManifestDirectory restarted(d.path, SystemClock::instance(), immediate());
+    ASSERT_TRUE(step(restarted));
+    EXPECT_FALSE(restarted.state().complete);
+    ASSERT_TRUE(c.view()->hold) << "held, not released";
+    EXPECT_EQ(assigned(), 20u);
+    ASSERT_TRUE(step(restarted));
+    EXPECT_FALSE(restarted.state().complete) << "still held on the unchanged file";
+    EXPECT_EQ(assigned(), 20u);
+  }
+  // Fixed: it loads and nothing moved.
+  d.write("all.yaml", good);
+  ManifestDirectory fixed(d.path, SystemClock::instance(), immediate());
+  ASSERT_TRUE(step(fixed));
+  EXPECT_TRUE(fixed.state().complete);
+  EXPECT_FALSE(c.view()->hold);
+  EXPECT_EQ(assigned(), 20u);
 }
 
 TEST_F(Release, ADuplicateFoundAtStartHoldsInsteadOfReleasingItsNamespace) {

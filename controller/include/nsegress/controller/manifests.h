@@ -81,6 +81,7 @@ class ManifestDirectory {
   struct File {
     std::optional<FileStamp> stamp;  // of the content last parsed
     bool parsed = false;             // `world` is that content's objects
+    std::string error;               // why that content did not parse ("" if it did)
     World world;                     // last good objects
   };
   std::string dir_;
