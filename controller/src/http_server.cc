@@ -131,6 +131,22 @@ void HttpServer::Impl::accept() {
   });
 }
 
+Result<std::vector<std::unique_ptr<HttpServer>>> HttpServer::listenAll(
+    boost::asio::io_context& io,
+    const std::vector<std::pair<std::string, const Router*>>& listeners) {
+  std::vector<std::unique_ptr<HttpServer>> out;
+  for (const auto& [addr, router] : listeners) {
+    if (addr.empty()) {
+      out.push_back(nullptr);
+      continue;
+    }
+    auto s = listen(io, addr, *router);
+    if (!s) return s.error();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(boost::asio::io_context& io,
                                                        const std::string& host_port,
                                                        const Router& router, HttpServerOptions o) {

@@ -168,19 +168,15 @@ int main(int argc, char** argv) {
   const Router router = apiRouter(api, metrics_listen.empty());
   const Router metrics_router = metricsRouter(api);
   boost::asio::io_context http_io;
-  std::vector<std::unique_ptr<HttpServer>> servers;
-  for (const auto& [addr, routes] :
-       {std::pair{listen, &router}, std::pair{metrics_listen, &metrics_router}}) {
-    if (addr.empty()) continue;
-    auto s = HttpServer::listen(http_io, addr, *routes);
-    if (!s) {
-      spdlog::error("{}", s.error().message);
-      return 1;
-    }
-    spdlog::info("HTTP {} on {} (port {})", routes == &router ? "API" : "metrics", addr,
-                 (*s)->port());
-    servers.push_back(std::move(*s));
+  auto servers =
+      HttpServer::listenAll(http_io, {{listen, &router}, {metrics_listen, &metrics_router}});
+  if (!servers) {
+    spdlog::error("{}", servers.error().message);
+    return 1;
   }
+  for (size_t i = 0; i < servers->size(); ++i)
+    if ((*servers)[i])
+      spdlog::info("HTTP {} on port {}", i == 0 ? "API" : "metrics", (*servers)[i]->port());
   std::thread http([&] {
     auto guard = boost::asio::make_work_guard(http_io);
     http_io.run();

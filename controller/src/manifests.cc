@@ -230,26 +230,23 @@ World ManifestDirectory::load() {
     // A file with no good version yet (at start, or new) that cannot be
     // read or parsed says nothing about what it defines: absent, its
     // namespaces would be released. The read is incomplete until it loads.
-    auto noLastGood = [&](const std::string& why) {
-      if (cached.parsed || !state_.complete) return;
-      state_ = {false, name + " has no good version yet (" + why.substr(0, 200) + ")", {}};
+    // Reports why the file is refused.
+    auto refuse = [&](const std::string& why) {
+      if (!cached.parsed && state_.complete)
+        state_ = {false, name + " has no good version yet (" + why.substr(0, 200) + ")", {}};
+      errors_.push_back({name, why + (cached.parsed ? " (keeping the file's last good objects)"
+                                                    : " (holding everything until it loads)")});
     };
     auto content = readFileBounded(name, o_.max_file_bytes);
     if (!content) {
-      errors_.push_back({name, content.error().message +
-                                   (cached.parsed ? " (keeping the file's last good objects)"
-                                                  : " (holding everything until it loads)")});
-      noLastGood(content.error().message);
+      refuse(content.error().message);
       continue;
     }
     const auto age = std::chrono::nanoseconds(now_ns - content->stamp.mtime_ns);
     // Unchanged: not parsed again. (A file changed in the last seconds is
     // parsed anyway: a rewrite within one timestamp tick keeps size and mtime.)
     if (cached.stamp && *cached.stamp == content->stamp && age > std::chrono::seconds(2)) {
-      if (!cached.error.empty()) {  // still the content that failed: still reported
-        errors_.push_back({name, cached.error});
-        noLastGood(cached.error);
-      }
+      if (!cached.error.empty()) refuse(cached.error);  // still the content that failed
       continue;
     }
     // A file modified within the settle window may still be being written
@@ -263,17 +260,12 @@ World ManifestDirectory::load() {
     ++parses_;
     cached.stamp = content->stamp;
     auto w = parseManifests(content->text, name);
-    cached.error =
-        w ? ""
-          : w.error().message + (cached.parsed ? " (keeping the file's last good objects)"
-                                               : " (holding everything until it loads)");
     if (!w) {
-      errors_.push_back(
-          {name, w.error().message + (cached.parsed ? " (keeping the file's last good objects)"
-                                                    : " (holding everything until it loads)")});
-      noLastGood(w.error().message);
+      cached.error = w.error().message;
+      refuse(cached.error);
       continue;
     }
+    cached.error.clear();
     cached.world = std::move(*w);
     cached.parsed = true;
   }

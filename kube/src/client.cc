@@ -189,47 +189,6 @@ void check(boost::system::error_code ec) {
   if (ec) throw boost::system::system_error(ec);
 }
 
-// Runs `fn(stream, arm)` on a connected plain or TLS stream; `arm()` restarts
-// the per-operation timeout.
-template <typename Fn>
-Result<int> withStream(boost::asio::io_context& io, ssl::context* tls, const KubeConfig& cfg,
-                       std::chrono::seconds timeout, Fn&& fn) {
-  try {
-    tcp::resolver resolver(io);
-    auto endpoints = resolver.resolve(cfg.host, cfg.port);
-    if (!tls) {
-      beast::tcp_stream stream(io);
-      auto arm = [&] { stream.expires_after(timeout); };
-      arm();
-      check(await(io, [&](auto h) { stream.async_connect(endpoints, h); }));
-      return fn(stream, arm);
-    }
-    beast::ssl_stream<beast::tcp_stream> stream(io, *tls);
-    if (!cfg.insecure_skip_verify) {
-      boost::system::error_code ec;
-      (void)boost::asio::ip::make_address(cfg.host, ec);  // ec set: a name, not an IP literal
-      if (ec) stream.set_verify_callback(ssl::host_name_verification(cfg.host));
-      // An IP literal: OpenSSL checks it against the certificate's IP SANs.
-      else
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), cfg.host.c_str());
-      if (ec) SSL_set_tlsext_host_name(stream.native_handle(), cfg.host.c_str());
-    }
-    auto arm = [&] { beast::get_lowest_layer(stream).expires_after(timeout); };
-    arm();
-    check(await(io, [&](auto h) { beast::get_lowest_layer(stream).async_connect(endpoints, h); }));
-    arm();
-    check(await(io, [&](auto h) { stream.async_handshake(ssl::stream_base::client, h); }));
-    return fn(stream, arm);
-  } catch (const boost::system::system_error& e) {
-    return makeError(e.code().value() ? e.code().value() : EIO,
-                     "kube " + cfg.host + ":" + cfg.port + ": " + e.code().message());
-  }
-}
-
-}  // namespace
-
-namespace {
-
 Result<std::unique_ptr<Client::Conn>> connectTo(ssl::context* tls, const KubeConfig& cfg,
                                                 std::chrono::seconds timeout) {
   auto c = std::make_unique<Client::Conn>();
@@ -367,63 +326,65 @@ Result<int> Client::watch(const std::string& path,
     ++throttled_;
     std::this_thread::sleep_for(wait);
   }
-  boost::asio::io_context io;
   const std::string bearer = token();
   ++requests_;
-  auto result =
-      withStream(io, impl_->tls.get(), cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
-        http::request<http::empty_body> req{http::verb::get, path, 11};
-        prepare<decltype(stream)>(req, cfg_, bearer);
-        arm();
-        check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
-        beast::flat_buffer buf;
-        http::response_parser<http::buffer_body> parser;
-        parser.body_limit(boost::none);
-        arm();
-        check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
-        const int status = static_cast<int>(parser.get().result_int());
-        std::string pending;
-        bool stop = false;
-        // Polls `cancel` while the read waits; a cancelled read ends the watch.
-        boost::asio::steady_timer poll(io);
-        std::function<void()> tick = [&] {
-          poll.expires_after(std::chrono::milliseconds(100));
-          poll.async_wait([&](boost::system::error_code ec) {
-            if (ec) return;  // the timer went away with the watch
-            if (cancel->load())
-              beast::get_lowest_layer(stream).cancel();
-            else
-              tick();
-          });
-        };
-        if (cancel) tick();
-        char chunk[16384];
-        while (!parser.is_done() && !stop) {
-          if (cancel && cancel->load()) break;
-          parser.get().body().data = chunk;
-          parser.get().body().size = sizeof chunk;
-          arm();  // the watch's idle timeout: bookmarks and events keep it alive
-          // read_some: deliver each event as it arrives (a plain read would
-          // wait until the chunk buffer is full or the stream ends).
-          auto ec = await(io, [&](auto h) { http::async_read_some(stream, buf, parser, h); });
-          if (ec && ec != http::error::need_buffer) {
-            if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
-            if (cancel && cancel->load()) break;
-            throw boost::system::system_error(ec);
-          }
-          pending.append(chunk, sizeof chunk - parser.get().body().size);
-          if (pending.size() > opts_.max_body)
-            throw boost::system::system_error(make_error_code(http::error::body_limit));
-          size_t pos;
-          while (!stop && (pos = pending.find('\n')) != std::string::npos) {
-            std::string line = pending.substr(0, pos);
-            pending.erase(0, pos + 1);
-            if (!line.empty()) stop = !on_event(line);
-          }
-        }
-        if (!stop && !pending.empty()) on_event(pending);
-        return status;
+  // A connection of its own (never pooled: the stream stays open).
+  auto conn = connectTo(impl_->tls.get(), cfg_, timeout);
+  if (!conn) return conn.error();
+  auto& io = (*conn)->io;
+  auto result = onConn(**conn, cfg_, timeout, [&](auto& stream, auto arm) -> Result<int> {
+    http::request<http::empty_body> req{http::verb::get, path, 11};
+    prepare<decltype(stream)>(req, cfg_, bearer);
+    arm();
+    check(await(io, [&](auto h) { http::async_write(stream, req, h); }));
+    beast::flat_buffer buf;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    arm();
+    check(await(io, [&](auto h) { http::async_read_header(stream, buf, parser, h); }));
+    const int status = static_cast<int>(parser.get().result_int());
+    std::string pending;
+    bool stop = false;
+    // Polls `cancel` while the read waits; a cancelled read ends the watch.
+    boost::asio::steady_timer poll(io);
+    std::function<void()> tick = [&] {
+      poll.expires_after(std::chrono::milliseconds(100));
+      poll.async_wait([&](boost::system::error_code ec) {
+        if (ec) return;  // the timer went away with the watch
+        if (cancel->load())
+          beast::get_lowest_layer(stream).cancel();
+        else
+          tick();
       });
+    };
+    if (cancel) tick();
+    char chunk[16384];
+    while (!parser.is_done() && !stop) {
+      if (cancel && cancel->load()) break;
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      arm();  // the watch's idle timeout: bookmarks and events keep it alive
+      // read_some: deliver each event as it arrives (a plain read would
+      // wait until the chunk buffer is full or the stream ends).
+      auto ec = await(io, [&](auto h) { http::async_read_some(stream, buf, parser, h); });
+      if (ec && ec != http::error::need_buffer) {
+        if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) break;
+        if (cancel && cancel->load()) break;
+        throw boost::system::system_error(ec);
+      }
+      pending.append(chunk, sizeof chunk - parser.get().body().size);
+      if (pending.size() > opts_.max_body)
+        throw boost::system::system_error(make_error_code(http::error::body_limit));
+      size_t pos;
+      while (!stop && (pos = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, pos);
+        pending.erase(0, pos + 1);
+        if (!line.empty()) stop = !on_event(line);
+      }
+    }
+    if (!stop && !pending.empty()) on_event(pending);
+    return status;
+  });
   if (result) {
     noteDenied(*result, "GET", path);
     if (*result == 401) token(/*force_reread=*/true);  // the next watch uses a rotated token

@@ -66,16 +66,6 @@ World buildWorld(Sources& s, std::vector<ManifestError>& errors,
   return w;
 }
 
-uint16_t listenPort(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return 0;
-  try {
-    return static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
-  } catch (const std::exception&) {
-    return 0;
-  }
-}
-
 std::string defaultIdentity() {
   char h[256] = {};
   gethostname(h, sizeof h - 1);
@@ -148,8 +138,7 @@ int runClusterMode(const ClusterModeOptions& o) {
   // The leader's entry in the Service's Endpoints as last written: -1
   // unknown (a restarted container may find itself listed), 0 absent, 1 present.
   int published = -1;
-  LeaderEndpoint endpoint{o.lease_namespace, o.service_name, o.pod_name, o.pod_ip,
-                          listenPort(o.listen)};
+  LeaderEndpoint endpoint{o.lease_namespace, o.service_name, o.pod_name, o.pod_ip};
   auto label = [&](bool want) {
     if (!o.pod_ip.empty() && published != int(want) && publishLeaderEndpoint(api, endpoint, want))
       published = want;
@@ -265,17 +254,14 @@ int runClusterMode(const ClusterModeOptions& o) {
   const Router router = apiRouter(api_ctx, o.metrics_listen.empty());
   const Router metrics_router = metricsRouter(api_ctx);
   boost::asio::io_context http_io;
-  std::vector<std::unique_ptr<HttpServer>> servers;
-  for (const auto& [addr, routes] :
-       {std::pair{o.listen, &router}, std::pair{o.metrics_listen, &metrics_router}}) {
-    if (addr.empty()) continue;
-    auto s = HttpServer::listen(http_io, addr, *routes);
-    if (!s) {
-      spdlog::error("{}", s.error().message);
-      return 1;
-    }
-    servers.push_back(std::move(*s));
+  auto servers =
+      HttpServer::listenAll(http_io, {{o.listen, &router}, {o.metrics_listen, &metrics_router}});
+  if (!servers) {
+    spdlog::error("{}", servers.error().message);
+    return 1;
   }
+  // The Endpoints name the port the API really listens on.
+  if ((*servers)[0]) endpoint.port = (*servers)[0]->port();
   std::thread http([&] {
     auto guard = boost::asio::make_work_guard(http_io);
     http_io.run();

@@ -36,6 +36,12 @@ class HttpServer {
   static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& io,
                                                     const std::string& host_port,
                                                     const Router& router, HttpServerOptions o = {});
+  // The API listener and the metrics listener of a process: each non-empty
+  // host:port with its router. The result has one entry per listener given
+  // (null for an empty address), so [0] is the API's.
+  static Result<std::vector<std::unique_ptr<HttpServer>>> listenAll(
+      boost::asio::io_context& io,
+      const std::vector<std::pair<std::string, const Router*>>& listeners);
   uint16_t port() const;
   // accept() failures so far (each followed by accept_backoff).
   uint64_t acceptErrors() const;
