@@ -235,6 +235,16 @@ Node nodeOf(const json& o) {
   if (const json& conds = member(member(o, "status"), "conditions"); conds.is_array())
     for (const auto& c : conds)
       if (str(c, "type") == "Ready") n.ready = str(c, "status") == "True";
+  if (const json& addrs = member(member(o, "status"), "addresses"); addrs.is_array())
+    for (const auto& a : addrs) {
+      if (str(a, "type") != "InternalIP") continue;
+      const std::string text = str(a, "address");
+      auto ip = IpAddress::parse(text);
+      if (!ip)
+        throw FieldError{"status.addresses: \"" + text.substr(0, 64) + "\" is not an IP address"};
+      auto& slot = ip->isV4() ? n.ipv4 : n.ipv6;
+      if (!slot) slot = *ip;
+    }
   return n;
 }
 

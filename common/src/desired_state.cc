@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 namespace nsegress {
@@ -62,8 +63,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
   const json& doc = *parsed;
   if (!doc.is_object()) return fieldError("document", "must be a JSON object");
 
-  static const std::set<std::string> kTop = {"apiVersion", "kind",       "gateway",
-                                             "generation", "namespaces", "blockedIPs"};
+  static const std::set<std::string> kTop = {"apiVersion", "kind",       "gateway", "generation",
+                                             "namespaces", "blockedIPs", "nodes"};
   for (auto& [k, v] : doc.items()) {
     if (!kTop.count(k)) return fieldError(k.substr(0, 64), "unknown field");
   }
@@ -88,7 +89,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
 
   std::set<std::string> names;
   std::unordered_map<IpAddress, std::string> pod_owner;
-  static const std::set<std::string> kNs = {"name", "egressIPs", "podIPs"};
+  static const std::set<std::string> kNs = {"name", "egressIPs", "podIPs", "gatewayV4",
+                                            "gatewayV6"};
   for (size_t i = 0; i < nss.size(); ++i) {
     const std::string base = "namespaces[" + std::to_string(i) + "]";
     const json& n = nss[i];
@@ -130,6 +132,13 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
             p, ip->str() + " is already a pod address of namespace \"" + it->second + "\"");
       ns.pod_ips.push_back(*ip);
     }
+    for (auto [key, into] : {std::pair{"gatewayV4", &ns.gateway_v4}, {"gatewayV6", &ns.gateway_v6}}) {
+      if (!n.contains(key)) continue;
+      const json& g = n[key];
+      if (!g.is_string() || !isDnsSubdomain(g.get<std::string>()))
+        return fieldError(base + "." + key, quoted(g) + " is not a node name");
+      *into = g.get<std::string>();
+    }
     s.namespaces.push_back(std::move(ns));
   }
   if (doc.contains("blockedIPs")) {
@@ -145,7 +154,64 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
       s.blocked.push_back(*ip);
     }
   }
+  if (doc.contains("nodes")) {
+    const json& nodes = doc["nodes"];
+    if (!nodes.is_array()) return fieldError("nodes", "must be a list");
+    static const std::set<std::string> kNode = {"name", "ipv4", "ipv6", "podIPs"};
+    std::set<std::string> node_names;
+    std::unordered_map<IpAddress, std::string> pod_node;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const std::string base = "nodes[" + std::to_string(i) + "]";
+      const json& n = nodes[i];
+      if (!n.is_object()) return fieldError(base, "must be an object");
+      for (auto& [k, v] : n.items())
+        if (!kNode.count(k)) return fieldError(base + "." + k.substr(0, 64), "unknown field");
+      NodeEntry e;
+      if (!n.contains("name") || !n["name"].is_string() ||
+          !isDnsSubdomain(n["name"].get<std::string>()))
+        return fieldError(base + ".name", "missing or not a valid node name");
+      e.name = n["name"].get<std::string>();
+      if (!node_names.insert(e.name).second)
+        return fieldError(base + ".name", "node \"" + e.name + "\" listed twice");
+      for (auto [key, fam, into] : {std::tuple{"ipv4", Family::V4, &e.ipv4},
+                                    std::tuple{"ipv6", Family::V6, &e.ipv6}}) {
+        if (!n.contains(key)) continue;
+        auto ip = parseIp(n[key], base + "." + key);
+        if (!ip) return ip.error();
+        if (ip->family() != fam)
+          return fieldError(base + "." + key, ip->str() + " is not an " + key + " address");
+        *into = *ip;
+      }
+      if (n.contains("podIPs")) {
+        const json& pods = n["podIPs"];
+        if (!pods.is_array()) return fieldError(base + ".podIPs", "must be a list");
+        for (size_t j = 0; j < pods.size(); ++j) {
+          const std::string p = base + ".podIPs[" + std::to_string(j) + "]";
+          auto ip = parseIp(pods[j], p);
+          if (!ip) return ip.error();
+          // A pod lives on one node, and is a pod of a listed namespace.
+          if (!pod_owner.count(*ip))
+            return fieldError(p, ip->str() + " is not a pod address of any namespace listed");
+          auto [it, inserted] = pod_node.emplace(*ip, e.name);
+          if (!inserted)
+            return fieldError(p, ip->str() + " is already a pod on node \"" + it->second + "\"");
+          e.pod_ips.push_back(*ip);
+        }
+      }
+      s.nodes.push_back(std::move(e));
+    }
+  }
   return s;
+}
+
+const NodeEntry* DesiredState::node(std::string_view name) const {
+  for (const auto& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+const NodeEntry* DesiredState::self() const {
+  return node(gateway);
 }
 
 std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
@@ -162,6 +228,7 @@ std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
       return ambiguous.count(ip) || !seen.insert(ip).second;
     });
   }
+  for (auto& n : s.nodes) std::erase_if(n.pod_ips, [&](const IpAddress& ip) { return ambiguous.count(ip); });
   std::set<IpAddress> blocked(s.blocked.begin(), s.blocked.end());
   blocked.insert(ambiguous.begin(), ambiguous.end());
   s.blocked.assign(blocked.begin(), blocked.end());
@@ -185,6 +252,8 @@ std::string serializeDesiredState(const DesiredState& s) {
     json p = json::array();
     for (const auto& ip : ns.pod_ips) p.push_back(ip.str());
     n["podIPs"] = p;
+    if (!ns.gateway_v4.empty()) n["gatewayV4"] = ns.gateway_v4;
+    if (!ns.gateway_v6.empty()) n["gatewayV6"] = ns.gateway_v6;
     nss.push_back(n);
   }
   doc["namespaces"] = nss;
@@ -192,6 +261,20 @@ std::string serializeDesiredState(const DesiredState& s) {
     json b = json::array();
     for (const auto& ip : s.blocked) b.push_back(ip.str());
     doc["blockedIPs"] = b;
+  }
+  if (!s.nodes.empty()) {
+    json nodes = json::array();
+    for (const auto& n : s.nodes) {
+      json e;
+      e["name"] = n.name;
+      if (n.ipv4) e["ipv4"] = n.ipv4->str();
+      if (n.ipv6) e["ipv6"] = n.ipv6->str();
+      json p = json::array();
+      for (const auto& ip : n.pod_ips) p.push_back(ip.str());
+      e["podIPs"] = p;
+      nodes.push_back(e);
+    }
+    doc["nodes"] = nodes;
   }
   return dumpJson(doc, 2) + "\n";
 }

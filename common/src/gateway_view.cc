@@ -1,5 +1,6 @@
 #include "nsegress/common/gateway_view.h"
 
+#include <map>
 #include <set>
 
 namespace nsegress {
@@ -15,15 +16,21 @@ void GatewayViews::addRecord(const AddressRecord& r) {
   listed_[r.ns].assigned.emplace_back(r.node, r.ip);
 }
 
+void GatewayViews::addNode(const Node& n) {
+  nodes_[n.name] = n;
+}
+
 void GatewayViews::addPod(const Pod& p) {
   auto it = listed_.find(p.ns);
   if (it == listed_.end()) {
     // A deleted namespace that held an address: its draining pods stay
     // fail-closed (never back to the node's address).
     if (p.ips.empty() || existing_.count(p.ns) || !tombstones_.count(p.ns)) return;
-    it = listed_.emplace(p.ns, Listed{{}, {}, true}).first;
+    it = listed_.emplace(p.ns, Listed{{}, {}, {}, true}).first;
   }
   it->second.pods.insert(it->second.pods.end(), p.ips.begin(), p.ips.end());
+  if (!p.node.empty())
+    for (const auto& ip : p.ips) it->second.pod_nodes.emplace_back(p.node, ip);
 }
 
 GatewayView GatewayViews::forNode(const std::string& node) const {
@@ -32,6 +39,13 @@ GatewayView GatewayViews::forNode(const std::string& node) const {
   for (const auto& [name, l] : listed_) {
     NamespaceEgress e;
     e.name = name;
+    // Where each family's address is hosted (the lowest address, as below).
+    std::optional<IpAddress> lowest[2];
+    for (const auto& [n, ip] : l.assigned) {
+      auto& lo = lowest[ip.isV4() ? 0 : 1];
+      auto& gw = ip.isV4() ? e.gateway_v4 : e.gateway_v6;
+      if (!n.empty() && (!lo || ip < *lo)) lo = ip, gw = n;
+    }
     for (const auto& [n, ip] : l.assigned) {
       if (n != node) continue;
       auto& slot = ip.isV4() ? e.egress_v4 : e.egress_v6;
@@ -45,6 +59,22 @@ GatewayView GatewayViews::forNode(const std::string& node) const {
     }
     e.pod_ips = l.pods;
     v.state.namespaces.push_back(std::move(e));
+  }
+  // A pod address seen on two nodes is local to neither (never steered).
+  std::map<IpAddress, std::string> node_of;
+  std::set<IpAddress> two_nodes;
+  for (const auto& [name, l] : listed_)
+    for (const auto& [n, ip] : l.pod_nodes)
+      if (auto [it, fresh] = node_of.emplace(ip, n); !fresh && it->second != n) two_nodes.insert(ip);
+  std::map<std::string, std::vector<IpAddress>> on_node;
+  for (const auto& [ip, n] : node_of)
+    if (!two_nodes.count(ip)) on_node[n].push_back(ip);
+  for (const auto& [name, n] : nodes_) {
+    NodeEntry ne{name, n.ipv4, n.ipv6, {}};
+    if (auto it = on_node.find(name); it != on_node.end()) {
+      ne.pod_ips = it->second;
+    }
+    v.state.nodes.push_back(std::move(ne));
   }
   for (const auto& ip : dropAmbiguousPodIps(v.state))
     v.warnings.push_back("pod address " + ip.str() +

@@ -414,7 +414,10 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
   for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
   for (const auto& [ip, r] : a.ledger) views.addRecord(r);
   for (const auto& p : world.pods) views.addPod(p);
+  for (const auto& [name, n] : world.nodes) views.addNode(n);
+  // Every node gets a state: gateways SNAT, every node steers its own pods.
   std::set<std::string> gateways;
+  for (const auto& [name, n] : world.nodes) gateways.insert(name);
   for (const auto& [name, n] : world.nodes)
     for (const auto& [pn, p] : world.pools)
       if (!p.invalid && p.node_selector.matches(n.labels)) gateways.insert(name);

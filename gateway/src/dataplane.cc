@@ -25,13 +25,21 @@ Result<ReconcileOutcome> Dataplane::reconcile(const DesiredState& desired, bool 
   return out;
 }
 
-NodeDataplane::NodeDataplane(Ports p)
+NodeDataplane::NodeDataplane(Ports p, std::optional<SteerConfig> steer)
     : session_(p.nft),
       table_(session_),
       addresses_(session_, p.addresses, p.announcer, p.conntrack),
-      snat_(session_, p.conntrack) {
+      steer_cfg_(std::move(steer)),
+      snat_(session_, p.conntrack, steer_cfg_ && p.routes ? &*steer_cfg_ : nullptr) {
   dp_.add(table_);
   dp_.add(addresses_);
+  // Steering installs before snat (a pod is marked for its gateway before
+  // its fail-closed entry goes) and retires after it (a pod is held again
+  // before its mark goes).
+  if (steer_cfg_ && p.routes) {
+    steer_.emplace(session_, *p.routes, *steer_cfg_);
+    dp_.add(*steer_);
+  }
   dp_.add(snat_);
 }
 
@@ -40,7 +48,8 @@ Result<ReconcileOutcome> NodeDataplane::reconcile(const DesiredState& desired, b
   auto r = dp_.reconcile(desired, full);
   if (r && r->observed_kernel && session_.hasModel()) {
     r->counters = countersByNamespace(session_.model());
-    for (const char* name : {kBlockedCounter, kSpoofedCounter, kInboundCounter})
+    for (const char* name : {kBlockedCounter, kSpoofedCounter, kInboundCounter,
+                             kTunnelForeignCounter, kSteerSpoofedCounter, kUplinkSpoofedCounter})
       if (auto it = session_.model().counters.find(name); it != session_.model().counters.end())
         r->drops[name] = it->second.first;
   }

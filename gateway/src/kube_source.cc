@@ -20,18 +20,21 @@ KubeStateSource::KubeStateSource(kube::Api& api, Clock& clock, std::string node)
   namespaces_ = std::make_unique<kube::Informer<Namespace>>(api, clock, "/api/v1/namespaces",
                                                             decodeNamespace, changed);
   pods_ = std::make_unique<kube::Informer<Pod>>(api, clock, "/api/v1/pods", decodePod, changed);
+  nodes_ = std::make_unique<kube::Informer<Node>>(api, clock, "/api/v1/nodes", decodeNode, changed);
 }
 
 KubeStateSource::~KubeStateSource() {
   egressips_->stop();
   namespaces_->stop();
   pods_->stop();
+  nodes_->stop();
 }
 
 void KubeStateSource::start() {
   egressips_->start();
   namespaces_->start();
   pods_->start();
+  nodes_->start();
 }
 
 void KubeStateSource::drain() {
@@ -48,7 +51,8 @@ SourceHealth KubeStateSource::health() const {
   h.warnings = warning_count_;
   for (const kube::InformerBase* i : {static_cast<kube::InformerBase*>(egressips_.get()),
                                       static_cast<kube::InformerBase*>(namespaces_.get()),
-                                      static_cast<kube::InformerBase*>(pods_.get())}) {
+                                      static_cast<kube::InformerBase*>(pods_.get()),
+                                      static_cast<kube::InformerBase*>(nodes_.get())}) {
     const auto st = i->stats();
     h.synced = h.synced && i->connected();
     h.errors += st.errors;
@@ -62,7 +66,8 @@ Result<DesiredState> KubeStateSource::load() {
   for (auto [name, inf] :
        {std::pair<const char*, kube::InformerBase*>{"egressips", egressips_.get()},
         {"namespaces", namespaces_.get()},
-        {"pods", pods_.get()}})
+        {"pods", pods_.get()},
+        {"nodes", nodes_.get()}})
     if (!inf->synced()) waiting += waiting.empty() ? name : std::string(", ") + name;
   if (!waiting.empty())
     return makeError(EAGAIN, "waiting for the first list from the API server: " + waiting);
@@ -78,11 +83,15 @@ Result<DesiredState> KubeStateSource::load() {
   pods_->read([&](const auto& m) {
     for (const auto& [k, p] : m) views.addPod(p);
   });
+  nodes_->read([&](const auto& m) {
+    for (const auto& [k, n] : m) views.addNode(n);
+  });
   GatewayView v = views.forNode(node_);
   // Objects skipped because they did not decode are warnings too.
   for (const kube::InformerBase* i : {static_cast<kube::InformerBase*>(egressips_.get()),
                                       static_cast<kube::InformerBase*>(namespaces_.get()),
-                                      static_cast<kube::InformerBase*>(pods_.get())})
+                                      static_cast<kube::InformerBase*>(pods_.get()),
+                                      static_cast<kube::InformerBase*>(nodes_.get())})
     for (const auto& [key, why] : i->malformed())
       v.warnings.push_back(i->path() + " " + key + ": skipped: " + why);
   std::set<std::string> now(v.warnings.begin(), v.warnings.end());
@@ -92,7 +101,8 @@ Result<DesiredState> KubeStateSource::load() {
   warning_count_ = last_warnings_.size();
   // The generation counts changes of content, so an unchanged view is not
   // reported as a new state.
-  if (!last_ || !(last_->namespaces == v.state.namespaces)) ++generation_;
+  if (!last_ || !(last_->namespaces == v.state.namespaces && last_->nodes == v.state.nodes))
+    ++generation_;
   v.state.generation = generation_;
   last_ = v.state;
   return std::move(v.state);

@@ -14,12 +14,21 @@
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
+#include "nsegress/netlink/routes.h"
 
 using namespace nsegress;
 
 namespace {
 
-int cleanup(netlink::NftTable& nft, netlink::UplinkAddresses& addrs, netlink::Conntrack& ct) {
+int cleanup(netlink::NftTable& nft, netlink::UplinkAddresses& addrs, netlink::Conntrack& ct,
+            netlink::SteerRoutes* routes) {
+  if (routes) {
+    if (auto r = routes->destroyAll(); !r) {
+      spdlog::error("cleanup: {}", r.error().message);
+      return 1;
+    }
+    spdlog::info("cleanup: steering rules, routes, next hops and tunnel removed");
+  }
   auto obs = nft.observe();
   if (!obs) {
     spdlog::error("cleanup: {}", obs.error().message);
@@ -50,7 +59,10 @@ int main(int argc, char** argv) {
   std::string uplink, state_file, table = "nsegress", metrics_addr, log_level = "info";
   int resync_s = 10, garp_count = 3, garp_interval_ms = 200;
   bool once = false, do_cleanup = false, kubernetes = false, accept_inbound = false;
-  std::string kubeconfig, node_name;
+  std::string kubeconfig, node_name, steer = "tunnel", underlay;
+  std::vector<std::string> cluster_cidrs;
+  bool uplink_dedicated = false;
+  gateway::SteerConfig steer_cfg;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
   app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
@@ -70,6 +82,23 @@ int main(int argc, char** argv) {
   app.add_flag("--egress-accepts-inbound", accept_inbound,
                "Let egress addresses accept new inbound connections (default: replies only; new "
                "inbound connections are dropped and counted)");
+  app.add_option("--steer", steer,
+                 "Steer this node's pods of namespaces hosted on another node to it: tunnel "
+                 "(VXLAN; nodes on any subnets), l2 (a direct next hop; nodes on one segment) or "
+                 "off")
+      ->check(CLI::IsMember({"tunnel", "l2", "off"}));
+  app.add_option("--underlay", underlay,
+                 "The node's interface towards the other nodes (default: the uplink)");
+  app.add_option("--tunnel-port", steer_cfg.port, "UDP port of the steering tunnel")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--tunnel-vni", steer_cfg.vni, "VXLAN network identifier of the tunnel")
+      ->check(CLI::Range(1, 16777215));
+  app.add_option("--cluster-cidr", cluster_cidrs,
+                 "Destinations inside the cluster (pod and service CIDRs; repeatable): never "
+                 "steered, never held fail-closed");
+  app.add_flag("--uplink-dedicated", uplink_dedicated,
+               "The uplink faces only the outside world: packets arriving on it with a pod's "
+               "address are dropped and counted");
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
                "Remove the table, owned addresses and their flows, then exit");
@@ -90,6 +119,32 @@ int main(int argc, char** argv) {
   nft_config.table = table;
   nft_config.uplink = uplink;
   nft_config.drop_inbound = !accept_inbound;
+  const bool steering = steer != "off";
+  if (steering) {
+    steer_cfg.tunnel = steer == "tunnel";
+    steer_cfg.device = underlay.empty() ? uplink : underlay;
+    steer_cfg.underlay_mtu = netlink::deviceMtu(steer_cfg.device);
+    if (steer_cfg.underlay_mtu < 1280 + 50) {
+      spdlog::error("start-up: underlay {}: no such interface, or its MTU ({}) is too small",
+                    steer_cfg.device, steer_cfg.underlay_mtu);
+      return 1;
+    }
+    for (const auto& text : cluster_cidrs) {
+      auto c = Cidr::parse(text);
+      if (!c) {
+        spdlog::error("--cluster-cidr {}: not a CIDR", text);
+        return 2;
+      }
+      nft_config.cluster.push_back(*c);
+    }
+    nft_config.steer = true;
+    nft_config.mark_mask = gateway::kSteerMarkMask;
+    nft_config.tunnel = steer_cfg.tunnel ? steer_cfg.tunnel_name : "";
+    nft_config.tunnel_port = steer_cfg.tunnel ? steer_cfg.port : 0;
+    nft_config.mss4 = steer_cfg.mss4();
+    nft_config.mss6 = steer_cfg.mss6();
+    nft_config.uplink_dedicated = uplink_dedicated;
+  }
   auto nft = netlink::NftTable::open(nft_config);
   auto addrs = netlink::UplinkAddresses::open(uplink);
   auto ct = netlink::Conntrack::open();
@@ -100,7 +155,17 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (do_cleanup) return cleanup(**nft, **addrs, **ct);
+  std::unique_ptr<netlink::SteerRoutes> routes;
+  if (steering || do_cleanup) {
+    auto r = netlink::SteerRoutes::open(steering && steer_cfg.tunnel ? steer_cfg.tunnel_name
+                                                                    : std::string("nsegress0"));
+    if (!r) {
+      spdlog::error("start-up: {}", r.error().message);
+      return 1;
+    }
+    routes = std::move(*r);
+  }
+  if (do_cleanup) return cleanup(**nft, **addrs, **ct, routes.get());
 
   auto garp =
       netlink::GarpAnnouncer::open(uplink, garp_count, std::chrono::milliseconds(garp_interval_ms));
@@ -109,7 +174,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  gateway::NodeDataplane dataplane({**nft, **addrs, **garp, **ct});
+  gateway::NodeDataplane dataplane({**nft, **addrs, **garp, **ct, routes.get()},
+                                   steering ? std::optional(steer_cfg) : std::nullopt);
   std::unique_ptr<kube::Client> kube_api;
   std::unique_ptr<gateway::DesiredStateSource> source_ptr;
   if (kubernetes) {
@@ -178,8 +244,8 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: exiting, data path left in place", sig);
     agent.shutdown([&] { io.stop(); });
   });
-  spdlog::info("started: uplink {}, table inet {}, state from {}", uplink, table,
-               source.describe());
+  spdlog::info("started: uplink {}, table inet {}, steering {}{}, state from {}", uplink, table,
+               steer, steering ? " via " + steer_cfg.device : std::string(), source.describe());
   agent.start();
   io.run();
   return 0;

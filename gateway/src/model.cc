@@ -53,6 +53,18 @@ std::string NftOp::describe() const {
       return "record flush owed for " + key.str() + " -> " + egress.str() + suffix;
     case Kind::kDelFlushRec:
       return "clear flush owed for " + key.str() + suffix;
+    case Kind::kAddSteer:
+      return "add steering " + key.str() + " -> mark " + std::to_string(mark) + suffix;
+    case Kind::kDelSteer:
+      return "delete steering " + key.str() + suffix;
+    case Kind::kAddPeer:
+      return "add tunnel peer " + egress.str() + " . " + key.str() + suffix;
+    case Kind::kDelPeer:
+      return "delete tunnel peer " + egress.str() + " . " + key.str() + suffix;
+    case Kind::kAddNode:
+      return "add node " + key.str();
+    case Kind::kDelNode:
+      return "delete node " + key.str();
   }
   return "unknown op";
 }
@@ -127,6 +139,22 @@ std::optional<Error> applyOp(ObservedNft& s, const NftOp& op) {
       return add(s.flush_pending, op.key, op.egress);
     case K::kDelFlushRec:
       return del(s.flush_pending, op.key);
+    case K::kAddSteer:
+      return add(s.steer, op.key, op.mark);
+    case K::kDelSteer:
+      return del(s.steer, op.key);
+    case K::kAddPeer:
+      s.peers.emplace(op.egress, op.key);
+      return std::nullopt;
+    case K::kDelPeer:
+      if (!s.peers.erase({op.egress, op.key})) return makeError(ENOENT, "no such element");
+      return std::nullopt;
+    case K::kAddNode:
+      s.nodes.insert(op.key);
+      return std::nullopt;
+    case K::kDelNode:
+      if (!s.nodes.erase(op.key)) return makeError(ENOENT, "no such element");
+      return std::nullopt;
   }
   return makeError(EINVAL, "unknown op");
 }

@@ -25,7 +25,7 @@ struct Wanted {
   std::set<std::string> counters;
 };
 
-Wanted wanted(const DesiredState& d) {
+Wanted wanted(const DesiredState& d, const std::set<IpAddress>& steered) {
   Wanted w;
   // Addresses no single namespace owns: dropped and counted apart.
   if (!d.blocked.empty()) w.counters.insert(kBlockedCounter);
@@ -38,7 +38,7 @@ Wanted wanted(const DesiredState& d) {
       if (auto e = ns.egressFor(pod.family())) {
         w.snat[pod] = *e;
         w.tx[pod] = txCounterName(ns.name);
-      } else {
+      } else if (!steered.count(pod)) {
         w.pending[pod] = dropCounterName(ns.name);
       }
     }
@@ -166,9 +166,9 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 SnatPlan planSnat(const DesiredState& d, const ObservedNft& have,
-                  const std::set<IpAddress>& leaving) {
+                  const std::set<IpAddress>& leaving, const std::set<IpAddress>& steered) {
   SnatPlan p;
-  const Wanted w = wanted(d);
+  const Wanted w = wanted(d, steered);
   const Attribution nsOf(w, have);
   planSwitch(w, have, nsOf, p.main);
   planFlushes(w, have, nsOf, leaving, p);
@@ -188,7 +188,10 @@ std::set<IpAddress> leavingAddresses(const DesiredState& d, const ObservedNft& h
 
 Status SnatProvider::install(const DesiredState& desired, ExecStats& stats) {
   planned_.reset();
-  auto p = planSnat(desired, s_.model(), leavingAddresses(desired, s_.model()));
+  std::set<IpAddress> steered;
+  if (steer_)
+    for (const auto& [pod, g] : steerView(desired, *steer_).steered) steered.insert(pod);
+  auto p = planSnat(desired, s_.model(), leavingAddresses(desired, s_.model()), steered);
   stats.planned_ops += p.size();
   if (auto r = s_.apply(p.main, stats); !r) return r;
   planned_ = std::move(p);

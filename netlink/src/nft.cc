@@ -13,6 +13,7 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -29,6 +30,9 @@ namespace nsegress::netlink {
 
 using gateway::kBuiltinCounters;
 using gateway::kInboundCounter;
+using gateway::kSteerSpoofedCounter;
+using gateway::kTunnelForeignCounter;
+using gateway::kUplinkSpoofedCounter;
 using gateway::kSpoofedCounter;
 using gateway::NftOp;
 
@@ -48,10 +52,16 @@ constexpr uint32_t kTypeIpv6Addr = 8;
 constexpr size_t kMaxMsg = 8192;       // a message of one object
 constexpr size_t kMaxElemBytes = 192;  // an element: key, data or counter name, nesting
 
+constexpr uint32_t kTypeMark = 19;
+// A concatenation's type: each part's type in 6 bits (nftables' encoding).
+constexpr uint32_t concatType(uint32_t a, uint32_t b) {
+  return (a << 6) | b;
+}
+
 struct SetSpec {
   const char* name;
-  Family family;
-  enum { kPlain, kMap, kObjMap } kind;
+  Family family;  // of the (last part of the) key
+  enum { kPlain, kMap, kObjMap, kMarkMap, kPeers } kind;
 };
 constexpr SetSpec kSets[] = {
     {NftNames::kSnat4, Family::V4, SetSpec::kMap},
@@ -64,6 +74,11 @@ constexpr SetSpec kSets[] = {
     {NftNames::kOwned6, Family::V6, SetSpec::kPlain},
     {NftNames::kFlush4, Family::V4, SetSpec::kMap},
     {NftNames::kFlush6, Family::V6, SetSpec::kMap},
+    {NftNames::kSteer4, Family::V4, SetSpec::kMarkMap},
+    {NftNames::kSteer6, Family::V6, SetSpec::kMarkMap},
+    {NftNames::kPeers4, Family::V4, SetSpec::kPeers},  // node (IPv4) . pod
+    {NftNames::kPeers6, Family::V6, SetSpec::kPeers},
+    {NftNames::kNodes4, Family::V4, SetSpec::kPlain},
 };
 
 const char* setFor(NftOp::Kind k, Family f) {
@@ -84,6 +99,15 @@ const char* setFor(NftOp::Kind k, Family f) {
     case NftOp::Kind::kAddFlushRec:
     case NftOp::Kind::kDelFlushRec:
       return v4 ? NftNames::kFlush4 : NftNames::kFlush6;
+    case NftOp::Kind::kAddSteer:
+    case NftOp::Kind::kDelSteer:
+      return v4 ? NftNames::kSteer4 : NftNames::kSteer6;
+    case NftOp::Kind::kAddPeer:
+    case NftOp::Kind::kDelPeer:
+      return v4 ? NftNames::kPeers4 : NftNames::kPeers6;
+    case NftOp::Kind::kAddNode:
+    case NftOp::Kind::kDelNode:
+      return NftNames::kNodes4;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
     default:
       return nullptr;
   }
@@ -183,48 +207,202 @@ void objrefCounter(nftnl_rule* r, const char* name) {
   });
 }
 
-// The whole rule set. Per packet: one map lookup per hook, whatever the number
-// of namespaces.
-//   forward:     iifname != UPLINK fib saddr . iif oif 0 counter name spoofed drop
-//                meta nfproto ipv4 counter name ip saddr map @pending4 drop
-//                meta nfproto ipv6 counter name ip6 saddr map @pending6 drop
-//                meta nfproto ipv4 oifname UPLINK counter name ip saddr map @tx4
-//                meta nfproto ipv6 oifname UPLINK counter name ip6 saddr map @tx6
-//   postrouting: meta nfproto ipv4 oifname UPLINK snat ip to ip saddr map @snat4
-//                meta nfproto ipv6 oifname UPLINK snat ip6 to ip6 saddr map @snat6
+void cmpOp(nftnl_rule* r, uint32_t op, const void* data, uint32_t len, uint32_t reg = NFT_REG_1) {
+  addExpr(r, "cmp", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, reg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+  });
+}
+
+void matchIifname(nftnl_rule* r, const std::string& ifname, bool equal) {
+  metaLoad(r, NFT_META_IIFNAME);
+  char name[IFNAMSIZ] = {};
+  std::strncpy(name, ifname.c_str(), IFNAMSIZ - 1);
+  cmpOp(r, equal ? NFT_CMP_EQ : NFT_CMP_NEQ, name, IFNAMSIZ);
+}
+
+void payload(nftnl_rule* r, uint32_t base, uint32_t offset, uint32_t len,
+             uint32_t reg = NFT_REG_1) {
+  addExpr(r, "payload", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, reg);
+  });
+}
+
+void loadDaddr(nftnl_rule* r, Family f) {
+  payload(r, NFT_PAYLOAD_NETWORK_HEADER, f == Family::V4 ? 16 : 24, f == Family::V4 ? 4 : 16);
+}
+
+void bitwiseAnd(nftnl_rule* r, const void* mask, uint32_t len) {
+  std::vector<uint8_t> zero(len, 0);
+  addExpr(r, "bitwise", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero.data(), len);
+  });
+}
+
+// `ip daddr|saddr & mask ==/!= net` for one CIDR of the rule's family.
+void matchCidr(nftnl_rule* r, const Cidr& c, bool daddr, bool equal) {
+  const Family f = c.network().family();
+  const uint32_t len = f == Family::V4 ? 4 : 16;
+  if (daddr) loadDaddr(r, f);
+  else loadSaddr(r, f);
+  uint8_t mask[16] = {};
+  for (int i = 0; i < c.prefix(); ++i) mask[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
+  bitwiseAnd(r, mask, len);
+  cmpOp(r, equal ? NFT_CMP_EQ : NFT_CMP_NEQ, c.network().bytes(), len);
+}
+
+void lookup(nftnl_rule* r, const char* set, uint32_t sreg = NFT_REG_1, bool invert = false) {
+  addExpr(r, "lookup", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+    if (invert) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+  });
+}
+
+void ctLoad(nftnl_rule* r, uint32_t key) {
+  addExpr(r, "ct", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  });
+}
+
+// `ct mark & mask != 0`: a flow nsegress steers.
+void matchSteered(nftnl_rule* r, uint32_t mask) {
+  ctLoad(r, NFT_CT_MARK);
+  bitwiseAnd(r, &mask, sizeof mask);
+  const uint32_t zero = 0;
+  cmpOp(r, NFT_CMP_NEQ, &zero, sizeof zero);
+}
+
+void matchL4(nftnl_rule* r, uint8_t proto) {
+  metaLoad(r, NFT_META_L4PROTO);
+  cmpEq(r, &proto, sizeof proto);
+}
+
+// `fib <flags> <result>` into reg 1.
+void fib(nftnl_rule* r, uint32_t flags, uint32_t result) {
+  addExpr(r, "fib", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, result);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, flags);
+  });
+}
+
+// The offsets, in a VXLAN packet's UDP payload seen from its transport
+// header, of the inner frame's ethertype and source addresses:
+// UDP (8) + VXLAN (8) + Ethernet (14).
+constexpr uint32_t kInnerEthertype = 8 + 8 + 12;
+constexpr uint32_t kInnerSaddr4 = 8 + 8 + 14 + 12;
+constexpr uint32_t kInnerSaddr6 = 8 + 8 + 14 + 8;
+
+// `meta nfproto ipv4 meta l4proto udp udp dport PORT` (the tunnel's packets).
+void matchTunnel(nftnl_rule* r, uint16_t port) {
+  matchNfproto(r, Family::V4);
+  matchL4(r, IPPROTO_UDP);
+  payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+  const uint16_t p = htons(port);
+  cmpEq(r, &p, sizeof p);
+}
+
+// The whole rule set. Per packet: one map lookup per hook and family,
+// whatever the number of namespaces.
+//   forward:     iifname != UPLINK [iifname != TUNNEL] fib saddr . iif oif 0
+//                  counter name spoofed drop
+//                [steered TCP SYN: tcp option maxseg size > MSS set MSS]
+//                meta nfproto ipv4 [ip daddr not in CLUSTER] counter name ip saddr
+//                  map @pending4 drop                           (and ipv6)
+//                meta nfproto ipv4 oifname UPLINK counter name ip saddr map @tx4   (and ipv6)
+//   steer:       (prerouting, after DNAT; with steering)
+//                [iifname UPLINK ip saddr @snat4|@pending4|@steer4|CLUSTER
+//                   counter name uplink-spoofed drop]          (dedicated uplink)
+//                meta nfproto ipv4 ct state new ip saddr @steer4 [ip daddr not in CLUSTER]
+//                  fib daddr type != local fib saddr . iif oif != 0
+//                  ct mark set ip saddr map @steer4             (and ipv6)
+//                ct direction original ct mark & MASK != 0 meta mark set ct mark
+//   postrouting: [ct mark & MASK != 0 snat to ip saddr]        (never masqueraded)
+//                meta nfproto ipv4 oifname UPLINK snat ip to ip saddr map @snat4 (and ipv6)
 //   input:       meta nfproto ipv4 ip daddr @owned4 ct state & (established|related) == 0
 //                  counter name inbound drop          (and ipv6 with @owned6)
+//                [tunnel: udp dport PORT ip saddr != @nodes4 counter name tunnel-foreign drop
+//                 inner IPv4: ip saddr . inner saddr != @peers4 counter name steer-spoofed drop
+//                 inner IPv6: ip saddr . inner saddr != @peers6 counter name steer-spoofed drop
+//                 inner neither: counter name steer-spoofed drop]
 std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
   std::vector<std::pair<const char*, RulePtr>> rules;
+  auto clusterOf = [&](Family f) {
+    std::vector<Cidr> out;
+    for (const auto& cidr : c.cluster)
+      if (cidr.network().family() == f) out.push_back(cidr);
+    return out;
+  };
   {
     // Anti-spoofing (strict reverse path, for forwarded traffic from pods):
     // a packet whose source is not routed back through the interface it came
     // in on is forged — a pod sending as another pod, or as a made-up
     // address. Packets from the uplink (replies from outside) are not
-    // checked here.
+    // checked here; packets from the tunnel were checked on input (their
+    // inner source against the node that sent them).
     auto r = newRule(c, NftNames::kForward);
-    metaLoad(r.get(), NFT_META_IIFNAME);
-    char name[IFNAMSIZ] = {};
-    std::strncpy(name, c.uplink.c_str(), IFNAMSIZ - 1);
-    addExpr(r.get(), "cmp", [&](nftnl_expr* e) {
-      nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_NEQ);
-      nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, name, IFNAMSIZ);
-    });
-    addExpr(r.get(), "fib", [&](nftnl_expr* e) {
-      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_OIF);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF);
-    });
+    matchIifname(r.get(), c.uplink, false);
+    if (c.steer && !c.tunnel.empty()) matchIifname(r.get(), c.tunnel, false);
+    fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
     const uint32_t none = 0;
     cmpEq(r.get(), &none, sizeof none);
     objrefCounter(r.get(), kSpoofedCounter);
     verdict(r.get(), NF_DROP);
     rules.emplace_back(NftNames::kForward, std::move(r));
   }
+  if (c.steer) {
+    // Steered TCP (both directions) never needs fragmentation or path MTU
+    // discovery through the tunnel: the SYNs' MSS is clamped.
+    for (Family f : {Family::V4, Family::V6}) {
+      const uint16_t mss = f == Family::V4 ? c.mss4 : c.mss6;
+      if (!mss) continue;
+      auto r = newRule(c, NftNames::kForward);
+      matchNfproto(r.get(), f);
+      matchL4(r.get(), IPPROTO_TCP);
+      matchSteered(r.get(), c.mark_mask);
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1);
+      const uint8_t syn = 0x02, zero = 0;
+      bitwiseAnd(r.get(), &syn, 1);
+      cmpOp(r.get(), NFT_CMP_NEQ, &zero, 1);
+      const uint16_t be = htons(mss);
+      addExpr(r.get(), "exthdr", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_DREG, NFT_REG_1);
+        nftnl_expr_set_u8(e, NFTNL_EXPR_EXTHDR_TYPE, 2);  // TCP option: maximum segment size
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_OFFSET, 2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_LEN, 2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT);
+      });
+      cmpOp(r.get(), NFT_CMP_GT, &be, sizeof be);
+      addExpr(r.get(), "immediate", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+        nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, &be, sizeof be);
+      });
+      addExpr(r.get(), "exthdr", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_SREG, NFT_REG_1);
+        nftnl_expr_set_u8(e, NFTNL_EXPR_EXTHDR_TYPE, 2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_OFFSET, 2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_LEN, 2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT);
+      });
+      rules.emplace_back(NftNames::kForward, std::move(r));
+    }
+  }
   for (Family f : {Family::V4, Family::V6}) {
     auto r = newRule(c, NftNames::kForward);
     matchNfproto(r.get(), f);
+    // Traffic that stays inside the cluster (to pods, services) is not
+    // egress: a fail-closed pod still reaches DNS and its peers.
+    for (const auto& cidr : clusterOf(f)) matchCidr(r.get(), cidr, true, false);
     loadSaddr(r.get(), f);
     objrefMap(r.get(), f == Family::V4 ? NftNames::kPending4 : NftNames::kPending6);
     verdict(r.get(), NF_DROP);
@@ -237,6 +415,93 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     loadSaddr(r.get(), f);
     objrefMap(r.get(), f == Family::V4 ? NftNames::kTx4 : NftNames::kTx6);
     rules.emplace_back(NftNames::kForward, std::move(r));
+  }
+  if (c.steer) {
+    if (c.uplink_dedicated) {
+      // The outside world never sends with a pod's address.
+      for (Family f : {Family::V4, Family::V6}) {
+        const bool v4 = f == Family::V4;
+        for (const char* set : {v4 ? NftNames::kSnat4 : NftNames::kSnat6,
+                                v4 ? NftNames::kPending4 : NftNames::kPending6,
+                                v4 ? NftNames::kSteer4 : NftNames::kSteer6}) {
+          auto r = newRule(c, NftNames::kSteer);
+          matchIifname(r.get(), c.uplink, true);
+          matchNfproto(r.get(), f);
+          loadSaddr(r.get(), f);
+          lookup(r.get(), set);
+          objrefCounter(r.get(), kUplinkSpoofedCounter);
+          verdict(r.get(), NF_DROP);
+          rules.emplace_back(NftNames::kSteer, std::move(r));
+        }
+        for (const auto& cidr : clusterOf(f)) {
+          auto r = newRule(c, NftNames::kSteer);
+          matchIifname(r.get(), c.uplink, true);
+          matchNfproto(r.get(), f);
+          matchCidr(r.get(), cidr, false, true);
+          objrefCounter(r.get(), kUplinkSpoofedCounter);
+          verdict(r.get(), NF_DROP);
+          rules.emplace_back(NftNames::kSteer, std::move(r));
+        }
+      }
+    }
+    for (Family f : {Family::V4, Family::V6}) {
+      const char* map = f == Family::V4 ? NftNames::kSteer4 : NftNames::kSteer6;
+      auto r = newRule(c, NftNames::kSteer);
+      matchNfproto(r.get(), f);
+      ctLoad(r.get(), NFT_CT_STATE);
+      const uint32_t is_new = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+      bitwiseAnd(r.get(), &is_new, sizeof is_new);
+      cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+      loadSaddr(r.get(), f);
+      lookup(r.get(), map);
+      for (const auto& cidr : clusterOf(f)) matchCidr(r.get(), cidr, true, false);
+      fib(r.get(), NFTA_FIB_F_DADDR, NFT_FIB_RESULT_ADDRTYPE);
+      const uint32_t local = RTN_LOCAL;
+      cmpOp(r.get(), NFT_CMP_NEQ, &local, sizeof local);
+      // Only what really came from the pod's own interface (never a packet
+      // forged with a local pod's address on another interface).
+      fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
+      cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+      loadSaddr(r.get(), f);
+      addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, map);
+      });
+      addExpr(r.get(), "ct", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+      });
+      rules.emplace_back(NftNames::kSteer, std::move(r));
+    }
+    {
+      auto r = newRule(c, NftNames::kSteer);
+      ctLoad(r.get(), NFT_CT_DIRECTION);
+      const uint8_t original = 0;  // IP_CT_DIR_ORIGINAL
+      cmpEq(r.get(), &original, sizeof original);
+      matchSteered(r.get(), c.mark_mask);
+      ctLoad(r.get(), NFT_CT_MARK);
+      addExpr(r.get(), "meta", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+      });
+      rules.emplace_back(NftNames::kSteer, std::move(r));
+    }
+    // A steered flow keeps its pod's address up to the gateway: an address
+    // binding to itself, before any masquerade chain (the first NAT binding
+    // of a flow wins), so a CNI's masquerade never rewrites it.
+    for (Family f : {Family::V4, Family::V6}) {
+      auto r = newRule(c, NftNames::kPostrouting);
+      matchNfproto(r.get(), f);
+      matchSteered(r.get(), c.mark_mask);
+      loadSaddr(r.get(), f);
+      addExpr(r.get(), "nat", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, f == Family::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+      });
+      rules.emplace_back(NftNames::kPostrouting, std::move(r));
+    }
   }
   for (Family f : {Family::V4, Family::V6}) {
     auto r = newRule(c, NftNames::kPostrouting);
@@ -316,6 +581,44 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       rules.emplace_back(NftNames::kInput, std::move(r));
     }
   }
+  if (c.steer && !c.tunnel.empty()) {
+    // Tunnel endpoints accept only the cluster's nodes, and a node only for
+    // its own pods: the inner source must be a pod of the node that sent it.
+    {
+      auto r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      loadSaddr(r.get(), Family::V4);
+      lookup(r.get(), NftNames::kNodes4, NFT_REG_1, true);
+      objrefCounter(r.get(), kTunnelForeignCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+    for (Family f : {Family::V4, Family::V6}) {
+      auto r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, kInnerEthertype, 2);
+      const uint16_t type = htons(f == Family::V4 ? 0x0800 : 0x86dd);
+      cmpEq(r.get(), &type, sizeof type);
+      payload(r.get(), NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG32_00);  // outer source
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, f == Family::V4 ? kInnerSaddr4 : kInnerSaddr6,
+              f == Family::V4 ? 4 : 16, NFT_REG32_01);
+      lookup(r.get(), f == Family::V4 ? NftNames::kPeers4 : NftNames::kPeers6, NFT_REG32_00, true);
+      objrefCounter(r.get(), kSteerSpoofedCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+    {
+      auto r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, kInnerEthertype, 2);
+      const uint16_t t4 = htons(0x0800), t6 = htons(0x86dd);
+      cmpOp(r.get(), NFT_CMP_NEQ, &t4, sizeof t4);
+      cmpOp(r.get(), NFT_CMP_NEQ, &t6, sizeof t6);
+      objrefCounter(r.get(), kSteerSpoofedCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+  }
   return rules;
 }
 
@@ -328,10 +631,24 @@ size_t rulesIn(const NftConfig& c, const char* chain) {
 }  // namespace
 
 std::string structureFingerprint(const NftConfig& c) {
-  return "nsegress/v2 uplink=" + c.uplink + " fwd=" + std::to_string(c.forward_priority) +
-         " nat=" + std::to_string(c.nat_priority) +
-         " in=" + (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
+  std::string fp = "nsegress/v3 uplink=" + c.uplink + " fwd=" + std::to_string(c.forward_priority) +
+                   " nat=" + std::to_string(c.nat_priority) +
+                   " in=" + (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
+  if (c.steer) {
+    fp += " steer=" + std::to_string(c.steer_priority) + " mask=" + std::to_string(c.mark_mask) +
+          " tunnel=" + c.tunnel + ":" + std::to_string(c.tunnel_port) +
+          " mss=" + std::to_string(c.mss4) + "/" + std::to_string(c.mss6) +
+          (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
+    for (const auto& cidr : c.cluster) fp += cidr.str() + ",";
+  }
+  return fp;
 }
+
+namespace {
+bool hasInput(const NftConfig& c) {
+  return c.drop_inbound || (c.steer && !c.tunnel.empty());
+}
+}  // namespace
 
 // ---- NftBuilder ------------------------------------------------------------
 
@@ -385,10 +702,20 @@ void NftBuilder::createTable(size_t op_index) {
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, spec.name);
     nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
     const bool v4 = spec.family == Family::V4;
-    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, v4 ? kTypeIpv4Addr : kTypeIpv6Addr);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, v4 ? 4 : 16);
+    const uint32_t addr_type = v4 ? kTypeIpv4Addr : kTypeIpv6Addr;
+    if (spec.kind == SetSpec::kPeers) {
+      nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, concatType(kTypeIpv4Addr, addr_type));
+      nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, v4 ? 8 : 20);
+    } else {
+      nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, addr_type);
+      nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, v4 ? 4 : 16);
+    }
     uint32_t flags = 0;
-    if (spec.kind == SetSpec::kMap) {
+    if (spec.kind == SetSpec::kMarkMap) {
+      flags |= NFT_SET_MAP;
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, kTypeMark);
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, 4);
+    } else if (spec.kind == SetSpec::kMap) {
       flags |= NFT_SET_MAP;
       nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, v4 ? kTypeIpv4Addr : kTypeIpv6Addr);
       nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, v4 ? 4 : 16);
@@ -427,9 +754,11 @@ void NftBuilder::createTable(size_t op_index) {
       {NftNames::kForward, "filter", NF_INET_FORWARD, cfg_.forward_priority},
       {NftNames::kPostrouting, "nat", NF_INET_POST_ROUTING, cfg_.nat_priority},
       {NftNames::kInput, "filter", NF_INET_LOCAL_IN, cfg_.input_priority},
+      {NftNames::kSteer, "filter", NF_INET_PRE_ROUTING, cfg_.steer_priority},
   };
   for (const auto& cs : chains) {
-    if (cs.hook == NF_INET_LOCAL_IN && !cfg_.drop_inbound) continue;
+    if (cs.hook == NF_INET_LOCAL_IN && !hasInput(cfg_)) continue;
+    if (cs.hook == NF_INET_PRE_ROUTING && !cfg_.steer) continue;
     ChainPtr ch(nftnl_chain_alloc());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, cfg_.table.c_str());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, cs.name);
@@ -494,8 +823,23 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
   const char* set = setFor(op.kind, op.key.family());
   bool add = false;
   nftnl_set_elem* e = nftnl_set_elem_alloc();
-  nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, op.key.bytes(), op.key.size());
+  if (op.kind == NftOp::Kind::kAddPeer || op.kind == NftOp::Kind::kDelPeer) {
+    uint8_t key[20];
+    std::memcpy(key, op.egress.bytes(), 4);  // the node's (IPv4) underlay address
+    std::memcpy(key + 4, op.key.bytes(), op.key.size());
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, 4 + op.key.size());
+  } else {
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, op.key.bytes(), op.key.size());
+  }
   switch (op.kind) {
+    case NftOp::Kind::kAddSteer:
+      add = true;
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &op.mark, sizeof op.mark);
+      break;
+    case NftOp::Kind::kAddPeer:
+    case NftOp::Kind::kAddNode:
+      add = true;
+      break;
     case NftOp::Kind::kAddSnat:
     case NftOp::Kind::kAddFlushRec:
       add = true;
@@ -758,12 +1102,29 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   std::vector<std::pair<IpAddress, std::string>> counters;
   std::vector<IpAddress> keys;
   std::optional<Error> bad;
+  std::vector<std::pair<IpAddress, uint32_t>> marks;
+  std::vector<std::pair<IpAddress, IpAddress>> peers;  // (node, pod)
   std::function<void(nftnl_set_elem*)> element = [&](nftnl_set_elem* e) {
     uint32_t klen = 0;
     const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+    if (spec.kind == SetSpec::kPeers) {
+      if (klen < 8) return void(bad = makeError(EPROTO, "nft: short peer element"));
+      auto node = ipFrom(k, 4);
+      auto pod = ipFrom(static_cast<const uint8_t*>(k) + 4, klen - 4);
+      if (!node) return void(bad = node.error());
+      if (!pod) return void(bad = pod.error());
+      return void(peers.emplace_back(*node, *pod));
+    }
     auto key = ipFrom(k, klen);
     if (!key) return void(bad = key.error());
-    if (spec.kind == SetSpec::kMap) {
+    if (spec.kind == SetSpec::kMarkMap) {
+      uint32_t dlen = 0;
+      const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
+      if (dlen != 4) return void(bad = makeError(EPROTO, "nft: mark of unexpected length"));
+      uint32_t m;
+      std::memcpy(&m, d, 4);
+      marks.emplace_back(*key, m);
+    } else if (spec.kind == SetSpec::kMap) {
       uint32_t dlen = 0;
       const void* d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
       auto val = ipFrom(d, dlen);
@@ -779,7 +1140,7 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   auto st = ElemsKind::get(
       impl, NFT_MSG_GETSETELEM, NLM_F_DUMP,
       [&](nftnl_set* s) {
-        addrs.clear(), counters.clear(), keys.clear(), bad.reset();
+        addrs.clear(), counters.clear(), keys.clear(), marks.clear(), peers.clear(), bad.reset();
         nftnl_set_set_str(s, NFTNL_SET_TABLE, table);
         nftnl_set_set_str(s, NFTNL_SET_NAME, spec.name);
         nftnl_set_set_u32(s, NFTNL_SET_FAMILY, kFamily);
@@ -801,7 +1162,9 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   for (auto& [k, v] : addrs) into[k] = v;
   for (auto& [k, c] : counters)
     (name.starts_with("tx") ? obs.tx_counter : obs.pending)[k] = std::move(c);
-  obs.owned.insert(keys.begin(), keys.end());
+  (name == NftNames::kNodes4 ? obs.nodes : obs.owned).insert(keys.begin(), keys.end());
+  for (auto& [k, m] : marks) obs.steer[k] = m;
+  obs.peers.insert(peers.begin(), peers.end());
   return okStatus();
 }
 
@@ -854,7 +1217,8 @@ Result<gateway::ObservedNft> NftTable::observe() {
   obs.structure_ok = fingerprint == structureFingerprint(cfg_) && all_sets &&
                      rules[NftNames::kForward] == rulesIn(cfg_, NftNames::kForward) &&
                      rules[NftNames::kPostrouting] == rulesIn(cfg_, NftNames::kPostrouting) &&
-                     rules[NftNames::kInput] == rulesIn(cfg_, NftNames::kInput);
+                     rules[NftNames::kInput] == rulesIn(cfg_, NftNames::kInput) &&
+                     rules[NftNames::kSteer] == rulesIn(cfg_, NftNames::kSteer);
 
   for (const auto& spec : kSets)
     if (sets.count(spec.name))

@@ -21,21 +21,43 @@ struct NamespaceEgress {
   std::optional<IpAddress> egress_v4;
   std::optional<IpAddress> egress_v6;
   std::vector<IpAddress> pod_ips;
+  // The node hosting its address of each family, wherever it is ("" if no
+  // node hosts one). Pods on other nodes are steered there.
+  std::string gateway_v4;
+  std::string gateway_v6;
 
   std::optional<IpAddress> egressFor(Family f) const {
     return f == Family::V4 ? egress_v4 : egress_v6;
   }
+  const std::string& gatewayFor(Family f) const { return f == Family::V4 ? gateway_v4 : gateway_v6; }
   bool operator==(const NamespaceEgress&) const = default;
 };
 
+// A node of the cluster: its underlay addresses (what steering sends to and
+// what a tunnel endpoint accepts) and the pods of listed namespaces on it.
+struct NodeEntry {
+  std::string name;
+  std::optional<IpAddress> ipv4;
+  std::optional<IpAddress> ipv6;
+  std::vector<IpAddress> pod_ips;
+  bool operator==(const NodeEntry&) const = default;
+};
+
 struct DesiredState {
-  std::string gateway;      // node name this state is for (informational)
+  std::string gateway;      // node name this state is for
   uint64_t generation = 0;  // monotonically increasing, set by the writer
   std::vector<NamespaceEgress> namespaces;
   // Pod addresses that cannot be attributed to exactly one namespace (claimed
   // by pods of two): dropped and counted, never let out unmapped.
   std::vector<IpAddress> blocked;
+  // The cluster's nodes (empty: no steering information; every pod of a
+  // namespace hosted elsewhere is fail-closed here, as before steering).
+  std::vector<NodeEntry> nodes;
   bool operator==(const DesiredState&) const = default;
+
+  // This state's own node entry (named by `gateway`), or nullptr.
+  const NodeEntry* self() const;
+  const NodeEntry* node(std::string_view name) const;
 };
 
 inline constexpr std::string_view kDesiredStateKind = "GatewayDesiredState";

@@ -16,6 +16,10 @@
 //   whose pods are still listed is kept fail-closed while they drain, when
 //   the ledger remembers it (a tombstone): its pods never leave unmapped.
 // - A listed namespace without an address on N is fail-closed on N.
+// - Every listed namespace names the node hosting its address of each family
+//   (gateway_v4/v6), so a node steers its own pods of a namespace hosted
+//   elsewhere to that node; every state lists the cluster's nodes with their
+//   underlay addresses and the pods of listed namespaces on each.
 // - Pod addresses are the pods' own (Pod::ips); an address listed by pods of
 //   more than one namespace is translated for none and blocked (dropped):
 //   dropAmbiguousPodIps.
@@ -41,6 +45,7 @@ class GatewayViews {
  public:
   void addNamespace(const Namespace& ns);
   void addRecord(const AddressRecord& r);
+  void addNode(const Node& n);
   // After every namespace and record (a pod of an unlisted namespace is
   // skipped at once, so 100k pods cost one map lookup each).
   void addPod(const Pod& p);
@@ -51,12 +56,14 @@ class GatewayViews {
  private:
   struct Listed {
     std::vector<IpAddress> pods;
+    std::vector<std::pair<std::string, IpAddress>> pod_nodes;  // (node, pod address)
     std::vector<std::pair<std::string, IpAddress>> assigned;  // (node, address) from the ledger
     bool draining = false;  // listed only for its pods (a deleted namespace's tombstone)
   };
   std::map<std::string, Listed> listed_;
   std::set<std::string> existing_;    // namespaces that exist
   std::set<std::string> tombstones_;  // namespaces the ledger remembers (any state)
+  std::map<std::string, Node> nodes_;
 };
 
 }  // namespace nsegress

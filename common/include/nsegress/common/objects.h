@@ -95,6 +95,10 @@ struct Node {
   std::string name;
   Labels labels;
   bool ready = true;
+  // The node's underlay addresses (status.addresses, type InternalIP; the
+  // first of each family): where steered traffic to this node is sent.
+  std::optional<IpAddress> ipv4;
+  std::optional<IpAddress> ipv6;
 };
 
 // Why addresses of `r` can never be egress addresses (loopback, multicast,

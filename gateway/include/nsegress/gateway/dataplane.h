@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "nsegress/gateway/address_provider.h"
 #include "nsegress/gateway/nft_session.h"
 #include "nsegress/gateway/snat_provider.h"
+#include "nsegress/gateway/steer_provider.h"
 #include "nsegress/gateway/table_provider.h"
 
 namespace nsegress::gateway {
@@ -51,12 +53,15 @@ struct Ports {
   AddressKernel& addresses;
   Announcer& announcer;
   ConntrackKernel& conntrack;
+  RouteKernel* routes = nullptr;  // with steering
 };
 
-// The gateway's providers, wired: table, addresses, snat.
+// The node's providers, wired: table, addresses, [steering,] snat.
 class NodeDataplane {
  public:
-  explicit NodeDataplane(Ports p);
+  // `steer`: this node steers its pods of namespaces hosted elsewhere
+  // (needs Ports::routes).
+  explicit NodeDataplane(Ports p, std::optional<SteerConfig> steer = std::nullopt);
   Result<ReconcileOutcome> reconcile(const DesiredState& desired, bool full = true);
   Dataplane& dataplane() { return dp_; }
   const NftSession& nft() const { return session_; }
@@ -65,6 +70,8 @@ class NodeDataplane {
   NftSession session_;
   TableProvider table_;
   AddressProvider addresses_;
+  std::optional<SteerConfig> steer_cfg_;
+  std::optional<SteerProvider> steer_;
   SnatProvider snat_;
   Dataplane dp_;
 };

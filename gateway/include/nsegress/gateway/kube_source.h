@@ -1,5 +1,5 @@
 // Desired state from the Kubernetes API (cluster mode): typed informers on
-// EgressIPs, Namespaces and Pods; the state is this node's GatewayView
+// EgressIPs, Namespaces, Pods and Nodes (underlay addresses, for steering); the state is this node's GatewayView
 // (common/gateway_view.h) of their caches. Until every informer has listed
 // once, load() fails with EAGAIN, so the agent keeps the kernel as it found
 // it (fail-static) instead of acting on a partial view. While the API server
@@ -39,6 +39,7 @@ class KubeStateSource final : public DesiredStateSource {
   std::unique_ptr<kube::Informer<AddressRecord>> egressips_;
   std::unique_ptr<kube::Informer<Namespace>> namespaces_;
   std::unique_ptr<kube::Informer<Pod>> pods_;
+  std::unique_ptr<kube::Informer<Node>> nodes_;
   std::set<std::string> last_warnings_;  // each warning is logged once, not per load
   std::atomic<uint64_t> warning_count_{0};
   uint64_t generation_ = 0;

@@ -13,6 +13,7 @@
 
 #include "nsegress/gateway/nft_session.h"
 #include "nsegress/gateway/ports/conntrack.h"
+#include "nsegress/gateway/steer_provider.h"
 
 namespace nsegress::gateway {
 
@@ -25,13 +26,19 @@ struct SnatPlan {
 };
 
 // Pure. Flows of an address that leaves the node (`leaving`) are flushed
-// whole by the address provider, so they get no per-pod flush here.
+// whole by the address provider, so they get no per-pod flush here. Pods in
+// `steered` (steer_provider.h) are neither mapped nor held here: steering
+// sends them to their gateway.
 SnatPlan planSnat(const DesiredState& d, const ObservedNft& have,
-                  const std::set<IpAddress>& leaving = {});
+                  const std::set<IpAddress>& leaving = {},
+                  const std::set<IpAddress>& steered = {});
 
 class SnatProvider final : public Provider {
  public:
-  SnatProvider(NftSession& s, ConntrackKernel& ct) : s_(s), ct_(ct) {}
+  // `steer`: the steering configuration when this node steers (its pods
+  // of namespaces hosted elsewhere are then not held here).
+  SnatProvider(NftSession& s, ConntrackKernel& ct, const SteerConfig* steer = nullptr)
+      : s_(s), ct_(ct), steer_(steer) {}
   std::string_view name() const override { return "snat"; }
   Status observe() override { return s_.hasModel() ? okStatus() : s_.observe(); }
   bool hasModel() const override { return s_.hasModel(); }
@@ -42,6 +49,7 @@ class SnatProvider final : public Provider {
  private:
   NftSession& s_;
   ConntrackKernel& ct_;
+  const SteerConfig* steer_;
   // The flushes and forgets planned with the switch, for retire(): planned
   // once per reconcile (a plan is O(pods)).
   std::optional<SnatPlan> planned_;

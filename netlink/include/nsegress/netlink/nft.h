@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "nsegress/common/ip.h"
 #include "nsegress/gateway/ports/nft.h"
 
 namespace nsegress::netlink {
@@ -26,6 +27,21 @@ struct NftConfig {
   // Egress addresses this agent owns accept replies only (new inbound
   // connections to them are dropped and counted).
   bool drop_inbound = true;
+
+  // Steering (docs/life-of-a-packet.md). New flows of local pods in the
+  // steer maps get the map's mark in their conntrack entry; every packet of
+  // the original direction carries it as its packet mark (policy routing
+  // sends it to the gateway's next hop); the node never masquerades them.
+  bool steer = false;
+  int steer_priority = -90;             // prerouting, after kube-proxy's DNAT (-100)
+  uint32_t mark_mask = 0x00ff0000;      // the mark bits nsegress owns
+  std::string tunnel;                   // the tunnel device ("" with an L2 underlay)
+  uint16_t tunnel_port = 0;             // its UDP port (tunnel packets are checked on input)
+  uint16_t mss4 = 0, mss6 = 0;          // TCP MSS clamp of steered flows (0: none)
+  std::vector<Cidr> cluster;            // destinations inside the cluster: never steered or held
+  // The uplink faces only the outside world: a packet arriving on it with a
+  // pod's source address is forged (dropped and counted).
+  bool uplink_dedicated = false;
 };
 
 // Names of the sets inside the table (also used by tests and docs).
@@ -40,6 +56,12 @@ struct NftNames {
   static constexpr const char* kOwned6 = "owned6";
   static constexpr const char* kFlush4 = "flush4";
   static constexpr const char* kFlush6 = "flush6";
+  static constexpr const char* kSteer4 = "steer4";
+  static constexpr const char* kSteer6 = "steer6";
+  static constexpr const char* kPeers4 = "peers4";
+  static constexpr const char* kPeers6 = "peers6";
+  static constexpr const char* kNodes4 = "nodes4";
+  static constexpr const char* kSteer = "steer";
   static constexpr const char* kForward = "forward";
   static constexpr const char* kPostrouting = "postrouting";
   static constexpr const char* kInput = "input";

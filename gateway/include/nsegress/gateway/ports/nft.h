@@ -25,6 +25,12 @@ struct ObservedNft {
   std::map<IpAddress, std::string> pending;      // pod address -> namespace drop counter
   std::set<IpAddress> owned;                     // egress addresses this agent put on the uplink
   std::map<IpAddress, IpAddress> flush_pending;  // pod -> old egress whose flows are still to flush
+  // Steering (steer_provider.h): local pod -> the mark of the gateway its new
+  // flows go to; (node underlay address, pod) pairs a tunnel accepts; the
+  // nodes whose tunnel packets are accepted at all.
+  std::map<IpAddress, uint32_t> steer;
+  std::set<std::pair<IpAddress, IpAddress>> peers;  // (node, pod)
+  std::set<IpAddress> nodes;
   std::map<std::string, std::pair<uint64_t, uint64_t>> counters;  // name -> {packets, bytes}
 };
 
@@ -49,12 +55,19 @@ struct NftOp {
     kDelOwned,
     kAddFlushRec,  // record: flows of pod `key` SNATed to `egress` must be flushed
     kDelFlushRec,
+    kAddSteer,  // steering map: pod `key` -> `mark` (the gateway its new flows go to)
+    kDelSteer,
+    kAddPeer,  // tunnel peer: pod `key` lives on the node whose underlay address is `egress`
+    kDelPeer,
+    kAddNode,  // a node (underlay address `key`) whose tunnel packets are accepted
+    kDelNode,
   };
   Kind kind;
   std::string ns;       // namespace the op serves ("" for table-wide ops)
   IpAddress key;        // pod address or owned address
   IpAddress egress;     // for kAddSnat, kAddFlushRec
   std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
+  uint32_t mark = 0;    // for kAddSteer
 
   std::string describe() const;
   bool operator==(const NftOp&) const = default;
@@ -79,7 +92,15 @@ inline constexpr const char* kBlockedCounter = "blocked";
 // addresses dropped, new inbound connections to egress addresses dropped.
 inline constexpr const char* kSpoofedCounter = "spoofed";
 inline constexpr const char* kInboundCounter = "inbound";
-inline constexpr const char* kBuiltinCounters[] = {kSpoofedCounter, kInboundCounter};
+// Steering: a tunnel packet from an address that is not a node of the
+// cluster; a steered packet whose inner source is not a pod of the node that
+// sent it; a packet arriving on a dedicated uplink with a pod's address.
+inline constexpr const char* kTunnelForeignCounter = "tunnel-foreign";
+inline constexpr const char* kSteerSpoofedCounter = "steer-spoofed";
+inline constexpr const char* kUplinkSpoofedCounter = "uplink-spoofed";
+inline constexpr const char* kBuiltinCounters[] = {kSpoofedCounter, kInboundCounter,
+                                                   kTunnelForeignCounter, kSteerSpoofedCounter,
+                                                   kUplinkSpoofedCounter};
 // The namespace a counter of ours counts for ("" if not ours).
 std::string namespaceOfCounter(const std::string& counter);
 bool isOurCounter(const std::string& name);
