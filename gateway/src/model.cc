@@ -61,6 +61,10 @@ std::string NftOp::describe() const {
       return "add tunnel peer " + egress.str() + " . " + key.str() + suffix;
     case Kind::kDelPeer:
       return "delete tunnel peer " + egress.str() + " . " + key.str() + suffix;
+    case Kind::kAddReturn:
+      return "add return " + key.str() + " -> mark " + std::to_string(mark) + suffix;
+    case Kind::kDelReturn:
+      return "delete return " + key.str() + suffix;
     case Kind::kAddNode:
       return "add node " + key.str();
     case Kind::kDelNode:
@@ -149,6 +153,10 @@ std::optional<Error> applyOp(ObservedNft& s, const NftOp& op) {
     case K::kDelPeer:
       if (!s.peers.erase({op.egress, op.key})) return makeError(ENOENT, "no such element");
       return std::nullopt;
+    case K::kAddReturn:
+      return add(s.returns, op.key, op.mark);
+    case K::kDelReturn:
+      return del(s.returns, op.key);
     case K::kAddNode:
       s.nodes.insert(op.key);
       return std::nullopt;

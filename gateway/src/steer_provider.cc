@@ -72,17 +72,30 @@ SteerView steerView(const DesiredState& d, const SteerConfig& c) {
       }
       const auto& hop = it->second;
       if (!hop || (!pod.isV4() && !hop->via6)) continue;
-      if (!v.gateways.count(g) && v.gateways.size() >= static_cast<size_t>(kMaxSlots)) continue;
-      v.gateways.emplace(g, *hop);
+      if (!v.hops.count(g) && v.hops.size() >= static_cast<size_t>(kMaxSlots)) continue;
+      v.hops.emplace(g, *hop);
       v.steered[pod] = g;
     }
   }
-  if (c.tunnel)
-    for (const auto& n : d.nodes) {
-      if (n.name == d.gateway || !n.ipv4) continue;
-      v.nodes.insert(*n.ipv4);
-      for (const auto& pod : n.pod_ips) v.peers.emplace(*n.ipv4, pod);
+  if (!c.tunnel) return v;
+  // Pods of namespaces hosted here, by family.
+  std::set<IpAddress> hosted_here;
+  for (const auto& ns : d.namespaces)
+    for (const auto& pod : ns.pod_ips)
+      if (ns.gatewayFor(pod.family()) == d.gateway) hosted_here.insert(pod);
+  for (const auto& n : d.nodes) {
+    if (n.name == d.gateway || !n.ipv4) continue;
+    v.nodes.insert(*n.ipv4);
+    for (const auto& pod : n.pod_ips) {
+      v.peers.emplace(*n.ipv4, pod);
+      if (!hosted_here.count(pod)) continue;
+      if (!v.hops.count(n.name)) {
+        if (v.hops.size() >= static_cast<size_t>(kMaxSlots)) break;
+        v.hops.emplace(n.name, *hopTo(n, c));
+      }
+      v.returns[pod] = n.name;
     }
+  }
   return v;
 }
 
@@ -95,7 +108,7 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
   // Slots: a gateway keeps the slot whose next hop has its address.
   std::map<std::string, int> slot_of;
   std::set<int> used;
-  for (const auto& [g, hop] : want.gateways)
+  for (const auto& [g, hop] : want.hops)
     for (const auto& [s, h] : routes.hops)
       if (h.via4 == hop.via4 && !used.count(s)) {
         slot_of[g] = s;
@@ -103,18 +116,18 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
         break;
       }
   int next = 1;
-  for (const auto& [g, hop] : want.gateways) {
+  for (const auto& [g, hop] : want.hops) {
     if (slot_of.count(g)) continue;
     // Never a slot still in use by another gateway's flows: it is cleared
     // first (retire), and only reused by a later reconcile.
     while (next <= kMaxSlots && (used.count(next) || routes.hops.count(next))) ++next;
     if (next > kMaxSlots)
-      return makeError(ENOSPC, "steering: no free slot for gateway " + g + " (at most " +
-                                   std::to_string(kMaxSlots) + " gateways)");
+      return makeError(ENOSPC, "steering: no free slot for node " + g + " (at most " +
+                                   std::to_string(kMaxSlots) + " peers)");
     slot_of[g] = next;
     used.insert(next);
   }
-  for (const auto& [g, hop] : want.gateways) {
+  for (const auto& [g, hop] : want.hops) {
     const int s = slot_of[g];
     if (!routes.slots.count(s)) p.add_slots.push_back(s);
     auto it = routes.hops.find(s);
@@ -134,6 +147,15 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
   }
   for (const auto& [pod, mark] : nft.steer)
     if (!want.steered.count(pod)) p.retire.push_back(NftOp{K::kDelSteer, "", pod, {}, {}, mark});
+  for (const auto& [pod, n] : want.returns) {
+    const uint32_t mark = markOfSlot(slot_of[n]) | kReturnFlag;
+    auto it = nft.returns.find(pod);
+    if (it != nft.returns.end() && it->second == mark) continue;
+    if (it != nft.returns.end()) dels.push_back(NftOp{K::kDelReturn, "", pod, {}, {}, it->second});
+    adds.push_back(NftOp{K::kAddReturn, "", pod, {}, {}, mark});
+  }
+  for (const auto& [pod, mark] : nft.returns)
+    if (!want.returns.count(pod)) p.retire.push_back(NftOp{K::kDelReturn, "", pod, {}, {}, mark});
   for (const auto& n : want.nodes)
     if (!nft.nodes.count(n)) adds.push_back(NftOp{K::kAddNode, "", n, {}, {}});
   for (const auto& n : nft.nodes)

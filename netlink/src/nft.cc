@@ -76,6 +76,8 @@ constexpr SetSpec kSets[] = {
     {NftNames::kFlush6, Family::V6, SetSpec::kMap},
     {NftNames::kSteer4, Family::V4, SetSpec::kMarkMap},
     {NftNames::kSteer6, Family::V6, SetSpec::kMarkMap},
+    {NftNames::kReturn4, Family::V4, SetSpec::kMarkMap},
+    {NftNames::kReturn6, Family::V6, SetSpec::kMarkMap},
     {NftNames::kPeers4, Family::V4, SetSpec::kPeers},  // node (IPv4) . pod
     {NftNames::kPeers6, Family::V6, SetSpec::kPeers},
     {NftNames::kNodes4, Family::V4, SetSpec::kPlain},
@@ -105,6 +107,9 @@ const char* setFor(NftOp::Kind k, Family f) {
     case NftOp::Kind::kAddPeer:
     case NftOp::Kind::kDelPeer:
       return v4 ? NftNames::kPeers4 : NftNames::kPeers6;
+    case NftOp::Kind::kAddReturn:
+    case NftOp::Kind::kDelReturn:
+      return v4 ? NftNames::kReturn4 : NftNames::kReturn6;
     case NftOp::Kind::kAddNode:
     case NftOp::Kind::kDelNode:
       return NftNames::kNodes4;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
@@ -282,6 +287,16 @@ void matchSteered(nftnl_rule* r, uint32_t mask) {
   cmpOp(r, NFT_CMP_NEQ, &zero, sizeof zero);
 }
 
+// `ct mark & flag == 0 ct mark & mask != 0`: a flow this node steers out
+// (not one that arrived through the tunnel).
+void matchSteeredOut(nftnl_rule* r, uint32_t mask, uint32_t flag) {
+  ctLoad(r, NFT_CT_MARK);
+  bitwiseAnd(r, &flag, sizeof flag);
+  const uint32_t zero = 0;
+  cmpEq(r, &zero, sizeof zero);
+  matchSteered(r, mask);
+}
+
 void matchL4(nftnl_rule* r, uint8_t proto) {
   metaLoad(r, NFT_META_L4PROTO);
   cmpEq(r, &proto, sizeof proto);
@@ -302,6 +317,8 @@ void fib(nftnl_rule* r, uint32_t flags, uint32_t result) {
 constexpr uint32_t kInnerEthertype = 8 + 8 + 12;
 constexpr uint32_t kInnerSaddr4 = 8 + 8 + 14 + 12;
 constexpr uint32_t kInnerSaddr6 = 8 + 8 + 14 + 8;
+constexpr uint32_t kInnerDaddr4 = 8 + 8 + 14 + 16;
+constexpr uint32_t kInnerDaddr6 = 8 + 8 + 14 + 24;
 
 // `meta nfproto ipv4 meta l4proto udp udp dport PORT` (the tunnel's packets).
 void matchTunnel(nftnl_rule* r, uint16_t port) {
@@ -317,6 +334,7 @@ void matchTunnel(nftnl_rule* r, uint16_t port) {
 //   forward:     iifname != UPLINK [iifname != TUNNEL] fib saddr . iif oif 0
 //                  counter name spoofed drop
 //                [steered TCP SYN: tcp option maxseg size > MSS set MSS]
+//                [oifname TUNNEL meta mark set meta mark & ~MASK]
 //                meta nfproto ipv4 [ip daddr not in CLUSTER] counter name ip saddr
 //                  map @pending4 drop                           (and ipv6)
 //                meta nfproto ipv4 oifname UPLINK counter name ip saddr map @tx4   (and ipv6)
@@ -326,12 +344,16 @@ void matchTunnel(nftnl_rule* r, uint16_t port) {
 //                meta nfproto ipv4 ct state new ip saddr @steer4 [ip daddr not in CLUSTER]
 //                  fib daddr type != local fib saddr . iif oif != 0
 //                  ct mark set ip saddr map @steer4             (and ipv6)
-//                ct direction original ct mark & MASK != 0 meta mark set ct mark
-//   postrouting: [ct mark & MASK != 0 snat to ip saddr]        (never masqueraded)
+//                [tunnel: iifname TUNNEL ct state new ct mark set ip saddr map @return4]
+//                ct direction original ct mark & FLAG == 0 ct mark & MASK != 0
+//                  meta mark set ct mark                        (steered out)
+//                [ct direction reply ct mark & FLAG != 0 meta mark set ct mark & MASK]
+//   postrouting: [steered out: snat to ip saddr]              (never masqueraded)
 //                meta nfproto ipv4 oifname UPLINK snat ip to ip saddr map @snat4 (and ipv6)
 //   input:       meta nfproto ipv4 ip daddr @owned4 ct state & (established|related) == 0
 //                  counter name inbound drop          (and ipv6 with @owned6)
 //                [tunnel: udp dport PORT ip saddr != @nodes4 counter name tunnel-foreign drop
+//                 inner daddr @steer4 accept              (a reply to a pod steered from here)
 //                 inner IPv4: ip saddr . inner saddr != @peers4 counter name steer-spoofed drop
 //                 inner IPv6: ip saddr . inner saddr != @peers6 counter name steer-spoofed drop
 //                 inner neither: counter name steer-spoofed drop]
@@ -397,6 +419,21 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       rules.emplace_back(NftNames::kForward, std::move(r));
     }
   }
+  if (c.steer && !c.tunnel.empty()) {
+    // The packet mark chose the route; the tunnel must not route its outer
+    // packet by it too (that would send it back into the tunnel): our bits
+    // are cleared once the packet is headed for the tunnel.
+    auto r = newRule(c, NftNames::kForward);
+    matchOifname(r.get(), c.tunnel);
+    metaLoad(r.get(), NFT_META_MARK);
+    const uint32_t keep = ~c.mark_mask;
+    bitwiseAnd(r.get(), &keep, sizeof keep);
+    addExpr(r.get(), "meta", [&](nftnl_expr* e) {
+      nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+    });
+    rules.emplace_back(NftNames::kForward, std::move(r));
+  }
   for (Family f : {Family::V4, Family::V6}) {
     auto r = newRule(c, NftNames::kForward);
     matchNfproto(r.get(), f);
@@ -444,6 +481,29 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
         }
       }
     }
+    if (!c.tunnel.empty())
+      for (Family f : {Family::V4, Family::V6}) {
+        // A new flow arriving through the tunnel remembers its pod's node.
+        const char* map = f == Family::V4 ? NftNames::kReturn4 : NftNames::kReturn6;
+        auto r = newRule(c, NftNames::kSteer);
+        matchIifname(r.get(), c.tunnel, true);
+        matchNfproto(r.get(), f);
+        ctLoad(r.get(), NFT_CT_STATE);
+        const uint32_t is_new = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+        bitwiseAnd(r.get(), &is_new, sizeof is_new);
+        cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+        loadSaddr(r.get(), f);
+        addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
+          nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+          nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+          nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, map);
+        });
+        addExpr(r.get(), "ct", [&](nftnl_expr* e) {
+          nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+          nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+        });
+        rules.emplace_back(NftNames::kSteer, std::move(r));
+      }
     for (Family f : {Family::V4, Family::V6}) {
       const char* map = f == Family::V4 ? NftNames::kSteer4 : NftNames::kSteer6;
       auto r = newRule(c, NftNames::kSteer);
@@ -475,12 +535,33 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       rules.emplace_back(NftNames::kSteer, std::move(r));
     }
     {
+      // Packets of flows steered out follow their flow's gateway.
       auto r = newRule(c, NftNames::kSteer);
       ctLoad(r.get(), NFT_CT_DIRECTION);
       const uint8_t original = 0;  // IP_CT_DIR_ORIGINAL
       cmpEq(r.get(), &original, sizeof original);
-      matchSteered(r.get(), c.mark_mask);
+      matchSteeredOut(r.get(), c.mark_mask, c.return_flag);
       ctLoad(r.get(), NFT_CT_MARK);
+      addExpr(r.get(), "meta", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+      });
+      rules.emplace_back(NftNames::kSteer, std::move(r));
+    }
+    if (!c.tunnel.empty()) {
+      // Replies to flows that arrived through the tunnel go back through it,
+      // to the node they came from (the way a gateway node's own pods get
+      // their replies past strict reverse-path filtering).
+      auto r = newRule(c, NftNames::kSteer);
+      ctLoad(r.get(), NFT_CT_DIRECTION);
+      const uint8_t reply = 1;  // IP_CT_DIR_REPLY
+      cmpEq(r.get(), &reply, sizeof reply);
+      ctLoad(r.get(), NFT_CT_MARK);
+      bitwiseAnd(r.get(), &c.return_flag, sizeof c.return_flag);
+      const uint32_t zero = 0;
+      cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+      ctLoad(r.get(), NFT_CT_MARK);
+      bitwiseAnd(r.get(), &c.mark_mask, sizeof c.mark_mask);
       addExpr(r.get(), "meta", [&](nftnl_expr* e) {
         nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
         nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
@@ -493,7 +574,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     for (Family f : {Family::V4, Family::V6}) {
       auto r = newRule(c, NftNames::kPostrouting);
       matchNfproto(r.get(), f);
-      matchSteered(r.get(), c.mark_mask);
+      matchSteeredOut(r.get(), c.mark_mask, c.return_flag);
       loadSaddr(r.get(), f);
       addExpr(r.get(), "nat", [&](nftnl_expr* e) {
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
@@ -594,6 +675,19 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       rules.emplace_back(NftNames::kInput, std::move(r));
     }
     for (Family f : {Family::V4, Family::V6}) {
+      // A reply to a flow this node steered out comes back to its pod.
+      auto r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, kInnerEthertype, 2);
+      const uint16_t type = htons(f == Family::V4 ? 0x0800 : 0x86dd);
+      cmpEq(r.get(), &type, sizeof type);
+      payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, f == Family::V4 ? kInnerDaddr4 : kInnerDaddr6,
+              f == Family::V4 ? 4 : 16);
+      lookup(r.get(), f == Family::V4 ? NftNames::kSteer4 : NftNames::kSteer6);
+      verdict(r.get(), NF_ACCEPT);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+    for (Family f : {Family::V4, Family::V6}) {
       auto r = newRule(c, NftNames::kInput);
       matchTunnel(r.get(), c.tunnel_port);
       payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, kInnerEthertype, 2);
@@ -636,6 +730,7 @@ std::string structureFingerprint(const NftConfig& c) {
                    " in=" + (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
   if (c.steer) {
     fp += " steer=" + std::to_string(c.steer_priority) + " mask=" + std::to_string(c.mark_mask) +
+          "/" + std::to_string(c.return_flag) +
           " tunnel=" + c.tunnel + ":" + std::to_string(c.tunnel_port) +
           " mss=" + std::to_string(c.mss4) + "/" + std::to_string(c.mss6) +
           (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
@@ -833,6 +928,7 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
   }
   switch (op.kind) {
     case NftOp::Kind::kAddSteer:
+    case NftOp::Kind::kAddReturn:
       add = true;
       nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &op.mark, sizeof op.mark);
       break;
@@ -1163,7 +1259,7 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   for (auto& [k, c] : counters)
     (name.starts_with("tx") ? obs.tx_counter : obs.pending)[k] = std::move(c);
   (name == NftNames::kNodes4 ? obs.nodes : obs.owned).insert(keys.begin(), keys.end());
-  for (auto& [k, m] : marks) obs.steer[k] = m;
+  for (auto& [k, m] : marks) (name.starts_with("steer") ? obs.steer : obs.returns)[k] = m;
   obs.peers.insert(peers.begin(), peers.end());
   return okStatus();
 }

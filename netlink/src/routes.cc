@@ -9,6 +9,7 @@
 #include <linux/nexthop.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
+#include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/rule.h>
@@ -39,6 +40,7 @@ using NlAddrPtr = Handle<nl_addr, nl_addr_put>;
 using LinkPtr = Handle<rtnl_link, rtnl_link_put>;
 using RulePtr = Handle<rtnl_rule, rtnl_rule_put>;
 using CachePtr = Handle<nl_cache, nl_cache_free>;
+using RtAddrPtr = Handle<rtnl_addr, rtnl_addr_put>;
 
 Error nlError(const std::string& what, int err) {
   return makeError(err < 0 ? -err : err, what + ": " + nl_geterror(err));
@@ -254,6 +256,20 @@ std::string rpFilterPath(const std::string& dev) {
 
 }  // namespace
 
+bool SteerRoutes::hasAddress(int ifindex, const IpAddress& a) {
+  nl_cache* raw = nullptr;
+  if (rtnl_addr_alloc_cache(impl_->nl.get(), &raw) < 0) return false;
+  CachePtr cache(raw);
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* ra = reinterpret_cast<rtnl_addr*>(o);
+    nl_addr* local = rtnl_addr_get_local(ra);
+    if (rtnl_addr_get_ifindex(ra) == ifindex && local && nl_addr_get_len(local) == 4 &&
+        std::memcmp(nl_addr_get_binary_addr(local), a.bytes(), 4) == 0)
+      return true;
+  }
+  return false;
+}
+
 Result<ObservedRoutes> SteerRoutes::observe() {
   ObservedRoutes obs;
   Impl& im = *impl_;
@@ -292,7 +308,7 @@ Result<ObservedRoutes> SteerRoutes::observe() {
         // different device, so the next install rebuilds it.
         const bool up = rtnl_link_get_flags(link.get()) & IFF_UP;
         if (!up || rtnl_link_vxlan_get_learning(link.get()) != 0 ||
-            readSysctl(rpFilterPath(tunnel_)) != "2")
+            readSysctl(rpFilterPath(tunnel_)) != "2" || !hasAddress(tunnel_index, t.local))
           t.mtu = -1;
       }
       obs.tunnel = t;
@@ -462,6 +478,21 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   // maximum of `all` and the device's); the nft input rules bind each inner
   // source to the node that sent it instead.
   if (auto r = writeSysctl(rpFilterPath(t.name), "2"); !r) return r;
+  // Reverse-path filtering drops everything arriving on a device without an
+  // IPv4 address, loose or not: the tunnel carries the node's own address
+  // (a /32, no prefix route), as Flannel's device does.
+  {
+    RtAddrPtr ra(rtnl_addr_alloc());
+    NlAddrPtr addr(nl_addr_build(AF_INET, t.local.bytes(), 4));
+    nl_addr_set_prefixlen(addr.get(), 32);
+    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
+    rtnl_addr_set_local(ra.get(), addr.get());
+    rtnl_addr_set_family(ra.get(), AF_INET);
+    rtnl_addr_set_prefixlen(ra.get(), 32);
+    rtnl_addr_set_flags(ra.get(), IFA_F_NOPREFIXROUTE);
+    if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
+      return nlError("libnl: address of " + t.name, err);
+  }
   // Up (creating with IFF_UP is not honoured by every kernel).
   LinkPtr change(rtnl_link_alloc());
   rtnl_link_set_flags(change.get(), IFF_UP);

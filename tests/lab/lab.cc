@@ -152,6 +152,180 @@ NetnsEnter::~NetnsEnter() {
 
 // ---- Lab -----------------------------------------------------------------------
 
+Lab::Lab(const std::string& tag, ClusterOptions cluster) : is_cluster_(true), cluster_(cluster) {
+  prefix_ = "nse-" + tag + "-" + std::to_string(getpid()) + "-";
+  char tmpl[] = "/tmp/nsegress-lab-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  try {
+    buildCluster();
+  } catch (...) {
+    teardown();
+    throw;
+  }
+}
+
+int Lab::nodeIndex(const std::string& name) {
+  for (int i = 0; i < 4; ++i)
+    if (name == kNodes[i]) return i + 1;
+  throw std::runtime_error("no node " + name);
+}
+
+std::string Lab::nodeIp(const std::string& name) {
+  return "192.0.2.1" + std::to_string(nodeIndex(name));
+}
+
+void Lab::buildCluster() {
+  auto mk = [&](const std::string& n) {
+    must("ip netns add " + n);
+    netns_.push_back(n);
+    must("ip -n " + n + " link set lo up");
+  };
+  const std::string out = outside();
+  mk(out);
+  for (const char* br : {"br-up", "br-cl"}) {
+    must("ip -n " + out + " link add " + br + " type bridge");
+    must("ip -n " + out + " link set " + br + " up");
+  }
+  must("ip -n " + out + " addr add " + kOutsideIp + "/24 dev br-up");
+  must("ip -n " + out + " addr add " + kOutsideIp6 + "/64 dev br-up nodad");
+  must("ip -n " + out + " addr add 192.0.2.1/24 dev br-cl");
+  must("ip -n " + out + " addr add fd00:c::1/64 dev br-cl nodad");
+  must("ip -n " + out + " route add 203.0.113.0/24 dev br-up");
+  must("ip -n " + out + " -6 route add fd00:e::/64 dev br-up");
+  // The servers answer from the address they were reached at (their UDP
+  // socket is not connected): the one address of the outside world.
+  must("ip -n " + out + " route replace 192.0.2.0/24 dev br-cl src " + kOutsideIp);
+  must("ip -n " + out + " -6 route replace fd00:c::/64 dev br-cl src " + kOutsideIp6 +
+       " metric 256");
+  for (const char* name : kNodes) {
+    const std::string n = node(name);
+    const std::string i = std::to_string(nodeIndex(name));
+    const bool gateway = std::string(name).rfind("gw", 0) == 0;
+    mk(n);
+    for (const char* k :
+         {"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+          // Strict reverse-path filtering, as many distributions ship it:
+          // nsegress loosens it on its own tunnel only.
+          "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"})
+      must("ip netns exec " + n + " sysctl -qw " + k);
+    must("ip -n " + n + " link add eth0 type veth peer name c-" + name + " netns " + out);
+    must("ip -n " + out + " link set c-" + std::string(name) + " master br-cl up");
+    must("ip -n " + n + " addr add 192.0.2.1" + i + "/24 dev eth0");
+    must("ip -n " + n + " addr add fd00:c::1" + i + "/64 dev eth0 nodad");
+    must("ip -n " + n + " link set eth0 up");
+    if (gateway) {
+      must("ip -n " + n + " link add " + kUplink + " type veth peer name u-" + name + " netns " +
+           out);
+      must("ip -n " + out + " link set u-" + std::string(name) + " master br-up up");
+      must("ip -n " + n + " addr add 198.51.100.1" + i + "/24 dev " + kUplink);
+      must("ip -n " + n + " addr add fd00:ff::1" + i + "/64 dev " + kUplink + " nodad");
+      must("ip -n " + n + " link set " + kUplink + " up");
+      must("ip -n " + n + " route add default via " + kOutsideIp);
+      must("ip -n " + n + " -6 route add default via " + kOutsideIp6);
+      // On an L2 underlay, replies to a gateway node's own steered pods come
+      // back on the node interface while its default route is the uplink:
+      // the operator loosens reverse-path filtering there (docs/install.md).
+      if (!cluster_.tunnel) must("ip netns exec " + n + " sysctl -qw net.ipv4.conf.eth0.rp_filter=2");
+    } else {
+      must("ip -n " + n + " route add default via 192.0.2.1");
+      must("ip -n " + n + " -6 route add default via fd00:c::1");
+    }
+    // The CNI: every other node's pod range via that node (host-gw), and
+    // masquerade of pod traffic leaving the pod range.
+    for (const char* other : kNodes) {
+      if (std::string(other) == name) continue;
+      const std::string j = std::to_string(nodeIndex(other));
+      must("ip -n " + n + " route add 10.244." + j + ".0/24 via 192.0.2.1" + j);
+      must("ip -n " + n + " -6 route add fd00:244:" + j + "::/64 via fd00:c::1" + j);
+    }
+    must("ip netns exec " + n + " " + cluster_.iptables +
+         " -t nat -A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE");
+    // IPv6: the kernels we run on lack ip6tables' MASQUERADE target; the
+    // CNI's IPv6 masquerade is a native nftables rule at the same priority.
+    must("ip netns exec " + n + " nft add table ip6 cni");
+    must("ip netns exec " + n +
+         " nft add chain ip6 cni post '{ type nat hook postrouting priority srcnat; }'");
+    must("ip netns exec " + n +
+         " nft add rule ip6 cni post ip6 saddr fd00:244::/32 ip6 daddr != fd00:244::/32 "
+         "masquerade");
+  }
+  {
+    std::ofstream f(dir_ + "/observer.nft");
+    f << "table inet obs {\n"
+         "  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }\n"
+         "  set seen6 { type ipv6_addr; size 65535; flags dynamic; counter; }\n"
+         "  chain pre { type filter hook prerouting priority -300; policy accept;\n"
+         // What is addressed to the outside host (the bridges also hand it
+         // copies of the nodes' own traffic, the tunnel's included).
+         "    ip daddr { 198.51.100.2, 192.0.2.1 } update @seen4 { ip saddr }\n"
+         "    ip6 daddr { fd00:ff::2, fd00:c::1 } meta l4proto { tcp, udp } update @seen6 { ip6 saddr }\n"
+         "    ip6 daddr { fd00:ff::2, fd00:c::1 } icmpv6 type { echo-request, echo-reply } update @seen6 { ip6 saddr }\n"
+         "  }\n"
+         "}\n";
+  }
+  must("ip netns exec " + out + " nft -f " + dir_ + "/observer.nft");
+}
+
+void Lab::addPodOn(const std::string& nodename, const std::string& name, const std::string& ip,
+                   const std::string& ip6) {
+  const std::string ns = pod(name);
+  const std::string n = node(nodename);
+  must("ip netns add " + ns);
+  netns_.push_back(ns);
+  must("ip -n " + ns + " link set lo up");
+  const std::string if_ = "p" + std::to_string(next_pod_++);
+  must("ip -n " + n + " link add " + if_ + " type veth peer name eth0 netns " + ns);
+  must("ip -n " + n + " link set " + if_ + " up");
+  must("ip -n " + n + " addr add 169.254.1.1/32 dev " + if_);
+  must("ip -n " + n + " route add " + ip + "/32 dev " + if_);
+  must("ip -n " + ns + " addr add " + ip + "/32 dev eth0");
+  must("ip -n " + ns + " link set eth0 up");
+  must("ip -n " + ns + " route add 169.254.1.1 dev eth0");
+  must("ip -n " + ns + " route add default via 169.254.1.1");
+  must("ip -n " + n + " addr add fe80::1/64 dev " + if_ + " nodad");
+  must("ip -n " + n + " -6 route add " + ip6 + "/128 dev " + if_);
+  must("ip -n " + ns + " addr add " + ip6 + "/128 dev eth0 nodad");
+  must("ip -n " + ns + " -6 route add default via fe80::1 dev eth0");
+}
+
+Process& Lab::startNodeAgent(const std::string& name, std::vector<std::string> extra) {
+  const bool gateway = name.rfind("gw", 0) == 0;
+  std::vector<std::string> argv = {gatewayPath(),
+                                   "--uplink",
+                                   gateway ? kUplink : "eth0",
+                                   "--underlay",
+                                   "eth0",
+                                   "--steer",
+                                   cluster_.tunnel ? "tunnel" : "l2",
+                                   "--state-file",
+                                   nodeStatePath(name),
+                                   "--cluster-cidr",
+                                   "10.244.0.0/16",
+                                   "--cluster-cidr",
+                                   "fd00:244::/32",
+                                   "--resync-seconds",
+                                   "1",
+                                   "--garp-interval-ms",
+                                   "50"};
+  if (gateway) argv.push_back("--uplink-dedicated");
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return spawn(node(name), argv, "agent-" + name + "-" + std::to_string(procs_.size()) + ".log");
+}
+
+std::string Lab::nodeManifests() {
+  std::string out;
+  for (const char* name : kNodes) {
+    const bool gateway = std::string(name).rfind("gw", 0) == 0;
+    const std::string i = std::to_string(nodeIndex(name));
+    out += std::string("apiVersion: v1\nkind: Node\nmetadata:\n  name: ") + name + "\n" +
+           (gateway ? "  labels: {nsegress.io/gateway: \"true\"}\n" : "") +
+           "status:\n  conditions: [{type: Ready, status: \"True\"}]\n"
+           "  addresses: [{type: InternalIP, address: 192.0.2.1" + i +
+           "}, {type: InternalIP, address: \"fd00:c::1" + i + "\"}]\n---\n";
+  }
+  return out;
+}
+
 Lab::Lab(const std::string& tag) {
   prefix_ = "nse-" + tag + "-" + std::to_string(getpid()) + "-";
   char tmpl[] = "/tmp/nsegress-lab-XXXXXX";
@@ -264,7 +438,8 @@ std::vector<std::string> Lab::serverLines() const {
   std::istringstream in(server_->log());
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("udp ", 0) == 0 || line.rfind("tcp ", 0) == 0) out.push_back(line);
+    if (line.rfind("udp ", 0) == 0 || line.rfind("tcp ", 0) == 0 || line.rfind("bulk ", 0) == 0)
+      out.push_back(line);
   return out;
 }
 
@@ -309,14 +484,23 @@ void Lab::clearSeen() {
 
 std::string Lab::send(const std::string& p, const std::string& proto, const std::string& tag,
                       int count, int interval_ms, bool fresh, int timeout_ms,
-                      const std::string& dst, const std::string& src) {
+                      const std::string& dst, const std::string& src, int size, bool replies) {
   std::string cmd = "ip netns exec " + pod(p) + " " + labtoolPath() + " send --proto " + proto +
                     " --dst " + (dst.empty() ? std::string(kOutsideIp) : dst) + " --port " +
                     (proto == "udp" ? "9000" : "9001") + " --tag " + tag + " --count " +
                     std::to_string(count) + " --interval-ms " + std::to_string(interval_ms) +
                     " --connect-timeout-ms " + std::to_string(timeout_ms) +
-                    (fresh ? " --fresh" : "") + (src.empty() ? "" : " --src " + src);
+                    (fresh ? " --fresh" : "") + (src.empty() ? "" : " --src " + src) +
+                    (size ? " --size " + std::to_string(size) : "") + (replies ? " --replies" : "");
   return must(cmd);
+}
+
+std::string Lab::bulk(const std::string& p, const std::string& dst, uint64_t bytes) {
+  std::string out;
+  run("ip netns exec " + pod(p) + " " + labtoolPath() + " bulk --dst " + dst +
+          " --port 9002 --bytes " + std::to_string(bytes),
+      &out);
+  return out;
 }
 
 Process& Lab::startGateway(const std::string& state_file, std::vector<std::string> extra) {
@@ -342,7 +526,7 @@ Process& Lab::startController(std::vector<std::string> extra) {
                                    "--resync-seconds",
                                    "1"};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  auto& p = spawn(gw(), argv, "controller-" + std::to_string(procs_.size()) + ".log");
+  auto& p = spawn(controlNs(), argv, "controller-" + std::to_string(procs_.size()) + ".log");
   if (!eventually([&] { return p.log().find("started") != std::string::npos; }))
     throw std::runtime_error("controller did not start: " + p.log());
   return p;
@@ -360,7 +544,7 @@ void Lab::removeManifest(const std::string& name) {
 
 std::string Lab::ctl(const std::string& args) {
   std::string out;
-  run("ip netns exec " + gw() + " " + ctlPath() + " --server 127.0.0.1:8080 " + args, &out);
+  run("ip netns exec " + controlNs() + " " + ctlPath() + " --server 127.0.0.1:8080 " + args, &out);
   return out;
 }
 

@@ -68,6 +68,25 @@ class NetnsEnter {
   int saved_ = -1;
 };
 
+// The cluster lab (Lab::Cluster): four nodes and an outside host.
+//
+//   outside (router, servers, observer)
+//     br-up 198.51.100.2/24 fd00:ff::2/64: the gateways' uplinks; egress
+//           addresses (203.0.113.0/24, fd00:e::/64) resolved on-link
+//     br-cl 192.0.2.1/24 fd00:c::1/64: the nodes' network and the workers'
+//           default route (what leaves a worker unsteered is seen as the
+//           worker's address)
+//   nodes gw1 gw2 w1 w2 (index n = 1..4): eth0 192.0.2.1n/24 fd00:c::1n/64;
+//           gateways also up0 198.51.100.1n/24 fd00:ff::1n/64 (default route)
+//   pods on node n: 10.244.n.x/32, fd00:244:n::x/128 (ranges 10.244.0.0/16, fd00:244::/32); a CNI of the host-gw
+//           kind routes each node's pod range via its node, and every node
+//           masquerades pod traffic leaving the pod range (iptables-nft or
+//           iptables-legacy), as Flannel and Calico do by default.
+struct ClusterOptions {
+  bool tunnel = true;                     // agents steer over VXLAN (else: an L2 next hop)
+  std::string iptables = "iptables-nft";  // the masquerade: iptables-nft | iptables-legacy
+};
+
 class Lab {
  public:
   static constexpr const char* kUplink = "up0";
@@ -77,6 +96,7 @@ class Lab {
   static constexpr const char* kOutsideIp6 = "fd00:ff::2";  // routes fd00:e::/64 on-link
 
   explicit Lab(const std::string& tag);
+  Lab(const std::string& tag, ClusterOptions cluster);
   ~Lab();
   Lab(const Lab&) = delete;
 
@@ -88,6 +108,21 @@ class Lab {
   // A pod namespace attached to the gateway with address `ip` (IPv4) and,
   // if given, `ip6` (default route via fe80::1 on the gateway side).
   void addPod(const std::string& name, const std::string& ip, const std::string& ip6 = "");
+  // Cluster lab: nodes, their pods, their agents.
+  static constexpr const char* kNodes[] = {"gw1", "gw2", "w1", "w2"};
+  std::string node(const std::string& name) const { return prefix_ + name; }
+  static int nodeIndex(const std::string& name);
+  static std::string nodeIp(const std::string& name);  // 192.0.2.1n
+  void addPodOn(const std::string& node, const std::string& name, const std::string& ip,
+                const std::string& ip6);
+  // The agent of `node`, reading gatewayStateDir()/<node>.json.
+  Process& startNodeAgent(const std::string& node, std::vector<std::string> extra = {});
+  std::string nodeStatePath(const std::string& node) const {
+    return gatewayStateDir() + "/" + node + ".json";
+  }
+  // The Node objects of the cluster lab (gateways labelled nsegress.io/gateway).
+  static std::string nodeManifests();
+  const ClusterOptions& clusterOptions() const { return cluster_; }
   // Moves a pod to a new address (as after a pod restart).
   std::string exec(const std::string& netns, const std::string& cmd);
 
@@ -111,7 +146,10 @@ class Lab {
   // `src`: send from that address even if it is not the pod's (forging).
   std::string send(const std::string& pod, const std::string& proto, const std::string& tag,
                    int count, int interval_ms, bool fresh = false, int timeout_ms = 1000,
-                   const std::string& dst = "", const std::string& src = "");
+                   const std::string& dst = "", const std::string& src = "", int size = 0,
+                   bool replies = false);
+  // One TCP transfer of `bytes` from a pod to the outside host's bulk sink.
+  std::string bulk(const std::string& pod, const std::string& dst, uint64_t bytes);
 
   // The gateway agent, started in the gw namespace.
   Process& startGateway(const std::string& state_file, std::vector<std::string> extra = {});
@@ -131,7 +169,11 @@ class Lab {
 
  private:
   void build();
+  void buildCluster();
   void teardown();
+  std::string controlNs() const { return is_cluster_ ? outside() : gw(); }
+  bool is_cluster_ = false;
+  ClusterOptions cluster_;
   std::string prefix_;
   std::string dir_;
   std::vector<std::string> netns_;

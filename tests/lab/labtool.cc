@@ -1,10 +1,18 @@
 // nsegress-labtool: traffic for the lab (tests, demo). Sends and receives only
 // to addresses given on the command line, inside the lab's namespaces.
 //   serve  --udp-port P --tcp-port P        print "udp|tcp <peer> <payload>" per message
-//   send   --proto udp|tcp --dst A --port P  send "<tag> <seq>" messages
+//   send   --proto udp|tcp|icmp --dst A --port P  send "<tag> <seq>" messages
+//          [--size N] (payload bytes) [--replies] (count the echoes)
+//   bulk   --dst A --port P --bytes N        one TCP transfer; the server answers its count
+//   vxlan  --to A --port P --vni V --dst-mac M --inner-src S --inner-dst D
+//          a hand-made VXLAN packet (inner UDP "<tag> <seq>"): how a node that
+//          forges another node's pod would send
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,9 +82,31 @@ int listenOn(int type, int port) {
   return fd;
 }
 
-int serve(int udp_port, int tcp_port) {
+// Bulk sink: reads a whole connection, answers the byte count, prints it.
+void bulkSink(int port) {
+  int l = listenOn(SOCK_STREAM, port);
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    int c = accept(l, reinterpret_cast<sockaddr*>(&ss), &sl);
+    if (c < 0) continue;
+    std::thread([c, peer = peerStr(ss)] {
+      uint64_t total = 0;
+      std::vector<char> buf(1 << 16);
+      ssize_t n;
+      while ((n = read(c, buf.data(), buf.size())) > 0) total += static_cast<uint64_t>(n);
+      const std::string reply = std::to_string(total) + "\n";
+      (void)!write(c, reply.data(), reply.size());
+      close(c);
+      std::cout << "bulk " << peer << " " << total << std::endl;
+    }).detach();
+  }
+}
+
+int serve(int udp_port, int tcp_port, int bulk_port) {
   int u = listenOn(SOCK_DGRAM, udp_port);
   int t = listenOn(SOCK_STREAM, tcp_port);
+  std::thread(bulkSink, bulk_port).detach();
   struct Conn {
     std::string peer;
     std::string buf;
@@ -88,7 +118,7 @@ int serve(int udp_port, int tcp_port) {
     for (auto& [fd, _] : conns) fds.push_back({fd, POLLIN, 0});
     if (poll(fds.data(), fds.size(), -1) < 0) continue;
     if (fds[0].revents & POLLIN) {
-      char buf[2048];
+      char buf[9000];
       sockaddr_storage ss{};
       socklen_t sl = sizeof ss;
       ssize_t n = recvfrom(u, buf, sizeof buf - 1, 0, reinterpret_cast<sockaddr*>(&ss), &sl);
@@ -96,6 +126,7 @@ int serve(int udp_port, int tcp_port) {
         buf[n] = 0;
         std::string msg(buf);
         while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+        if (msg.size() > 200) msg = msg.substr(0, msg.find(' ', msg.find(' ') + 1)) + " len=" + std::to_string(n);
         std::cout << "udp " << peerStr(ss) << " " << msg << std::endl;
         sendto(u, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&ss), sl);  // echo
       }
@@ -174,40 +205,206 @@ int connectTcp(const std::string& dst, int port, int timeout_ms, const std::stri
   return fd;
 }
 
+// Waits up to `timeout_ms` for `fd` to be readable.
+bool readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+uint16_t inetChecksum(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n & 1) sum += static_cast<uint32_t>(p[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// One ICMP echo request; true when its reply arrives in time.
+bool ping(int fd, int family, const sockaddr_storage& ss, socklen_t len, uint16_t id, uint16_t seq,
+          const std::string& payload, int timeout_ms, int* sent) {
+  std::vector<uint8_t> pkt(8 + payload.size());
+  pkt[0] = family == AF_INET ? uint8_t{ICMP_ECHO} : uint8_t{ICMP6_ECHO_REQUEST};
+  pkt[4] = static_cast<uint8_t>(id >> 8), pkt[5] = static_cast<uint8_t>(id);
+  pkt[6] = static_cast<uint8_t>(seq >> 8), pkt[7] = static_cast<uint8_t>(seq);
+  std::memcpy(pkt.data() + 8, payload.data(), payload.size());
+  if (family == AF_INET) {  // ICMPv6 checksums are the kernel's
+    const uint16_t c = inetChecksum(pkt.data(), pkt.size());
+    pkt[2] = static_cast<uint8_t>(c >> 8), pkt[3] = static_cast<uint8_t>(c);
+  }
+  if (sendto(fd, pkt.data(), pkt.size(), 0, reinterpret_cast<const sockaddr*>(&ss), len) < 0)
+    return false;
+  *sent = 1;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          end - std::chrono::steady_clock::now())
+                                          .count());
+    if (!readable(fd, std::max(left, 1))) return false;
+    uint8_t buf[9000];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) continue;
+    const uint8_t* icmp = buf;
+    if (family == AF_INET) {  // raw IPv4 sockets see the IP header
+      const size_t ihl = (buf[0] & 0x0f) * 4u;
+      if (static_cast<size_t>(n) < ihl + 8) continue;
+      icmp = buf + ihl;
+    }
+    const uint8_t reply = family == AF_INET ? uint8_t{ICMP_ECHOREPLY} : uint8_t{ICMP6_ECHO_REPLY};
+    if (icmp[0] == reply && (icmp[4] << 8 | icmp[5]) == id && (icmp[6] << 8 | icmp[7]) == seq)
+      return true;
+  }
+  return false;
+}
+
 int send(const std::string& proto, const std::string& dst, int port, int count, int interval_ms,
-         bool fresh, const std::string& tag, int timeout_ms, const std::string& src) {
-  int sent = 0, failed = 0;
+         bool fresh, const std::string& tag, int timeout_ms, const std::string& src, int size,
+         bool replies) {
+  int sent = 0, failed = 0, replied = 0;
   int fd = -1;
   socklen_t len;
-  auto ss = addrOf(dst, port, &len);
+  // Raw IPv6 sockets read a port as the protocol: ICMP has none.
+  auto ss = addrOf(dst, proto == "icmp" ? 0 : port, &len);
   const auto start = std::chrono::steady_clock::now();
+  const uint16_t id = static_cast<uint16_t>(getpid());
   for (int seq = 0; seq < count; ++seq) {
-    std::string msg = tag + " " + std::to_string(seq) + "\n";
-    bool ok = false;
-    if (proto == "udp") {
+    std::string msg = tag + " " + std::to_string(seq) + " ";
+    if (static_cast<int>(msg.size()) + 1 < size) msg.append(size - msg.size() - 1, 'x');
+    msg += "\n";
+    bool ok = false, echoed = false;
+    if (proto == "icmp") {
+      if (fd < 0)
+        fd = socket(ss.ss_family, SOCK_RAW,
+                    ss.ss_family == AF_INET ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
+      // With no `--replies`, a reply still counts, but is not waited for long.
+      int sent_ok = 0;
+      echoed = ping(fd, ss.ss_family, ss, len, id, static_cast<uint16_t>(seq), msg,
+                    replies ? timeout_ms : 50, &sent_ok);
+      ok = fd >= 0 && sent_ok;
+    } else if (proto == "udp") {
       if (fd < 0 || fresh) {
         if (fd >= 0) close(fd);
         fd = socket(ss.ss_family, SOCK_DGRAM, 0);
         bindSource(fd, ss.ss_family, src);
       }
       ok = sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) > 0;
+      if (ok && replies && readable(fd, timeout_ms)) {
+        char buf[9000];
+        echoed = recv(fd, buf, sizeof buf, 0) > 0;
+      }
     } else {
       if (fd < 0 || fresh) {
         if (fd >= 0) close(fd);
         fd = connectTcp(dst, port, timeout_ms, src);
       }
       ok = fd >= 0 && write(fd, msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+      if (ok && replies && readable(fd, timeout_ms)) {
+        std::vector<char> buf(msg.size());
+        size_t got = 0;
+        while (got < msg.size() && readable(fd, timeout_ms)) {
+          ssize_t n = read(fd, buf.data() + got, msg.size() - got);
+          if (n <= 0) break;
+          got += static_cast<size_t>(n);
+        }
+        echoed = got == msg.size();
+      }
       if (!ok && fd >= 0) {
         close(fd);
         fd = -1;
       }
     }
     (ok ? sent : failed)++;
+    replied += echoed;
     // Pace by absolute schedule so a slow send does not stretch the run.
     std::this_thread::sleep_until(start + std::chrono::milliseconds(interval_ms) * (seq + 1));
   }
   if (fd >= 0) close(fd);
-  std::cout << "sent " << sent << " failed " << failed << std::endl;
+  std::cout << "sent " << sent << " failed " << failed;
+  if (replies || proto == "icmp") std::cout << " replied " << replied;
+  std::cout << std::endl;
+  return 0;
+}
+
+// One TCP transfer of `bytes`; prints the count the server confirmed.
+int bulk(const std::string& dst, int port, uint64_t bytes, int timeout_ms) {
+  int fd = connectTcp(dst, port, timeout_ms, "");
+  if (fd < 0) {
+    std::cout << "bulk failed: connect" << std::endl;
+    return 1;
+  }
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::vector<char> buf(1 << 16, 'b');
+  uint64_t left = bytes;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (left > 0) {
+    ssize_t n = write(fd, buf.data(), std::min<uint64_t>(left, buf.size()));
+    if (n <= 0) {
+      std::cout << "bulk failed: write after " << bytes - left << " bytes" << std::endl;
+      return 1;
+    }
+    left -= static_cast<uint64_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  char reply[64] = {};
+  ssize_t n = read(fd, reply, sizeof reply - 1);
+  close(fd);
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "bulk confirmed " << (n > 0 ? std::strtoull(reply, nullptr, 10) : 0) << " of "
+            << bytes << " in " << secs << " s" << std::endl;
+  return 0;
+}
+
+// A VXLAN packet made by hand: outer UDP from this host to `to`:`port`;
+// inside, an Ethernet frame to `dst_mac` carrying IPv4/UDP from `inner_src`
+// to `inner_dst`:9000 with the payload "<tag> <seq>".
+int vxlan(const std::string& to, int port, uint32_t vni, const std::string& dst_mac,
+          const std::string& inner_src, const std::string& inner_dst, const std::string& tag,
+          int count) {
+  socklen_t len;
+  auto ss = addrOf(to, port, &len);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  unsigned m[6];
+  if (std::sscanf(dst_mac.c_str(), "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) !=
+      6)
+    throw std::runtime_error("bad MAC " + dst_mac);
+  in_addr src{}, dst{};
+  if (inet_pton(AF_INET, inner_src.c_str(), &src) != 1 ||
+      inet_pton(AF_INET, inner_dst.c_str(), &dst) != 1)
+    throw std::runtime_error("bad inner address");
+  int sent = 0;
+  for (int seq = 0; seq < count; ++seq) {
+    const std::string payload = tag + " " + std::to_string(seq) + "\n";
+    std::vector<uint8_t> p(8 + 14 + 20 + 8 + payload.size(), 0);
+    p[0] = 0x08;  // VXLAN: the VNI is valid
+    p[4] = static_cast<uint8_t>(vni >> 16), p[5] = static_cast<uint8_t>(vni >> 8),
+    p[6] = static_cast<uint8_t>(vni);
+    uint8_t* eth = p.data() + 8;
+    for (int i = 0; i < 6; ++i) eth[i] = static_cast<uint8_t>(m[i]);
+    const uint8_t smac[6] = {0x02, 0, 0, 0, 0, 0x66};
+    std::memcpy(eth + 6, smac, 6);
+    eth[12] = 0x08, eth[13] = 0x00;
+    uint8_t* ip = eth + 14;
+    const size_t ip_len = 20 + 8 + payload.size();
+    ip[0] = 0x45;
+    ip[2] = static_cast<uint8_t>(ip_len >> 8), ip[3] = static_cast<uint8_t>(ip_len);
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    std::memcpy(ip + 12, &src, 4);
+    std::memcpy(ip + 16, &dst, 4);
+    const uint16_t c = inetChecksum(ip, 20);
+    ip[10] = static_cast<uint8_t>(c >> 8), ip[11] = static_cast<uint8_t>(c);
+    uint8_t* udp = ip + 20;
+    udp[0] = 0x9c, udp[1] = 0x40;  // source port 40000
+    udp[2] = 9000 >> 8, udp[3] = 9000 & 0xff;
+    const size_t udp_len = 8 + payload.size();
+    udp[4] = static_cast<uint8_t>(udp_len >> 8), udp[5] = static_cast<uint8_t>(udp_len);
+    std::memcpy(udp + 8, payload.data(), payload.size());  // checksum 0: none (IPv4)
+    if (sendto(fd, p.data(), p.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) > 0) ++sent;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  close(fd);
+  std::cout << "sent " << sent << std::endl;
   return 0;
 }
 
@@ -216,15 +413,18 @@ int send(const std::string& proto, const std::string& dst, int port, int count, 
 int main(int argc, char** argv) {
   CLI::App app{"nsegress lab traffic tool"};
   app.require_subcommand(1);
-  int udp_port = 9000, tcp_port = 9001;
+  int udp_port = 9000, tcp_port = 9001, bulk_port = 9002;
   auto* s = app.add_subcommand("serve", "record the peer address of every message");
   s->add_option("--udp-port", udp_port);
   s->add_option("--tcp-port", tcp_port);
+  s->add_option("--bulk-port", bulk_port);
   std::string proto = "udp", dst, tag = "msg", src;
-  int port = 9000, count = 1, interval = 10, timeout = 1000;
-  bool fresh = false;
+  int port = 9000, count = 1, interval = 10, timeout = 1000, size = 0;
+  bool fresh = false, replies = false;
   auto* c = app.add_subcommand("send", "send numbered messages");
-  c->add_option("--proto", proto)->check(CLI::IsMember({"udp", "tcp"}));
+  c->add_option("--proto", proto)->check(CLI::IsMember({"udp", "tcp", "icmp"}));
+  c->add_option("--size", size, "payload bytes (padded)");
+  c->add_flag("--replies", replies, "wait for and count each echo");
   c->add_option("--dst", dst)->required();
   c->add_option("--port", port);
   c->add_option("--count", count);
@@ -233,7 +433,25 @@ int main(int argc, char** argv) {
   c->add_option("--tag", tag);
   c->add_flag("--fresh", fresh, "new socket (new flow) for every message");
   c->add_option("--src", src, "source address, even one that is not ours (a forging pod)");
+  uint64_t bytes = 0;
+  auto* b = app.add_subcommand("bulk", "one TCP transfer");
+  b->add_option("--dst", dst)->required();
+  b->add_option("--port", port);
+  b->add_option("--bytes", bytes)->required();
+  std::string to, dst_mac, inner_src, inner_dst;
+  uint32_t vni = 0;
+  auto* v = app.add_subcommand("vxlan", "send hand-made VXLAN packets");
+  v->add_option("--to", to)->required();
+  v->add_option("--port", port);
+  v->add_option("--vni", vni)->required();
+  v->add_option("--dst-mac", dst_mac)->required();
+  v->add_option("--inner-src", inner_src)->required();
+  v->add_option("--inner-dst", inner_dst)->required();
+  v->add_option("--tag", tag);
+  v->add_option("--count", count);
   CLI11_PARSE(app, argc, argv);
-  if (s->parsed()) return serve(udp_port, tcp_port);
-  return send(proto, dst, port, count, interval, fresh, tag, timeout, src);
+  if (s->parsed()) return serve(udp_port, tcp_port, bulk_port);
+  if (b->parsed()) return bulk(dst, port, bytes, timeout);
+  if (v->parsed()) return vxlan(to, port, vni, dst_mac, inner_src, inner_dst, tag, count);
+  return send(proto, dst, port, count, interval, fresh, tag, timeout, src, size, replies);
 }

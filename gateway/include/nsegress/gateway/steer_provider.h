@@ -46,8 +46,9 @@ IpAddress tunnelLinkLocal(const std::string& mac);
 // What steering wants on this node, from the desired state. Pure.
 struct SteerView {
   std::optional<TunnelSpec> tunnel;
-  std::map<std::string, Hop> gateways;        // gateway node -> next hop (at most kMaxSlots)
-  std::map<IpAddress, std::string> steered;   // local pod -> gateway node
+  std::map<std::string, Hop> hops;            // node -> next hop (at most kMaxSlots)
+  std::map<IpAddress, std::string> steered;   // local pod -> the gateway node it is steered to
+  std::map<IpAddress, std::string> returns;   // remote pod of a namespace hosted here -> its node
   std::set<std::pair<IpAddress, IpAddress>> peers;  // (node, pod) a tunnel accepts
   std::set<IpAddress> nodes;                        // nodes whose tunnel packets are accepted
 };
@@ -55,6 +56,8 @@ struct SteerView {
 // node hosts is steered there when that node can be reached (an IPv4
 // underlay address; on L2, an IPv6 one too for IPv6 pods); otherwise it
 // stays fail-closed. Without this node's own entry nothing is steered.
+// Through a tunnel, a node hosting addresses sends the replies of steered
+// flows back to the pod's node (returns), so they arrive the way they left.
 SteerView steerView(const DesiredState& d, const SteerConfig& c);
 
 struct SteerPlan {

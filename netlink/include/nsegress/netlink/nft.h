@@ -34,7 +34,8 @@ struct NftConfig {
   // sends it to the gateway's next hop); the node never masquerades them.
   bool steer = false;
   int steer_priority = -90;             // prerouting, after kube-proxy's DNAT (-100)
-  uint32_t mark_mask = 0x00ff0000;      // the mark bits nsegress owns
+  uint32_t mark_mask = 0x0fff0000;      // the mark bits naming a slot
+  uint32_t return_flag = 0x10000000;    // ct mark: replies go back through the tunnel
   std::string tunnel;                   // the tunnel device ("" with an L2 underlay)
   uint16_t tunnel_port = 0;             // its UDP port (tunnel packets are checked on input)
   uint16_t mss4 = 0, mss6 = 0;          // TCP MSS clamp of steered flows (0: none)
@@ -58,6 +59,8 @@ struct NftNames {
   static constexpr const char* kFlush6 = "flush6";
   static constexpr const char* kSteer4 = "steer4";
   static constexpr const char* kSteer6 = "steer6";
+  static constexpr const char* kReturn4 = "return4";
+  static constexpr const char* kReturn6 = "return6";
   static constexpr const char* kPeers4 = "peers4";
   static constexpr const char* kPeers6 = "peers6";
   static constexpr const char* kNodes4 = "nodes4";

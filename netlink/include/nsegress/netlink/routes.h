@@ -44,6 +44,7 @@ class SteerRoutes final : public gateway::RouteKernel {
 
  private:
   SteerRoutes(std::string tunnel, std::unique_ptr<Impl> impl);
+  bool hasAddress(int ifindex, const IpAddress& a);
   std::string tunnel_;
   std::unique_ptr<Impl> impl_;
 };

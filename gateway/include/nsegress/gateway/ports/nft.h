@@ -29,6 +29,7 @@ struct ObservedNft {
   // flows go to; (node underlay address, pod) pairs a tunnel accepts; the
   // nodes whose tunnel packets are accepted at all.
   std::map<IpAddress, uint32_t> steer;
+  std::map<IpAddress, uint32_t> returns;  // remote pod -> the mark routing replies back to its node
   std::set<std::pair<IpAddress, IpAddress>> peers;  // (node, pod)
   std::set<IpAddress> nodes;
   std::map<std::string, std::pair<uint64_t, uint64_t>> counters;  // name -> {packets, bytes}
@@ -61,13 +62,15 @@ struct NftOp {
     kDelPeer,
     kAddNode,  // a node (underlay address `key`) whose tunnel packets are accepted
     kDelNode,
+    kAddReturn,  // return map: remote pod `key` -> `mark` (replies go back through its node)
+    kDelReturn,
   };
   Kind kind;
   std::string ns;       // namespace the op serves ("" for table-wide ops)
   IpAddress key;        // pod address or owned address
   IpAddress egress;     // for kAddSnat, kAddFlushRec
   std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
-  uint32_t mark = 0;    // for kAddSteer
+  uint32_t mark = 0;    // for kAddSteer, kAddReturn
 
   std::string describe() const;
   bool operator==(const NftOp&) const = default;

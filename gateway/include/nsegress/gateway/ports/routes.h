@@ -2,8 +2,10 @@
 // next hop per gateway, the policy rules and tables that send marked packets
 // to it. Real: netlink::SteerRoutes. Fake: tests/mocks/fake_routes.h.
 //
-// Slots: each gateway a node steers to gets a slot (1..kMaxSlots). Slot s
-// owns the packet mark s << 16 (under the mask 0x00ff0000), one IPv4 and one
+// Slots: each node this node sends to through steering gets a slot
+// (1..kMaxSlots): the gateways it steers its pods to and, on a gateway, the
+// nodes whose steered flows it answers (replies go back the way they came).
+// Slot s owns the packet mark s << 16 (under the mask 0x0fff0000), one IPv4 and one
 // IPv6 rule `fwmark → table`, the table's routes (`default` via the slot's
 // next hop, and a blackhole default behind it), and the next-hop objects
 // themselves. The next hop's IPv4 address is the gateway's underlay address,
@@ -23,8 +25,11 @@
 
 namespace nsegress::gateway {
 
-inline constexpr int kMaxSlots = 255;
-inline constexpr uint32_t kSteerMarkMask = 0x00ff0000;
+inline constexpr int kMaxSlots = 4095;
+inline constexpr uint32_t kSteerMarkMask = 0x0fff0000;
+// In a conntrack mark: the flow arrived through the tunnel and its replies
+// go back to the slot's node (not: its packets go to the slot's gateway).
+inline constexpr uint32_t kReturnFlag = 0x10000000;
 inline constexpr uint32_t markOfSlot(int slot) {
   return static_cast<uint32_t>(slot) << 16;
 }
