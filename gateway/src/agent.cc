@@ -79,11 +79,13 @@ RunResult Agent::run(const RunRequest& req) {
 
 void Agent::reportOutcome(const ReconcileOutcome& r, double secs) {
   const auto& st = r.stats;
-  if (st.nft_ops || st.addresses_added || st.addresses_removed || st.flows_flushed) {
+  if (st.nft_ops || st.addresses_added || st.addresses_removed || st.flows_flushed ||
+      st.route_ops) {
     spdlog::info(
-        "reconciled in {:.1f} ms: {} nft ops in {} txns, +{}/-{} addresses, {} flows flushed",
+        "reconciled in {:.1f} ms: {} nft ops in {} txns, +{}/-{} addresses, {} flows flushed, {} "
+        "route ops",
         secs * 1000, st.nft_ops, st.transactions, st.addresses_added, st.addresses_removed,
-        st.flows_flushed);
+        st.flows_flushed, st.route_ops);
   }
   if (!metrics_) return;
   metrics_->nft_ops.Increment(static_cast<double>(st.nft_ops));

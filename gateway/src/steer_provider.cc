@@ -187,6 +187,7 @@ Status SteerProvider::install(const DesiredState& desired, ExecStats& stats) {
     // A new or rebuilt device has none of the next hops and entries that
     // were on it: read the kernel again and plan the rest from that.
     if (auto r = routes_.ensureTunnel(*p->tunnel); !r) return r;
+    ++stats.route_ops;
     if (auto r = observe(); !r) return r;
     p = planSteering(steerView(desired, cfg_), *model_, s_.model());
     if (!p) return p.error();
@@ -195,10 +196,12 @@ Status SteerProvider::install(const DesiredState& desired, ExecStats& stats) {
   }
   for (int s : p->add_slots) {
     if (auto r = routes_.addSlot(s); !r) return r;
+    ++stats.route_ops;
     model_->slots.insert(s);
   }
   for (const auto& [s, hop] : p->set_hops) {
     if (auto r = routes_.setHop(s, hop); !r) return r;
+    ++stats.route_ops;
     model_->hops[s] = hop;
   }
   if (auto r = s_.apply(p->install, stats); !r) return r;
@@ -213,6 +216,7 @@ Status SteerProvider::retire(const DesiredState&, ExecStats& stats) {
   if (auto r = s_.apply(p.retire, stats); !r) return r;
   for (const auto& [s, hop] : p.clear_hops) {
     if (auto r = routes_.clearHop(s, hop); !r) return r;
+    ++stats.route_ops;
     model_->hops.erase(s);
   }
   return okStatus();

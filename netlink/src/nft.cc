@@ -331,10 +331,11 @@ void matchTunnel(nftnl_rule* r, uint16_t port) {
 
 // The whole rule set. Per packet: one map lookup per hook and family,
 // whatever the number of namespaces.
-//   forward:     iifname != UPLINK [iifname != TUNNEL] fib saddr . iif oif 0
-//                  counter name spoofed drop
-//                [steered TCP SYN: tcp option maxseg size > MSS set MSS]
+//   forward:     [steered TCP SYN: tcp option maxseg size > MSS set MSS]
 //                [oifname TUNNEL meta mark set meta mark & ~MASK]
+//                [ct direction reply ct mark & MASK != 0 accept]
+//                iifname != UPLINK [iifname != TUNNEL] fib saddr . iif oif 0
+//                  counter name spoofed drop
 //                meta nfproto ipv4 [ip daddr not in CLUSTER] counter name ip saddr
 //                  map @pending4 drop                           (and ipv6)
 //                meta nfproto ipv4 oifname UPLINK counter name ip saddr map @tx4   (and ipv6)
@@ -365,23 +366,6 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       if (cidr.network().family() == f) out.push_back(cidr);
     return out;
   };
-  {
-    // Anti-spoofing (strict reverse path, for forwarded traffic from pods):
-    // a packet whose source is not routed back through the interface it came
-    // in on is forged — a pod sending as another pod, or as a made-up
-    // address. Packets from the uplink (replies from outside) are not
-    // checked here; packets from the tunnel were checked on input (their
-    // inner source against the node that sent them).
-    auto r = newRule(c, NftNames::kForward);
-    matchIifname(r.get(), c.uplink, false);
-    if (c.steer && !c.tunnel.empty()) matchIifname(r.get(), c.tunnel, false);
-    fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
-    const uint32_t none = 0;
-    cmpEq(r.get(), &none, sizeof none);
-    objrefCounter(r.get(), kSpoofedCounter);
-    verdict(r.get(), NF_DROP);
-    rules.emplace_back(NftNames::kForward, std::move(r));
-  }
   if (c.steer) {
     // Steered TCP (both directions) never needs fragmentation or path MTU
     // discovery through the tunnel: the SYNs' MSS is clamped.
@@ -432,6 +416,35 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
       nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
     });
+    rules.emplace_back(NftNames::kForward, std::move(r));
+  }
+  if (c.steer) {
+    // Replies of steered flows come back by another way than the one the
+    // flow left by (the CNI's, or the tunnel): they were checked as the flow
+    // started, and are not checked against the reverse path again.
+    auto r = newRule(c, NftNames::kForward);
+    ctLoad(r.get(), NFT_CT_DIRECTION);
+    const uint8_t reply = 1;  // IP_CT_DIR_REPLY
+    cmpEq(r.get(), &reply, sizeof reply);
+    matchSteered(r.get(), c.mark_mask);
+    verdict(r.get(), NF_ACCEPT);
+    rules.emplace_back(NftNames::kForward, std::move(r));
+  }
+  {
+    // Anti-spoofing (strict reverse path, for forwarded traffic from pods):
+    // a packet whose source is not routed back through the interface it came
+    // in on is forged — a pod sending as another pod, or as a made-up
+    // address. Packets from the uplink (replies from outside) are not
+    // checked here; packets from the tunnel were checked on input (their
+    // inner source against the node that sent them).
+    auto r = newRule(c, NftNames::kForward);
+    matchIifname(r.get(), c.uplink, false);
+    if (c.steer && !c.tunnel.empty()) matchIifname(r.get(), c.tunnel, false);
+    fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
+    const uint32_t none = 0;
+    cmpEq(r.get(), &none, sizeof none);
+    objrefCounter(r.get(), kSpoofedCounter);
+    verdict(r.get(), NF_DROP);
     rules.emplace_back(NftNames::kForward, std::move(r));
   }
   for (Family f : {Family::V4, Family::V6}) {

@@ -469,7 +469,6 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   if (!macBytes(t.mac, mac)) return makeError(EINVAL, "tunnel " + t.name + ": bad MAC " + t.mac);
   NlAddrPtr lladdr(nl_addr_build(AF_LLC, mac, 6));
   rtnl_link_set_addr(l.get(), lladdr.get());
-  rtnl_link_set_flags(l.get(), IFF_UP);
   if (int err = rtnl_link_add(im.nl.get(), l.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
     return nlError("libnl: create tunnel " + t.name, err);
   // Steered packets arrive here with their pods' addresses, which are routed
@@ -478,6 +477,9 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   // maximum of `all` and the device's); the nft input rules bind each inner
   // source to the node that sent it instead.
   if (auto r = writeSysctl(rpFilterPath(t.name), "2"); !r) return r;
+  // Its link-local address is derived from a MAC unique to the node: no
+  // duplicate address detection delay before IPv6 flows through it.
+  if (auto r = writeSysctl("/proc/sys/net/ipv6/conf/" + t.name + "/accept_dad", "0"); !r) return r;
   // Reverse-path filtering drops everything arriving on a device without an
   // IPv4 address, loose or not: the tunnel carries the node's own address
   // (a /32, no prefix route), as Flannel's device does.
@@ -493,7 +495,7 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
     if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
       return nlError("libnl: address of " + t.name, err);
   }
-  // Up (creating with IFF_UP is not honoured by every kernel).
+  // Up, once configured.
   LinkPtr change(rtnl_link_alloc());
   rtnl_link_set_flags(change.get(), IFF_UP);
   LinkPtr cur;

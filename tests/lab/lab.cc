@@ -250,13 +250,19 @@ void Lab::buildCluster() {
          "masquerade");
   }
   {
+    // The bridges also hand the outside host copies of frames between the
+    // nodes (to other MACs): only what is addressed to the host counts.
+    auto mac = [&](const char* dev) {
+      std::string m = must("ip netns exec " + out + " cat /sys/class/net/" + dev + "/address");
+      return m.substr(0, m.find('\n'));
+    };
     std::ofstream f(dir_ + "/observer.nft");
     f << "table inet obs {\n"
          "  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }\n"
          "  set seen6 { type ipv6_addr; size 65535; flags dynamic; counter; }\n"
          "  chain pre { type filter hook prerouting priority -300; policy accept;\n"
-         // What is addressed to the outside host (the bridges also hand it
-         // copies of the nodes' own traffic, the tunnel's included).
+         "    iifname \"br-cl\" ether daddr != " << mac("br-cl") << " return\n"
+         "    iifname \"br-up\" ether daddr != " << mac("br-up") << " return\n"
          "    ip daddr { 198.51.100.2, 192.0.2.1 } update @seen4 { ip saddr }\n"
          "    ip6 daddr { fd00:ff::2, fd00:c::1 } meta l4proto { tcp, udp } update @seen6 { ip6 saddr }\n"
          "    ip6 daddr { fd00:ff::2, fd00:c::1 } icmpv6 type { echo-request, echo-reply } update @seen6 { ip6 saddr }\n"

@@ -360,10 +360,11 @@ int bulk(const std::string& dst, int port, uint64_t bytes, int timeout_ms) {
 // to `inner_dst`:9000 with the payload "<tag> <seq>".
 int vxlan(const std::string& to, int port, uint32_t vni, const std::string& dst_mac,
           const std::string& inner_src, const std::string& inner_dst, const std::string& tag,
-          int count) {
+          int count, const std::string& from) {
   socklen_t len;
   auto ss = addrOf(to, port, &len);
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  bindSource(fd, AF_INET, from);
   unsigned m[6];
   if (std::sscanf(dst_mac.c_str(), "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) !=
       6)
@@ -449,9 +450,10 @@ int main(int argc, char** argv) {
   v->add_option("--inner-dst", inner_dst)->required();
   v->add_option("--tag", tag);
   v->add_option("--count", count);
+  v->add_option("--from", src, "outer source address");
   CLI11_PARSE(app, argc, argv);
   if (s->parsed()) return serve(udp_port, tcp_port, bulk_port);
   if (b->parsed()) return bulk(dst, port, bytes, timeout);
-  if (v->parsed()) return vxlan(to, port, vni, dst_mac, inner_src, inner_dst, tag, count);
+  if (v->parsed()) return vxlan(to, port, vni, dst_mac, inner_src, inner_dst, tag, count, src);
   return send(proto, dst, port, count, interval, fresh, tag, timeout, src, size, replies);
 }

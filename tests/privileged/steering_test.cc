@@ -105,6 +105,9 @@ class Steering : public ::testing::TestWithParam<ClusterOptions> {
         },
         std::chrono::seconds(30)))
         << logs();
+    // Until each agent's first reconcile, pods leave as the CNI sends them
+    // (a known gap, docs/install.md): the tests judge what happens after.
+    probe_ = "probe";
   }
   void TearDown() override {
     // Debugging: NSEGRESS_KEEP_LAB=<seconds> keeps a failed test's lab.
@@ -150,7 +153,7 @@ class Steering : public ::testing::TestWithParam<ClusterOptions> {
   // Sends one message; true when the outside host saw it from `want` only.
   bool reaches(const std::string& pod, const std::string& proto, const std::string& dst,
                const std::string& want) {
-    const std::string tag = "probe-" + pod + "-" + proto + std::to_string(++probes_);
+    const std::string tag = probe_ + "-" + pod + "-" + proto + std::to_string(++probes_);
     lab->send(pod, proto, tag, 1, 1, true, 300, dst);
     auto peers = lab->peersOf(tag);
     return peers == std::set<std::string>{want};
@@ -180,10 +183,13 @@ class Steering : public ::testing::TestWithParam<ClusterOptions> {
   std::string snapshot(const std::string& node) {
     const std::string n = lab->node(node);
     std::string out;
-    for (const char* cmd : {"nft -s list table inet nsegress", "ip rule", "ip -6 rule",
-                            "ip nexthop", "ip route show table all type unicast",
-                            "ip -6 route show table all", "ip -d link show nsegress0",
-                            "bridge fdb show dev nsegress0", "ip neigh show dev nsegress0"}) {
+    // (Only what steering owns: the kernel's own IPv6 link-local routes of
+    // the pods' interfaces come and go with duplicate address detection.)
+    for (const char* cmd :
+         {"nft -s list table inet nsegress", "ip rule", "ip -6 rule", "ip nexthop",
+          "sh -c 'ip -4 route show table all; ip -6 route show table all' | grep 'table 4[2-9]'",
+          "ip -d link show nsegress0", "ip addr show dev nsegress0",
+          "bridge fdb show dev nsegress0", "ip neigh show dev nsegress0"}) {
       std::string o;
       lab::run("ip netns exec " + n + " " + cmd, &o);
       out += std::string("$ ") + cmd + "\n" + o;
@@ -194,6 +200,7 @@ class Steering : public ::testing::TestWithParam<ClusterOptions> {
   std::unique_ptr<lab::Lab> lab;
   std::map<std::string, lab::Process*> agents;
   int probes_ = 0;
+  std::string probe_ = "setup";
 };
 
 // Every pod of each annotated namespace, on every node, leaves with its
@@ -208,18 +215,19 @@ TEST_P(Steering, EveryPodOnEveryNodeLeavesWithItsNamespaceAddress) {
       for (Family f : {Family::V4, Family::V6}) {
         const bool v4 = f == Family::V4;
         const std::string tag = std::string(p.name) + "-" + proto + (v4 ? "-4" : "-6");
-        lab->clearSeen();
-        const std::string out =
-            lab->send(p.name, proto, tag, 3, 5, true, 500, v4 ? "" : fd6(), "", 0, true);
-        const auto seen = lab->seenSources();
-        std::set<std::string> sources;
-        for (const auto& [a, n] : seen) sources.insert(a);
         std::string want;
         if (ns == "pay" && v4) want = pay;
         if (ns == "six" && !v4) want = six;
         if (ns == "plain")
           want = v4 ? (std::string(p.node) == "w1" ? "192.0.2.13" : "198.51.100.12")
                     : (std::string(p.node) == "w1" ? "fd00:c::13" : "fd00:ff::12");
+        lab->clearSeen();
+        // (A held message is waited for briefly: it never comes.)
+        const std::string out = lab->send(p.name, proto, tag, want.empty() ? 1 : 3, 5, true,
+                                          want.empty() ? 300 : 1000, v4 ? "" : fd6(), "", 0, true);
+        const auto seen = lab->seenSources();
+        std::set<std::string> sources;
+        for (const auto& [a, n] : seen) sources.insert(a);
         if (want.empty()) {
           // No address of this family: nothing reaches the outside host.
           EXPECT_TRUE(sources.empty()) << tag << " leaked as " << *sources.begin();
@@ -241,6 +249,9 @@ TEST_P(Steering, EveryPodOnEveryNodeLeavesWithItsNamespaceAddress) {
 // transfer pass (the tunnel MTU is the underlay's minus 50; TCP SYNs of
 // steered flows are clamped).
 TEST_P(Steering, LargePacketsAndBulkTcpPass) {
+  // Warm the paths (neighbour resolution may hold a first packet).
+  lab->send("pay-w1", "udp", "warm", 1, 1, true, 500, "", "", 0, true);
+  lab->send("six-w2", "udp", "warm6", 1, 1, true, 500, fd6(), "", 0, true);
   for (const char* proto : {"udp", "icmp"}) {
     const std::string out =
         lab->send("pay-w1", proto, std::string("big-") + proto, 5, 5, true, 1000, "", "", 1400,
@@ -272,11 +283,12 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
   const std::string gw_ip = lab::Lab::nodeIp(gw);
   const std::string pay = egress("pay", Family::V4);
   auto vxlan = [&](const std::string& from_ns, const std::string& inner_src,
-                   const std::string& tag) {
+                   const std::string& tag, const std::string& from = "") {
     lab->exec(from_ns, lab::labtoolPath() + " vxlan --to " + gw_ip + " --port 4793 --vni " +
                            std::to_string(0x4e5347) + " --dst-mac " + gateway::tunnelMac(gw) +
                            " --inner-src " + inner_src + " --inner-dst " +
-                           lab::Lab::kOutsideIp + " --tag " + tag + " --count 5");
+                           lab::Lab::kOutsideIp + " --tag " + tag + " --count 5" +
+                           (from.empty() ? "" : " --from " + from));
   };
   if (GetParam().tunnel) {
     // Control: w1 sending as its own pod is accepted (the hand-made packet
@@ -291,7 +303,7 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
         [&] { return counter(gw, gateway::kSteerSpoofedCounter) >= before + 5; }));
     // A host that is not a node of the cluster (on the nodes' network).
     const uint64_t foreign = counter(gw, gateway::kTunnelForeignCounter);
-    vxlan(lab->outside(), "10.244.3.2", "foreign");
+    vxlan(lab->outside(), "10.244.3.2", "foreign", "192.0.2.1");
     EXPECT_TRUE(lab::eventually(
         [&] { return counter(gw, gateway::kTunnelForeignCounter) >= foreign + 5; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -331,17 +343,18 @@ TEST_P(Steering, PlacementChangeMovesNewFlows) {
                               std::chrono::seconds(15)));
   EXPECT_EQ(egress("pay", Family::V4), pay) << "the address moves, it does not change";
   // New flows of every pod of the namespace, on every node, leave from the
-  // new gateway with the same address.
-  for (const char* pod : {"pay-w1", "pay-w2", "pay-g1", "pay-g2"})
-    EXPECT_TRUE(lab::eventually([&] { return reaches(pod, "udp", "", pay); }))
-        << pod << "\n" << logs();
-  {
-    lab::NetnsEnter in(lab->node(to));
-    auto ct = netlink::Conntrack::open();
-    auto counts = (*ct)->countByEgress();
-    ASSERT_TRUE(counts);
-    EXPECT_GT(counts->count(*IpAddress::parse(pay)) ? counts->at(*IpAddress::parse(pay)) : 0, 0u)
-        << "flows SNATed on " << to;
+  // new gateway with the same address (its conntrack has them).
+  auto viaNewGateway = [&](const PodSpec& p) {
+    std::string out;
+    lab::run("ip netns exec " + lab->node(to) + " conntrack -L -p udp -s " + p.ip, &out);
+    return out.find("dst=" + pay) != std::string::npos;
+  };
+  for (const auto& p : kPods) {
+    if (std::string(p.ns) != "pay") continue;
+    EXPECT_TRUE(lab::eventually([&] { return reaches(p.name, "udp", "", pay) && viaNewGateway(p); },
+                                std::chrono::seconds(15)))
+        << p.name << "\n"
+        << logs();
   }
   stream.wait();
   for (const char* tag : {"long", "probe"})
@@ -361,11 +374,13 @@ TEST_P(Steering, AgentRestartChangesNothing) {
     agents[node]->signal(SIGKILL);
     agents[node]->wait();
     agents[node] = &lab->startNodeAgent(node);
-    ASSERT_TRUE(lab::eventually(
-        [&] { return agents[node]->log().find("reconciled in") != std::string::npos; }))
-        << agents[node]->log();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // and a resync
+    ASSERT_TRUE(lab::eventually([&] {
+      return agents[node]->log().find("desired state generation") != std::string::npos;
+    })) << agents[node]->log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // and two full resyncs
     EXPECT_EQ(snapshot(node), before) << node;
+    // Nothing was changed: no reconcile reported an operation.
+    EXPECT_EQ(agents[node]->log().find("reconciled in"), std::string::npos) << agents[node]->log();
   }
   EXPECT_TRUE(reaches("pay-w1", "tcp", "", egress("pay", Family::V4)));
 }

@@ -28,6 +28,7 @@ struct ExecStats {
   size_t addresses_added = 0;
   size_t addresses_removed = 0;
   size_t flows_flushed = 0;
+  size_t route_ops = 0;        // steering: tunnel, slot, next-hop changes
   double nft_seconds = 0;      // time in nftables transactions
   double address_seconds = 0;  // time adding/removing addresses
   double flush_seconds = 0;    // time flushing conntrack
