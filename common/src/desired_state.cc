@@ -132,7 +132,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
             p, ip->str() + " is already a pod address of namespace \"" + it->second + "\"");
       ns.pod_ips.push_back(*ip);
     }
-    for (auto [key, into] : {std::pair{"gatewayV4", &ns.gateway_v4}, {"gatewayV6", &ns.gateway_v6}}) {
+    for (auto [key, into] :
+         {std::pair{"gatewayV4", &ns.gateway_v4}, {"gatewayV6", &ns.gateway_v6}}) {
       if (!n.contains(key)) continue;
       const json& g = n[key];
       if (!g.is_string() || !isDnsSubdomain(g.get<std::string>()))
@@ -173,8 +174,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
       e.name = n["name"].get<std::string>();
       if (!node_names.insert(e.name).second)
         return fieldError(base + ".name", "node \"" + e.name + "\" listed twice");
-      for (auto [key, fam, into] : {std::tuple{"ipv4", Family::V4, &e.ipv4},
-                                    std::tuple{"ipv6", Family::V6, &e.ipv6}}) {
+      for (auto [key, fam, into] :
+           {std::tuple{"ipv4", Family::V4, &e.ipv4}, std::tuple{"ipv6", Family::V6, &e.ipv6}}) {
         if (!n.contains(key)) continue;
         auto ip = parseIp(n[key], base + "." + key);
         if (!ip) return ip.error();
@@ -228,7 +229,8 @@ std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
       return ambiguous.count(ip) || !seen.insert(ip).second;
     });
   }
-  for (auto& n : s.nodes) std::erase_if(n.pod_ips, [&](const IpAddress& ip) { return ambiguous.count(ip); });
+  for (auto& n : s.nodes)
+    std::erase_if(n.pod_ips, [&](const IpAddress& ip) { return ambiguous.count(ip); });
   std::set<IpAddress> blocked(s.blocked.begin(), s.blocked.end());
   blocked.insert(ambiguous.begin(), ambiguous.end());
   s.blocked.assign(blocked.begin(), blocked.end());

@@ -65,7 +65,8 @@ GatewayView GatewayViews::forNode(const std::string& node) const {
   std::set<IpAddress> two_nodes;
   for (const auto& [name, l] : listed_)
     for (const auto& [n, ip] : l.pod_nodes)
-      if (auto [it, fresh] = node_of.emplace(ip, n); !fresh && it->second != n) two_nodes.insert(ip);
+      if (auto [it, fresh] = node_of.emplace(ip, n); !fresh && it->second != n)
+        two_nodes.insert(ip);
   std::map<std::string, std::vector<IpAddress>> on_node;
   for (const auto& [ip, n] : node_of)
     if (!two_nodes.count(ip)) on_node[n].push_back(ip);

@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<netlink::SteerRoutes> routes;
   if (steering || do_cleanup) {
     auto r = netlink::SteerRoutes::open(steering && steer_cfg.tunnel ? steer_cfg.tunnel_name
-                                                                    : std::string("nsegress0"));
+                                                                     : std::string("nsegress0"));
     if (!r) {
       spdlog::error("start-up: {}", r.error().message);
       return 1;

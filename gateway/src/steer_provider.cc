@@ -54,7 +54,7 @@ SteerView steerView(const DesiredState& d, const SteerConfig& c) {
   if (!self) return v;
   if (c.tunnel) {
     if (!self->ipv4) return v;
-    v.tunnel = TunnelSpec{c.tunnel_name, *self->ipv4,        c.vni, c.port,
+    v.tunnel = TunnelSpec{c.tunnel_name, *self->ipv4,           c.vni,   c.port,
                           c.tunnelMtu(), tunnelMac(self->name), c.device};
   }
   const std::set<IpAddress> local(self->pod_ips.begin(), self->pod_ips.end());

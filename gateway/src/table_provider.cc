@@ -30,8 +30,7 @@ std::vector<NftOp> planTable(const ObservedNft& have) {
   for (const auto& [pod, c] : have.pending)
     ops.push_back(NftOp{K::kAddPending, namespaceOfCounter(c), pod, {}, c});
   for (const auto& [pod, m] : have.steer) ops.push_back(NftOp{K::kAddSteer, "", pod, {}, {}, m});
-  for (const auto& [pod, m] : have.returns)
-    ops.push_back(NftOp{K::kAddReturn, "", pod, {}, {}, m});
+  for (const auto& [pod, m] : have.returns) ops.push_back(NftOp{K::kAddReturn, "", pod, {}, {}, m});
   for (const auto& [node, pod] : have.peers) ops.push_back(NftOp{K::kAddPeer, "", pod, node, {}});
   for (const auto& n : have.nodes) ops.push_back(NftOp{K::kAddNode, "", n, {}, {}});
   return ops;

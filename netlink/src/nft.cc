@@ -30,10 +30,10 @@ namespace nsegress::netlink {
 
 using gateway::kBuiltinCounters;
 using gateway::kInboundCounter;
+using gateway::kSpoofedCounter;
 using gateway::kSteerSpoofedCounter;
 using gateway::kTunnelForeignCounter;
 using gateway::kUplinkSpoofedCounter;
-using gateway::kSpoofedCounter;
 using gateway::NftOp;
 
 namespace {
@@ -256,8 +256,10 @@ void bitwiseAnd(nftnl_rule* r, const void* mask, uint32_t len) {
 void matchCidr(nftnl_rule* r, const Cidr& c, bool daddr, bool equal) {
   const Family f = c.network().family();
   const uint32_t len = f == Family::V4 ? 4 : 16;
-  if (daddr) loadDaddr(r, f);
-  else loadSaddr(r, f);
+  if (daddr)
+    loadDaddr(r, f);
+  else
+    loadSaddr(r, f);
   uint8_t mask[16] = {};
   for (int i = 0; i < c.prefix(); ++i) mask[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
   bitwiseAnd(r, mask, len);
@@ -739,14 +741,13 @@ size_t rulesIn(const NftConfig& c, const char* chain) {
 
 std::string structureFingerprint(const NftConfig& c) {
   std::string fp = "nsegress/v3 uplink=" + c.uplink + " fwd=" + std::to_string(c.forward_priority) +
-                   " nat=" + std::to_string(c.nat_priority) +
-                   " in=" + (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
+                   " nat=" + std::to_string(c.nat_priority) + " in=" +
+                   (c.drop_inbound ? std::to_string(c.input_priority) : std::string("off"));
   if (c.steer) {
     fp += " steer=" + std::to_string(c.steer_priority) + " mask=" + std::to_string(c.mark_mask) +
-          "/" + std::to_string(c.return_flag) +
-          " tunnel=" + c.tunnel + ":" + std::to_string(c.tunnel_port) +
-          " mss=" + std::to_string(c.mss4) + "/" + std::to_string(c.mss6) +
-          (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
+          "/" + std::to_string(c.return_flag) + " tunnel=" + c.tunnel + ":" +
+          std::to_string(c.tunnel_port) + " mss=" + std::to_string(c.mss4) + "/" +
+          std::to_string(c.mss6) + (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
     for (const auto& cidr : c.cluster) fp += cidr.str() + ",";
   }
   return fp;

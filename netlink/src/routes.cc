@@ -92,8 +92,8 @@ struct SteerRoutes::Impl {
     for (;;) {
       ssize_t n = mnl_socket_recvfrom(mnl.get(), rx.data(), rx.size());
       if (n < 0) return makeError(errno, what + ": " + strerror(errno));
-      int r = mnl_cb_run(rx.data(), static_cast<size_t>(n), nlh->nlmsg_seq, portid, nullptr,
-                         nullptr);
+      int r =
+          mnl_cb_run(rx.data(), static_cast<size_t>(n), nlh->nlmsg_seq, portid, nullptr, nullptr);
       if (r == MNL_CB_STOP) return okStatus();
       if (r < 0) {
         const int e = errno;
@@ -169,8 +169,7 @@ nlmsghdr* nexthopMsg(Buf& b, uint16_t type, uint16_t flags, int fam, uint32_t id
   return nlh;
 }
 
-nlmsghdr* routeMsg(Buf& b, uint16_t type, uint16_t flags, int fam, uint32_t table,
-                   uint8_t rtype) {
+nlmsghdr* routeMsg(Buf& b, uint16_t type, uint16_t flags, int fam, uint32_t table, uint8_t rtype) {
   auto* nlh = header(b, type, flags);
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
   rtm->rtm_family = static_cast<uint8_t>(fam);
@@ -389,8 +388,10 @@ Result<ObservedRoutes> SteerRoutes::observe() {
                 macStr(static_cast<const uint8_t*>(mnl_attr_get_payload(a[NDA_LLADDR])));
             auto dst = ipAttr(a.count(NDA_DST) ? a[NDA_DST] : nullptr);
             if (!dst) return;
-            if (fam == AF_BRIDGE) fdb[mac] = *dst;
-            else neigh[*dst] = mac;
+            if (fam == AF_BRIDGE)
+              fdb[mac] = *dst;
+            else
+              neigh[*dst] = mac;
           },
           "list neighbours");
       if (!st) return st.error();
@@ -418,8 +419,8 @@ Result<ObservedRoutes> SteerRoutes::observe() {
 
   for (int s = 1; s <= kMaxSlots; ++s) {
     const uint32_t t = tableOf(s);
-    if (rules.count({AF_INET, s}) && rules.count({AF_INET6, s}) &&
-        blackholed.count({AF_INET, t}) && blackholed.count({AF_INET6, t}))
+    if (rules.count({AF_INET, s}) && rules.count({AF_INET6, s}) && blackholed.count({AF_INET, t}) &&
+        blackholed.count({AF_INET6, t}))
       obs.slots.insert(s);
     auto n4 = nhs.find(kNexthopBase4 + static_cast<uint32_t>(s));
     if (n4 == nhs.end() || !n4->second.gw) continue;
@@ -528,8 +529,8 @@ Status SteerRoutes::addSlot(int slot) {
     if (err < 0 && err != -NLE_EXIST)
       return nlError("libnl: add rule of slot " + std::to_string(slot), err);
     Buf b;
-    auto* nlh = routeMsg(b, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, fam, tableOf(slot),
-                         RTN_BLACKHOLE);
+    auto* nlh =
+        routeMsg(b, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, fam, tableOf(slot), RTN_BLACKHOLE);
     mnl_attr_put_u32(nlh, RTA_PRIORITY, kBlackholeMetric);
     if (auto st = im.request(nlh, "add blackhole of slot " + std::to_string(slot), {EEXIST}); !st)
       return st;

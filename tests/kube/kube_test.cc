@@ -192,7 +192,10 @@ TEST_F(KubeApi, RbacDeniesWhatTheManifestsDoNotGrant) {
   auto status = [](Result<kube::Response> r) { return r ? r->status : -1; };
   EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egressips")), 200);
   EXPECT_EQ(status(gw.request("GET", "/api/v1/pods")), 200);
-  EXPECT_EQ(status(gw.request("GET", "/api/v1/nodes")), 403) << "the gateway needs no nodes";
+  EXPECT_EQ(status(gw.request("GET", "/api/v1/nodes")), 200) << "nodes' addresses, for steering";
+  EXPECT_EQ(status(gw.request("PATCH", "/api/v1/nodes/any", "{}", "application/merge-patch+json")),
+            403)
+      << "read only";
   EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egresspools")), 403);
   EXPECT_EQ(status(gw.request("GET", "/api/v1/namespaces/kube-system/secrets")), 403);
   EXPECT_EQ(status(gw.request("POST", "/apis/nsegress.io/v1alpha1/egressips", eip)), 403)
@@ -263,8 +266,9 @@ TEST_F(KubeApi, EachServiceAccountMayMakeItsOwnRequestsAndNoEscalation) {
     EXPECT_TRUE(st != 401 && st != 403 && st > 0)
         << "controller " << r.verb << " " << r.path << ": " << st;
   }
-  for (const std::string& path : std::vector<std::string>{"/apis/nsegress.io/v1alpha1/egressips",
-                                                          "/api/v1/namespaces", "/api/v1/pods"})
+  for (const std::string& path :
+       std::vector<std::string>{"/apis/nsegress.io/v1alpha1/egressips", "/api/v1/namespaces",
+                                "/api/v1/pods", "/api/v1/nodes"})
     for (const std::string& q : std::vector<std::string>{"", watch})
       EXPECT_EQ(status(gw.request("GET", path + q)), 200) << "gateway GET " << path + q;
   // Escalations and grants nobody uses: denied.
@@ -295,7 +299,7 @@ TEST_F(KubeApi, EachServiceAccountMayMakeItsOwnRequestsAndNoEscalation) {
     EXPECT_EQ(status(gw.request(r.verb, r.path, r.body, r.type)), 403)
         << "gateway " << r.verb << " " << r.path;
   }
-  EXPECT_EQ(status(gw.request("GET", "/api/v1/nodes")), 403);
+  EXPECT_EQ(status(gw.request("PATCH", "/api/v1/nodes/any", "{}", merge)), 403);
   EXPECT_EQ(status(gw.request("PATCH", "/api/v1/namespaces/default", "{}", merge)), 403);
 }
 

@@ -202,11 +202,10 @@ void Lab::buildCluster() {
     const std::string i = std::to_string(nodeIndex(name));
     const bool gateway = std::string(name).rfind("gw", 0) == 0;
     mk(n);
-    for (const char* k :
-         {"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
-          // Strict reverse-path filtering, as many distributions ship it:
-          // nsegress loosens it on its own tunnel only.
-          "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"})
+    for (const char* k : {"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                          // Strict reverse-path filtering, as many distributions ship it:
+                          // nsegress loosens it on its own tunnel only.
+                          "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"})
       must("ip netns exec " + n + " sysctl -qw " + k);
     must("ip -n " + n + " link add eth0 type veth peer name c-" + name + " netns " + out);
     must("ip -n " + out + " link set c-" + std::string(name) + " master br-cl up");
@@ -225,7 +224,8 @@ void Lab::buildCluster() {
       // On an L2 underlay, replies to a gateway node's own steered pods come
       // back on the node interface while its default route is the uplink:
       // the operator loosens reverse-path filtering there (docs/install.md).
-      if (!cluster_.tunnel) must("ip netns exec " + n + " sysctl -qw net.ipv4.conf.eth0.rp_filter=2");
+      if (!cluster_.tunnel)
+        must("ip netns exec " + n + " sysctl -qw net.ipv4.conf.eth0.rp_filter=2");
     } else {
       must("ip -n " + n + " route add default via 192.0.2.1");
       must("ip -n " + n + " -6 route add default via fd00:c::1");
@@ -261,11 +261,17 @@ void Lab::buildCluster() {
          "  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }\n"
          "  set seen6 { type ipv6_addr; size 65535; flags dynamic; counter; }\n"
          "  chain pre { type filter hook prerouting priority -300; policy accept;\n"
-         "    iifname \"br-cl\" ether daddr != " << mac("br-cl") << " return\n"
-         "    iifname \"br-up\" ether daddr != " << mac("br-up") << " return\n"
+         "    iifname \"br-cl\" ether daddr != "
+      << mac("br-cl")
+      << " return\n"
+         "    iifname \"br-up\" ether daddr != "
+      << mac("br-up")
+      << " return\n"
          "    ip daddr { 198.51.100.2, 192.0.2.1 } update @seen4 { ip saddr }\n"
-         "    ip6 daddr { fd00:ff::2, fd00:c::1 } meta l4proto { tcp, udp } update @seen6 { ip6 saddr }\n"
-         "    ip6 daddr { fd00:ff::2, fd00:c::1 } icmpv6 type { echo-request, echo-reply } update @seen6 { ip6 saddr }\n"
+         "    ip6 daddr { fd00:ff::2, fd00:c::1 } meta l4proto { tcp, udp } update @seen6 { ip6 "
+         "saddr }\n"
+         "    ip6 daddr { fd00:ff::2, fd00:c::1 } icmpv6 type { echo-request, echo-reply } update "
+         "@seen6 { ip6 saddr }\n"
          "  }\n"
          "}\n";
   }
@@ -326,8 +332,8 @@ std::string Lab::nodeManifests() {
     out += std::string("apiVersion: v1\nkind: Node\nmetadata:\n  name: ") + name + "\n" +
            (gateway ? "  labels: {nsegress.io/gateway: \"true\"}\n" : "") +
            "status:\n  conditions: [{type: Ready, status: \"True\"}]\n"
-           "  addresses: [{type: InternalIP, address: 192.0.2.1" + i +
-           "}, {type: InternalIP, address: \"fd00:c::1" + i + "\"}]\n---\n";
+           "  addresses: [{type: InternalIP, address: 192.0.2.1" +
+           i + "}, {type: InternalIP, address: \"fd00:c::1" + i + "\"}]\n---\n";
   }
   return out;
 }
@@ -513,6 +519,10 @@ Process& Lab::startGateway(const std::string& state_file, std::vector<std::strin
   std::vector<std::string> argv = {gatewayPath(), "--uplink",         kUplink, "--state-file",
                                    state_file,    "--resync-seconds", "1",     "--garp-interval-ms",
                                    "50"};
+  // The single-gateway lab has no nodes: the gateway-only data path (the
+  // cluster lab tests steering).
+  argv.push_back("--steer");
+  argv.push_back("off");
   argv.insert(argv.end(), extra.begin(), extra.end());
   return spawn(gw(), argv, "gateway-" + std::to_string(procs_.size()) + ".log");
 }

@@ -78,7 +78,8 @@ class NetnsEnter {
 //           worker's address)
 //   nodes gw1 gw2 w1 w2 (index n = 1..4): eth0 192.0.2.1n/24 fd00:c::1n/64;
 //           gateways also up0 198.51.100.1n/24 fd00:ff::1n/64 (default route)
-//   pods on node n: 10.244.n.x/32, fd00:244:n::x/128 (ranges 10.244.0.0/16, fd00:244::/32); a CNI of the host-gw
+//   pods on node n: 10.244.n.x/32, fd00:244:n::x/128 (ranges 10.244.0.0/16, fd00:244::/32); a CNI
+//   of the host-gw
 //           kind routes each node's pod range via its node, and every node
 //           masquerades pod traffic leaving the pod range (iptables-nft or
 //           iptables-legacy), as Flannel and Calico do by default.

@@ -126,7 +126,8 @@ int serve(int udp_port, int tcp_port, int bulk_port) {
         buf[n] = 0;
         std::string msg(buf);
         while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
-        if (msg.size() > 200) msg = msg.substr(0, msg.find(' ', msg.find(' ') + 1)) + " len=" + std::to_string(n);
+        if (msg.size() > 200)
+          msg = msg.substr(0, msg.find(' ', msg.find(' ') + 1)) + " len=" + std::to_string(n);
         std::cout << "udp " << peerStr(ss) << " " << msg << std::endl;
         sendto(u, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&ss), sl);  // echo
       }
@@ -348,8 +349,7 @@ int bulk(const std::string& dst, int port, uint64_t bytes, int timeout_ms) {
   char reply[64] = {};
   ssize_t n = read(fd, reply, sizeof reply - 1);
   close(fd);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "bulk confirmed " << (n > 0 ? std::strtoull(reply, nullptr, 10) : 0) << " of "
             << bytes << " in " << secs << " s" << std::endl;
   return 0;

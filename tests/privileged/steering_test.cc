@@ -253,9 +253,8 @@ TEST_P(Steering, LargePacketsAndBulkTcpPass) {
   lab->send("pay-w1", "udp", "warm", 1, 1, true, 500, "", "", 0, true);
   lab->send("six-w2", "udp", "warm6", 1, 1, true, 500, fd6(), "", 0, true);
   for (const char* proto : {"udp", "icmp"}) {
-    const std::string out =
-        lab->send("pay-w1", proto, std::string("big-") + proto, 5, 5, true, 1000, "", "", 1400,
-                  true);
+    const std::string out = lab->send("pay-w1", proto, std::string("big-") + proto, 5, 5, true,
+                                      1000, "", "", 1400, true);
     EXPECT_NE(out.find("replied 5"), std::string::npos) << proto << ": " << out;
   }
   const std::string out6 =
@@ -282,12 +281,12 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
   const std::string gw = gatewayOf("pay", Family::V4);
   const std::string gw_ip = lab::Lab::nodeIp(gw);
   const std::string pay = egress("pay", Family::V4);
-  auto vxlan = [&](const std::string& from_ns, const std::string& inner_src,
-                   const std::string& tag, const std::string& from = "") {
+  auto vxlan = [&](const std::string& from_ns, const std::string& inner_src, const std::string& tag,
+                   const std::string& from = "") {
     lab->exec(from_ns, lab::labtoolPath() + " vxlan --to " + gw_ip + " --port 4793 --vni " +
                            std::to_string(0x4e5347) + " --dst-mac " + gateway::tunnelMac(gw) +
-                           " --inner-src " + inner_src + " --inner-dst " +
-                           lab::Lab::kOutsideIp + " --tag " + tag + " --count 5" +
+                           " --inner-src " + inner_src + " --inner-dst " + lab::Lab::kOutsideIp +
+                           " --tag " + tag + " --count 5" +
                            (from.empty() ? "" : " --from " + from));
   };
   if (GetParam().tunnel) {
@@ -299,8 +298,8 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
     // w1 sending as w2's pod: dropped and counted.
     const uint64_t before = counter(gw, gateway::kSteerSpoofedCounter);
     vxlan(lab->node("w1"), "10.244.4.2", "forged");
-    EXPECT_TRUE(lab::eventually(
-        [&] { return counter(gw, gateway::kSteerSpoofedCounter) >= before + 5; }));
+    EXPECT_TRUE(
+        lab::eventually([&] { return counter(gw, gateway::kSteerSpoofedCounter) >= before + 5; }));
     // A host that is not a node of the cluster (on the nodes' network).
     const uint64_t foreign = counter(gw, gateway::kTunnelForeignCounter);
     vxlan(lab->outside(), "10.244.3.2", "foreign", "192.0.2.1");
@@ -315,8 +314,8 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
   lab->exec(lab->outside(), lab::labtoolPath() +
                                 " send --proto udp --dst 198.51.100.11 --port 9000 --src "
                                 "10.244.3.2 --count 5 --tag fromoutside");
-  EXPECT_TRUE(lab::eventually(
-      [&] { return counter("gw1", gateway::kUplinkSpoofedCounter) >= up + 5; }));
+  EXPECT_TRUE(
+      lab::eventually([&] { return counter("gw1", gateway::kUplinkSpoofedCounter) >= up + 5; }));
 }
 
 // Moving a namespace's address to the other gateway (the first loses its
@@ -327,11 +326,11 @@ TEST_P(Steering, PlacementChangeMovesNewFlows) {
   const std::string pay = egress("pay", Family::V4);
   const std::string from = gatewayOf("pay", Family::V4);
   const std::string to = from == "gw1" ? "gw2" : "gw1";
-  auto& stream = lab->spawn(lab->pod("pay-w1"),
-                            {lab::labtoolPath(), "send", "--proto", "tcp", "--dst",
-                             lab::Lab::kOutsideIp, "--port", "9001", "--tag", "long", "--count",
-                             "150", "--interval-ms", "20"},
-                            "long.log");
+  auto& stream =
+      lab->spawn(lab->pod("pay-w1"),
+                 {lab::labtoolPath(), "send", "--proto", "tcp", "--dst", lab::Lab::kOutsideIp,
+                  "--port", "9001", "--tag", "long", "--count", "150", "--interval-ms", "20"},
+                 "long.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   // The gateway loses its label: the controller moves the address.
   std::string nodes = lab::Lab::nodeManifests();

@@ -125,12 +125,45 @@ TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 7);
   auto msgs = messages(b.finish());
-  // begin + table + 10 sets + 2 counters + 3 chains + 10 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 10 + 2 + 3 + 10 + 1);
+  // begin + table + 17 sets + 5 counters + 3 chains + 10 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 5 + 3 + 10 + 1);
   EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
-  for (size_t i = 2; i < 12; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
-  EXPECT_EQ(msgs[12].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
+  for (size_t i = 2; i < 19; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
+  EXPECT_EQ(msgs[19].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
   for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opFor(msgs[i].seq), 7u);
+}
+
+// With steering (a tunnel, cluster ranges, a dedicated uplink) the table
+// gains the prerouting chain `steer`; every rule still belongs to the one op.
+TEST(NftBuilder, SteeringAddsItsChainAndRules) {
+  NftConfig c;
+  c.uplink = "up0";
+  c.steer = true;
+  c.tunnel = "nsegress0";
+  c.tunnel_port = 4793;
+  c.mss4 = 1410;
+  c.mss6 = 1390;
+  c.cluster = {*Cidr::parse("10.244.0.0/16"), *Cidr::parse("fd00:244::/32")};
+  c.uplink_dedicated = true;
+  const auto rules = NftBuilder::renderRules(c);
+  std::map<std::string, int> per_chain;
+  for (const auto& r : rules) per_chain[r.substr(0, r.find(':'))]++;
+  // forward: 2 clamps, mark clear, steered replies, spoof, 2 pending, 2 tx
+  EXPECT_EQ(per_chain["forward"], 9);
+  // steer: uplink (3 maps + 1 range) x 2 families, 2 return, 2 steer, 2 restores
+  EXPECT_EQ(per_chain["steer"], 14);
+  EXPECT_EQ(per_chain["postrouting"], 4);
+  // input: ND, 2 inbound, foreign, 2 replies, 2 peers, other ethertypes
+  EXPECT_EQ(per_chain["input"], 9);
+  NftBuilder b(c, 1);
+  b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 3);
+  auto msgs = messages(b.finish());
+  // begin + table + 17 sets + 5 counters + 4 chains + 36 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 5 + 4 + 36 + 1);
+  // Another configuration is another structure (a rebuild).
+  NftConfig plain;
+  plain.uplink = "up0";
+  EXPECT_NE(structureFingerprint(c), structureFingerprint(plain));
 }
 
 // The element attributes of a NEWSETELEM/DELSETELEM message, as offsets

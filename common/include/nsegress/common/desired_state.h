@@ -29,7 +29,9 @@ struct NamespaceEgress {
   std::optional<IpAddress> egressFor(Family f) const {
     return f == Family::V4 ? egress_v4 : egress_v6;
   }
-  const std::string& gatewayFor(Family f) const { return f == Family::V4 ? gateway_v4 : gateway_v6; }
+  const std::string& gatewayFor(Family f) const {
+    return f == Family::V4 ? gateway_v4 : gateway_v6;
+  }
   bool operator==(const NamespaceEgress&) const = default;
 };
 

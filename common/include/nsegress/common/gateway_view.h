@@ -57,7 +57,7 @@ class GatewayViews {
   struct Listed {
     std::vector<IpAddress> pods;
     std::vector<std::pair<std::string, IpAddress>> pod_nodes;  // (node, pod address)
-    std::vector<std::pair<std::string, IpAddress>> assigned;  // (node, address) from the ledger
+    std::vector<std::pair<std::string, IpAddress>> assigned;   // (node, address) from the ledger
     bool draining = false;  // listed only for its pods (a deleted namespace's tombstone)
   };
   std::map<std::string, Listed> listed_;

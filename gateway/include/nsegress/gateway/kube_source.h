@@ -1,10 +1,9 @@
 // Desired state from the Kubernetes API (cluster mode): typed informers on
-// EgressIPs, Namespaces, Pods and Nodes (underlay addresses, for steering); the state is this node's GatewayView
-// (common/gateway_view.h) of their caches. Until every informer has listed
-// once, load() fails with EAGAIN, so the agent keeps the kernel as it found
-// it (fail-static) instead of acting on a partial view. While the API server
-// is unreachable the caches keep their last contents, so the data path stays
-// as it was.
+// EgressIPs, Namespaces, Pods and Nodes (underlay addresses, for steering); the state is this
+// node's GatewayView (common/gateway_view.h) of their caches. Until every informer has listed once,
+// load() fails with EAGAIN, so the agent keeps the kernel as it found it (fail-static) instead of
+// acting on a partial view. While the API server is unreachable the caches keep their last
+// contents, so the data path stays as it was.
 #pragma once
 
 #include <atomic>

@@ -30,8 +30,7 @@ struct SnatPlan {
 // `steered` (steer_provider.h) are neither mapped nor held here: steering
 // sends them to their gateway.
 SnatPlan planSnat(const DesiredState& d, const ObservedNft& have,
-                  const std::set<IpAddress>& leaving = {},
-                  const std::set<IpAddress>& steered = {});
+                  const std::set<IpAddress>& leaving = {}, const std::set<IpAddress>& steered = {});
 
 class SnatProvider final : public Provider {
  public:

@@ -25,8 +25,8 @@
 namespace nsegress::gateway {
 
 struct SteerConfig {
-  bool tunnel = true;             // false: nodes share one L2 segment (a direct next hop)
-  std::string device;             // the underlay device (L2 next hops; the tunnel's link)
+  bool tunnel = true;  // false: nodes share one L2 segment (a direct next hop)
+  std::string device;  // the underlay device (L2 next hops; the tunnel's link)
   std::string tunnel_name = "nsegress0";
   uint32_t vni = 0x4e5347;
   uint16_t port = 4793;
@@ -46,9 +46,9 @@ IpAddress tunnelLinkLocal(const std::string& mac);
 // What steering wants on this node, from the desired state. Pure.
 struct SteerView {
   std::optional<TunnelSpec> tunnel;
-  std::map<std::string, Hop> hops;            // node -> next hop (at most kMaxSlots)
-  std::map<IpAddress, std::string> steered;   // local pod -> the gateway node it is steered to
-  std::map<IpAddress, std::string> returns;   // remote pod of a namespace hosted here -> its node
+  std::map<std::string, Hop> hops;           // node -> next hop (at most kMaxSlots)
+  std::map<IpAddress, std::string> steered;  // local pod -> the gateway node it is steered to
+  std::map<IpAddress, std::string> returns;  // remote pod of a namespace hosted here -> its node
   std::set<std::pair<IpAddress, IpAddress>> peers;  // (node, pod) a tunnel accepts
   std::set<IpAddress> nodes;                        // nodes whose tunnel packets are accepted
 };
@@ -61,15 +61,15 @@ struct SteerView {
 SteerView steerView(const DesiredState& d, const SteerConfig& c);
 
 struct SteerPlan {
-  std::optional<TunnelSpec> tunnel;         // create or replace
+  std::optional<TunnelSpec> tunnel;  // create or replace
   std::vector<int> add_slots;
   std::vector<std::pair<int, Hop>> set_hops;
-  std::vector<NftOp> install;               // steer adds/changes, peers and nodes added
-  std::vector<NftOp> retire;                // steer, peer and node removals
+  std::vector<NftOp> install;  // steer adds/changes, peers and nodes added
+  std::vector<NftOp> retire;   // steer, peer and node removals
   std::vector<std::pair<int, Hop>> clear_hops;
   size_t size() const {
-    return (tunnel ? 1 : 0) + add_slots.size() + set_hops.size() + install.size() +
-           retire.size() + clear_hops.size();
+    return (tunnel ? 1 : 0) + add_slots.size() + set_hops.size() + install.size() + retire.size() +
+           clear_hops.size();
   }
 };
 // Pure: a gateway keeps the slot whose next hop has its address; a new one

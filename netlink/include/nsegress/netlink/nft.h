@@ -33,13 +33,13 @@ struct NftConfig {
   // the original direction carries it as its packet mark (policy routing
   // sends it to the gateway's next hop); the node never masquerades them.
   bool steer = false;
-  int steer_priority = -90;             // prerouting, after kube-proxy's DNAT (-100)
-  uint32_t mark_mask = 0x0fff0000;      // the mark bits naming a slot
-  uint32_t return_flag = 0x10000000;    // ct mark: replies go back through the tunnel
-  std::string tunnel;                   // the tunnel device ("" with an L2 underlay)
-  uint16_t tunnel_port = 0;             // its UDP port (tunnel packets are checked on input)
-  uint16_t mss4 = 0, mss6 = 0;          // TCP MSS clamp of steered flows (0: none)
-  std::vector<Cidr> cluster;            // destinations inside the cluster: never steered or held
+  int steer_priority = -90;           // prerouting, after kube-proxy's DNAT (-100)
+  uint32_t mark_mask = 0x0fff0000;    // the mark bits naming a slot
+  uint32_t return_flag = 0x10000000;  // ct mark: replies go back through the tunnel
+  std::string tunnel;                 // the tunnel device ("" with an L2 underlay)
+  uint16_t tunnel_port = 0;           // its UDP port (tunnel packets are checked on input)
+  uint16_t mss4 = 0, mss6 = 0;        // TCP MSS clamp of steered flows (0: none)
+  std::vector<Cidr> cluster;          // destinations inside the cluster: never steered or held
   // The uplink faces only the outside world: a packet arriving on it with a
   // pod's source address is forged (dropped and counted).
   bool uplink_dedicated = false;

@@ -48,10 +48,10 @@ struct Hop {
 // from the node's name, so peers know it without asking).
 struct TunnelSpec {
   std::string name;
-  IpAddress local;   // this node's IPv4 underlay address
+  IpAddress local;  // this node's IPv4 underlay address
   uint32_t vni = 0;
   uint16_t port = 0;
-  int mtu = 0;       // the underlay's MTU minus the encapsulation (50 bytes)
+  int mtu = 0;  // the underlay's MTU minus the encapsulation (50 bytes)
   std::string mac;
   std::string link;  // the underlay device
   bool operator==(const TunnelSpec&) const = default;
