@@ -146,13 +146,18 @@ std::string KubeEnv::writeKubeconfig(const std::string& token, const std::string
   return path;
 }
 
-std::string KubeEnv::linkTo(const std::string& netns) const {
-  // Same interface name on both sides: each lives in its own namespace.
-  lab::must("ip -n " + netns_ + " link add kapi0 type veth peer name kapi0 netns " + netns);
-  lab::must("ip -n " + netns_ + " addr add 10.255.0.1/30 dev kapi0");
-  lab::must("ip -n " + netns + " addr add 10.255.0.2/30 dev kapi0");
-  lab::must("ip -n " + netns_ + " link set kapi0 up");
+std::string KubeEnv::linkTo(const std::string& netns, int index) const {
+  // The API server's side always has 10.255.0.1 (the address its certificate
+  // names), once per link; the other side gets 10.255.0.(2 + index).
+  const std::string dev = "kapi" + std::to_string(index);
+  const std::string peer = "10.255.0." + std::to_string(2 + index);
+  lab::must("ip -n " + netns_ + " link add " + dev + " type veth peer name kapi0 netns " + netns);
+  lab::must("ip -n " + netns_ + " addr add 10.255.0.1/32 dev " + dev);
+  lab::must("ip -n " + netns + " addr add " + peer + "/32 dev kapi0");
+  lab::must("ip -n " + netns_ + " link set " + dev + " up");
   lab::must("ip -n " + netns + " link set kapi0 up");
+  lab::must("ip -n " + netns_ + " route add " + peer + "/32 dev " + dev);
+  lab::must("ip -n " + netns + " route add 10.255.0.1/32 dev kapi0");
   return "https://10.255.0.1:6443";
 }
 

@@ -41,7 +41,7 @@ class KubeEnv {
   // server with a veth pair (10.255.0.0/30); returns the server URL to use
   // from there (the serving certificate covers it). Deleting either
   // namespace removes the link.
-  std::string linkTo(const std::string& netns) const;
+  std::string linkTo(const std::string& netns, int index = 0) const;
   const std::string& dir() const { return dir_; }
 
  private:

@@ -1147,6 +1147,111 @@ TEST_F(KubeApi, UninstallKeepsTheLedgerAndTheFinalizersCanBeRemoved) {
   EXPECT_EQ(out, R"(["example.com/keep"])") << "only nsegress's finalizer is removed";
 }
 
+// Cluster mode with steering: a worker's pod leaves with its namespace's
+// address through the gateway node that hosts it, both agents deriving
+// their state from the real API server (Nodes' InternalIPs included).
+TEST_F(KubeApi, ClusterModeSteersAWorkersPodToItsGateway) {
+  applyManifests();
+  lab::Lab lab("kst", lab::ClusterOptions{});
+  lab.addPodOn("w1", "web", "10.244.3.2", "fd00:244:3::2");
+  lab.startServers();
+  const std::string to_gw = env->linkTo(lab.node("gw1"), 0);
+  const std::string to_w1 = env->linkTo(lab.node("w1"), 1);
+  const std::string d = env->dir();
+  std::ofstream(d + "/steer.yaml") << R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: steer}
+spec:
+  addresses: ["203.0.113.50-203.0.113.53"]
+  nodeSelector: {matchLabels: {lab: steer}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: gw1, labels: {lab: steer}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: w1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop2, annotations: {nsegress.io/pool: steer}}
+)";
+  std::string out;
+  ASSERT_EQ(env->kubectl("apply -f " + d + "/steer.yaml", &out), 0) << out;
+  auto admin = client();
+  for (const auto& [node, addr] : std::vector<std::pair<std::string, std::string>>{
+           {"gw1", "192.0.2.11"}, {"w1", "192.0.2.13"}}) {
+    json st{{"status",
+             {{"addresses", {{{"type", "InternalIP"}, {"address", addr}}}},
+              {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
+    auto r = admin.request("PATCH", "/api/v1/nodes/" + node + "/status", st.dump(),
+                           "application/merge-patch+json");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+  }
+  json pod{{"apiVersion", "v1"},
+           {"kind", "Pod"},
+           {"metadata", {{"name", "web"}, {"namespace", "shop2"}}},
+           {"spec", {{"nodeName", "w1"}, {"containers", {{{"name", "app"}, {"image", "app"}}}}}}};
+  auto r = admin.request("POST", "/api/v1/namespaces/shop2/pods", pod.dump());
+  ASSERT_TRUE(r && r->status == 201) << (r ? r->body : r.error().message);
+  json pst{{"status",
+            {{"phase", "Running"}, {"podIP", "10.244.3.2"}, {"podIPs", {{{"ip", "10.244.3.2"}}}}}}};
+  r = admin.request("PATCH", "/api/v1/namespaces/shop2/pods/web/status", pst.dump(),
+                    "application/merge-patch+json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+
+  auto agent = [&](const std::string& node, const std::string& server, bool gateway) {
+    std::vector<std::string> argv = {lab::gatewayPath(),
+                                     "--uplink",
+                                     gateway ? lab::Lab::kUplink : "eth0",
+                                     "--underlay",
+                                     "eth0",
+                                     "--cluster-cidr",
+                                     "10.244.0.0/16",
+                                     "--kubernetes",
+                                     "--kubeconfig",
+                                     env->writeKubeconfig("gateway-token", server),
+                                     "--node-name",
+                                     node,
+                                     "--resync-seconds",
+                                     "600",
+                                     "--garp-interval-ms",
+                                     "50"};
+    if (gateway) argv.push_back("--uplink-dedicated");
+    return &lab.spawn(lab.node(node), argv, "agent-" + node + ".log");
+  };
+  lab::Process* gw = agent("gw1", to_gw, true);
+  lab::Process* w1 = agent("w1", to_w1, false);
+  auto ctl = std::make_unique<lab::Process>(
+      std::vector<std::string>{"/usr/bin/ip", "netns", "exec", env->netns(),
+                               NSEGRESS_CONTROLLER_BIN, "--kubernetes", "--kubeconfig",
+                               env->writeKubeconfig("controller-token"), "--identity", "steer",
+                               "--resync-seconds", "2"},
+      d + "/controller-steer.log");
+  int n = 0;
+  auto leavesAs = [&] {
+    const std::string tag = "st" + std::to_string(++n);
+    lab.send("web", "udp", tag, 2, 5, true, 300);
+    auto peers = lab.peersOf(tag);
+    return peers.empty() ? std::string("(nothing arrived)") : *peers.begin();
+  };
+  EXPECT_TRUE(
+      lab::eventually([&] { return leavesAs() == "203.0.113.50"; }, std::chrono::seconds(60)))
+      << "last: " << leavesAs() << "\ngateway:\n"
+      << gw->log() << "\nworker:\n"
+      << w1->log() << "\ncontroller:\n"
+      << ctl->log();
+  // Through the tunnel, with the pod's own address up to the gateway.
+  std::string ct;
+  lab::run("ip netns exec " + lab.node("gw1") + " conntrack -L -p udp -s 10.244.3.2", &ct);
+  EXPECT_NE(ct.find("dst=203.0.113.50"), std::string::npos) << ct;
+  EXPECT_NE(lab.exec(lab.node("w1"), "nft list map inet nsegress steer4").find("10.244.3.2"),
+            std::string::npos);
+  ctl->signal(SIGTERM);
+  ctl->wait();
+}
+
 }  // namespace
 }  // namespace nsegress::testing
 
