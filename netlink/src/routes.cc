@@ -5,12 +5,15 @@
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/fib_rules.h>
+#include <linux/ip.h>
 #include <linux/neighbour.h>
 #include <linux/nexthop.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/inet.h>
+#include <netlink/route/link/inet6.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/rule.h>
 #include <sys/socket.h>
@@ -232,28 +235,7 @@ int deviceMtu(const std::string& name) {
   return mtu;
 }
 
-namespace {
-
-std::string readSysctl(const std::string& path) {
-  std::ifstream in(path);
-  std::string v;
-  in >> v;
-  return v;
-}
-
-Status writeSysctl(const std::string& path, const std::string& value) {
-  std::ofstream out(path);
-  out << value;
-  out.close();
-  if (!out) return makeError(EIO, "cannot write " + path);
-  return okStatus();
-}
-
-std::string rpFilterPath(const std::string& dev) {
-  return "/proc/sys/net/ipv4/conf/" + dev + "/rp_filter";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 bool SteerRoutes::hasAddress(int ifindex, const IpAddress& a) {
   nl_cache* raw = nullptr;
@@ -262,8 +244,8 @@ bool SteerRoutes::hasAddress(int ifindex, const IpAddress& a) {
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
     auto* ra = reinterpret_cast<rtnl_addr*>(o);
     nl_addr* local = rtnl_addr_get_local(ra);
-    if (rtnl_addr_get_ifindex(ra) == ifindex && local && nl_addr_get_len(local) == 4 &&
-        std::memcmp(nl_addr_get_binary_addr(local), a.bytes(), 4) == 0)
+    if (rtnl_addr_get_ifindex(ra) == ifindex && local && nl_addr_get_len(local) == a.size() &&
+        std::memcmp(nl_addr_get_binary_addr(local), a.bytes(), a.size()) == 0)
       return true;
   }
   return false;
@@ -306,8 +288,11 @@ Result<ObservedRoutes> SteerRoutes::observe() {
         // Anything not as built (down, learning, rp_filter) reads as a
         // different device, so the next install rebuilds it.
         const bool up = rtnl_link_get_flags(link.get()) & IFF_UP;
-        if (!up || rtnl_link_vxlan_get_learning(link.get()) != 0 ||
-            readSysctl(rpFilterPath(tunnel_)) != "2" || !hasAddress(tunnel_index, t.local))
+        uint32_t rp = 0;
+        rtnl_link_inet_get_conf(link.get(), IPV4_DEVCONF_RP_FILTER, &rp);
+        if (!up || rtnl_link_vxlan_get_learning(link.get()) != 0 || rp != 2 ||
+            !hasAddress(tunnel_index, t.local) ||
+            !hasAddress(tunnel_index, gateway::tunnelLinkLocal(t.mac)))
           t.mtu = -1;
       }
       obs.tunnel = t;
@@ -477,10 +462,6 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   // would drop them. Loose on this device only (the effective value is the
   // maximum of `all` and the device's); the nft input rules bind each inner
   // source to the node that sent it instead.
-  if (auto r = writeSysctl(rpFilterPath(t.name), "2"); !r) return r;
-  // Its link-local address is derived from a MAC unique to the node: no
-  // duplicate address detection delay before IPv6 flows through it.
-  if (auto r = writeSysctl("/proc/sys/net/ipv6/conf/" + t.name + "/accept_dad", "0"); !r) return r;
   // Reverse-path filtering drops everything arriving on a device without an
   // IPv4 address, loose or not: the tunnel carries the node's own address
   // (a /32, no prefix route), as Flannel's device does.
@@ -496,9 +477,30 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
     if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
       return nlError("libnl: address of " + t.name, err);
   }
-  // Up, once configured.
-  LinkPtr change(rtnl_link_alloc());
-  rtnl_link_set_flags(change.get(), IFF_UP);
+  // Reverse-path filtering drops everything arriving on a device without an
+  // IPv4 address, loose or not: the tunnel carries the node's own address
+  // (a /32, no prefix route), as Flannel's device does.
+  {
+    RtAddrPtr ra(rtnl_addr_alloc());
+    NlAddrPtr addr(nl_addr_build(AF_INET, t.local.bytes(), 4));
+    nl_addr_set_prefixlen(addr.get(), 32);
+    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
+    rtnl_addr_set_local(ra.get(), addr.get());
+    rtnl_addr_set_family(ra.get(), AF_INET);
+    rtnl_addr_set_prefixlen(ra.get(), 32);
+    rtnl_addr_set_flags(ra.get(), IFA_F_NOPREFIXROUTE);
+    if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
+      return nlError("libnl: address of " + t.name, err);
+  }
+  // Up, once configured. Through netlink, not /proc/sys (read-only in a
+  // container): steered packets arrive here with their pods' addresses,
+  // which are routed back through the CNI, not the tunnel, so strict
+  // reverse-path filtering would drop them — loose on this device only (the
+  // effective value is the maximum of `all` and the device's); the nft
+  // input rules bind each inner source to the node that sent it instead.
+  // IPv6: no automatic link-local address (it would wait for duplicate
+  // address detection); ours, derived from a MAC unique to the node, is
+  // added without it below.
   LinkPtr cur;
   {
     rtnl_link* raw = nullptr;
@@ -506,7 +508,37 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
       return nlError("libnl: get link " + t.name, err);
     cur.reset(raw);
   }
-  if (int err = rtnl_link_change(im.nl.get(), cur.get(), change.get(), 0); err < 0)
+  // Configured through netlink, not /proc/sys (read-only in a container):
+  // steered packets arrive here with their pods' addresses, which are routed
+  // back through the CNI, not the tunnel, so strict reverse-path filtering
+  // would drop them — loose on this device only (the effective value is the
+  // maximum of `all` and the device's); the nft input rules bind each inner
+  // source to the node that sent it instead. IPv6: no automatic link-local
+  // address (it would wait for duplicate address detection); ours, derived
+  // from a MAC unique to the node, is added without it below.
+  {
+    LinkPtr conf(rtnl_link_alloc());
+    rtnl_link_inet_set_conf(conf.get(), IPV4_DEVCONF_RP_FILTER, 2);
+    rtnl_link_inet6_set_addr_gen_mode(conf.get(), IN6_ADDR_GEN_MODE_NONE);
+    if (int err = rtnl_link_change(im.nl.get(), cur.get(), conf.get(), 0); err < 0)
+      return nlError("libnl: configure " + t.name, err);
+  }
+  {
+    const IpAddress ll = gateway::tunnelLinkLocal(t.mac);
+    RtAddrPtr ra(rtnl_addr_alloc());
+    NlAddrPtr addr(nl_addr_build(AF_INET6, ll.bytes(), 16));
+    nl_addr_set_prefixlen(addr.get(), 64);
+    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
+    rtnl_addr_set_local(ra.get(), addr.get());
+    rtnl_addr_set_family(ra.get(), AF_INET6);
+    rtnl_addr_set_prefixlen(ra.get(), 64);
+    rtnl_addr_set_flags(ra.get(), IFA_F_NODAD);
+    if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
+      return nlError("libnl: link-local address of " + t.name, err);
+  }
+  LinkPtr up(rtnl_link_alloc());
+  rtnl_link_set_flags(up.get(), IFF_UP);
+  if (int err = rtnl_link_change(im.nl.get(), cur.get(), up.get(), 0); err < 0)
     return nlError("libnl: set " + t.name + " up", err);
   return okStatus();
 }

@@ -38,11 +38,6 @@ struct SteerConfig {
   uint16_t mss6() const { return tunnel ? static_cast<uint16_t>(tunnelMtu() - 60) : 0; }
 };
 
-// A node's tunnel MAC (locally administered, from its name) and the
-// link-local IPv6 address derived from it (EUI-64).
-std::string tunnelMac(const std::string& node);
-IpAddress tunnelLinkLocal(const std::string& mac);
-
 // What steering wants on this node, from the desired state. Pure.
 struct SteerView {
   std::optional<TunnelSpec> tunnel;

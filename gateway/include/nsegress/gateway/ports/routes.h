@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <set>
@@ -32,6 +33,32 @@ inline constexpr uint32_t kSteerMarkMask = 0x0fff0000;
 inline constexpr uint32_t kReturnFlag = 0x10000000;
 inline constexpr uint32_t markOfSlot(int slot) {
   return static_cast<uint32_t>(slot) << 16;
+}
+
+// A node's tunnel MAC (locally administered, from its name: peers know it
+// without asking) and the link-local IPv6 address derived from it (EUI-64).
+inline std::string tunnelMac(const std::string& node) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : node) h = (h ^ ch) * 1099511628211ull;
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "02:%02x:%02x:%02x:%02x:%02x", unsigned(h & 0xff),
+                unsigned((h >> 8) & 0xff), unsigned((h >> 16) & 0xff), unsigned((h >> 24) & 0xff),
+                unsigned((h >> 32) & 0xff));
+  return buf;
+}
+inline IpAddress tunnelLinkLocal(const std::string& mac) {
+  unsigned m[6] = {};
+  std::sscanf(mac.c_str(), "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]);
+  uint8_t b[16] = {0xfe, 0x80};
+  b[8] = static_cast<uint8_t>(m[0] ^ 0x02);
+  b[9] = static_cast<uint8_t>(m[1]);
+  b[10] = static_cast<uint8_t>(m[2]);
+  b[11] = 0xff;
+  b[12] = 0xfe;
+  b[13] = static_cast<uint8_t>(m[3]);
+  b[14] = static_cast<uint8_t>(m[4]);
+  b[15] = static_cast<uint8_t>(m[5]);
+  return IpAddress::fromBytes(Family::V6, b);
 }
 
 // The next hop towards one gateway.
