@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto ns = decodeNamespace(*j)) views.addNamespace(*ns);
   if (auto r = decodeEgressIP(*j)) views.addRecord(*r);
   if (auto p = decodePod(*j)) views.addPod(*p);
-  if (auto n = decodeNode(*j)) (void)n;
+  if (auto n = decodeNode(*j)) views.addNode(*n);
   if (auto p = decodePool(*j)) (void)p->size();
   // A list of objects, as a page of a list response carries them.
   if (j->is_object() && j->contains("items") && (*j)["items"].is_array())
@@ -27,9 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (auto ns = decodeNamespace(item)) views.addNamespace(*ns);
       if (auto r = decodeEgressIP(item)) views.addRecord(*r);
       if (auto p = decodePod(item)) views.addPod(*p);
+      if (auto n = decodeNode(item)) views.addNode(*n);
     }
   auto v = views.forNode("gw-1");
   (void)dumpJson(*j);
-  (void)serializeDesiredState(v.state);
+  // Whatever the objects, a node's view is a document its agent accepts.
+  auto back = parseDesiredState(serializeDesiredState(v.state));
+  if (!back) __builtin_trap();
   return 0;
 }
