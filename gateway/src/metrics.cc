@@ -119,7 +119,14 @@ std::vector<prometheus::MetricFamily> KernelSnapshot::Collect() const {
              "interface they came in on (a forged pod address)"},
         Drop{kInboundCounter, "nsegress_gateway_inbound_drops_total",
              "New inbound connections to an egress address, dropped (egress addresses accept "
-             "replies only)"}}) {
+             "replies only)"},
+        Drop{kTunnelForeignCounter, "nsegress_gateway_tunnel_foreign_drops_total",
+             "Steering tunnel packets from an address that is not a node of the cluster, dropped"},
+        Drop{kSteerSpoofedCounter, "nsegress_gateway_steer_spoofed_drops_total",
+             "Steered packets whose inner source is not a pod of the node that sent them (a node "
+             "sending as another node's pod), dropped"},
+        Drop{kUplinkSpoofedCounter, "nsegress_gateway_uplink_spoofed_drops_total",
+             "Packets arriving on a dedicated uplink with a pod's address, dropped"}}) {
     auto f = family(d.metric, d.help, prometheus::MetricType::Counter);
     prometheus::ClientMetric m;
     auto it = drops_.find(d.counter);

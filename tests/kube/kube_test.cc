@@ -1113,40 +1113,6 @@ metadata: {name: shop, annotations: {nsegress.io/pool: edge}}
 }
 
 // Last: it uninstalls.
-TEST_F(KubeApi, UninstallKeepsTheLedgerAndTheFinalizersCanBeRemoved) {
-  applyManifests();
-  std::string out;
-  ASSERT_EQ(env->kubectl("create namespace leftover", &out), 0) << out;
-  ASSERT_EQ(env->kubectl("patch namespace leftover --type=merge -p "
-                         "'{\"metadata\":{\"finalizers\":[\"example.com/keep\","
-                         "\"nsegress.io/release\"]}}'",
-                         &out),
-            0)
-      << out;
-  auto eip = client();
-  auto r = eip.request("POST", "/apis/nsegress.io/v1alpha1/egressips",
-                       R"({"apiVersion":"nsegress.io/v1alpha1","kind":"EgressIP",
-                           "metadata":{"name":"192.0.2.99"},"spec":{"ip":"192.0.2.99","pool":"p"}})");
-  ASSERT_TRUE(r && (r->status == 201 || r->status == 409)) << (r ? r->body : r.error().message);
-  ASSERT_EQ(env->kubectl("delete -k " NSEGRESS_SOURCE_DIR "/manifests --wait=false", &out), 0)
-      << out;
-  EXPECT_EQ(env->kubectl("get crd egressips.nsegress.io", &out), 0) << "the CRDs stay";
-  EXPECT_EQ(env->kubectl("get egressip 192.0.2.99", &out), 0) << "the ledger stays: " << out;
-  // The documented way out for namespaces that keep the release finalizer.
-  const std::string kubectl =
-      "kubectl --server https://127.0.0.1:6443 --token admin-token "
-      "--certificate-authority " +
-      env->dir() + "/ca.crt";
-  EXPECT_EQ(lab::run("ip netns exec " + env->netns() + " env KUBECTL='" + kubectl + "' " +
-                         NSEGRESS_SOURCE_DIR "/deploy/remove-release-finalizers.sh",
-                     &out),
-            0)
-      << out;
-  EXPECT_NE(out.find("leftover"), std::string::npos) << out;
-  env->kubectl("get ns leftover -o jsonpath='{.metadata.finalizers}'", &out);
-  EXPECT_EQ(out, R"(["example.com/keep"])") << "only nsegress's finalizer is removed";
-}
-
 // Cluster mode with steering: a worker's pod leaves with its namespace's
 // address through the gateway node that hosts it, both agents deriving
 // their state from the real API server (Nodes' InternalIPs included).
@@ -1250,6 +1216,40 @@ metadata: {name: shop2, annotations: {nsegress.io/pool: steer}}
             std::string::npos);
   ctl->signal(SIGTERM);
   ctl->wait();
+}
+
+TEST_F(KubeApi, UninstallKeepsTheLedgerAndTheFinalizersCanBeRemoved) {
+  applyManifests();
+  std::string out;
+  ASSERT_EQ(env->kubectl("create namespace leftover", &out), 0) << out;
+  ASSERT_EQ(env->kubectl("patch namespace leftover --type=merge -p "
+                         "'{\"metadata\":{\"finalizers\":[\"example.com/keep\","
+                         "\"nsegress.io/release\"]}}'",
+                         &out),
+            0)
+      << out;
+  auto eip = client();
+  auto r = eip.request("POST", "/apis/nsegress.io/v1alpha1/egressips",
+                       R"({"apiVersion":"nsegress.io/v1alpha1","kind":"EgressIP",
+                           "metadata":{"name":"192.0.2.99"},"spec":{"ip":"192.0.2.99","pool":"p"}})");
+  ASSERT_TRUE(r && (r->status == 201 || r->status == 409)) << (r ? r->body : r.error().message);
+  ASSERT_EQ(env->kubectl("delete -k " NSEGRESS_SOURCE_DIR "/manifests --wait=false", &out), 0)
+      << out;
+  EXPECT_EQ(env->kubectl("get crd egressips.nsegress.io", &out), 0) << "the CRDs stay";
+  EXPECT_EQ(env->kubectl("get egressip 192.0.2.99", &out), 0) << "the ledger stays: " << out;
+  // The documented way out for namespaces that keep the release finalizer.
+  const std::string kubectl =
+      "kubectl --server https://127.0.0.1:6443 --token admin-token "
+      "--certificate-authority " +
+      env->dir() + "/ca.crt";
+  EXPECT_EQ(lab::run("ip netns exec " + env->netns() + " env KUBECTL='" + kubectl + "' " +
+                         NSEGRESS_SOURCE_DIR "/deploy/remove-release-finalizers.sh",
+                     &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("leftover"), std::string::npos) << out;
+  env->kubectl("get ns leftover -o jsonpath='{.metadata.finalizers}'", &out);
+  EXPECT_EQ(out, R"(["example.com/keep"])") << "only nsegress's finalizer is removed";
 }
 
 }  // namespace

@@ -16,6 +16,13 @@
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
 
+namespace nsegress::lab {
+// gtest prints parameters with this (the test names say it too).
+inline void PrintTo(const ClusterOptions& o, std::ostream* os) {
+  *os << (o.tunnel ? "tunnel" : "l2") << "/" << o.iptables;
+}
+}  // namespace nsegress::lab
+
 namespace nsegress::testing {
 namespace {
 

@@ -72,7 +72,15 @@ TEST_F(Manifests, GatewayHasHostNetworkAndOnlyNetAdminNetRaw) {
   auto d = find("DaemonSet", "nsegress-gateway");
   auto pod = d["spec"]["template"]["spec"];
   EXPECT_TRUE(pod["hostNetwork"].as<bool>());
-  EXPECT_EQ(pod["nodeSelector"]["nsegress.io/gateway"].as<std::string>(), "true");
+  // One agent on every node (steering): no node selector, every taint tolerated.
+  EXPECT_FALSE(pod["nodeSelector"]);
+  ASSERT_EQ(pod["tolerations"].size(), 1u);
+  EXPECT_EQ(pod["tolerations"][0]["operator"].as<std::string>(), "Exists");
+  EXPECT_FALSE(pod["tolerations"][0]["key"]);
+  std::string args;
+  for (const auto& a : pod["containers"][0]["args"]) args += a.as<std::string>() + " ";
+  EXPECT_NE(args.find("--steer=tunnel"), std::string::npos) << args;
+  EXPECT_NE(args.find("--cluster-cidr="), std::string::npos) << args;
   auto caps = pod["containers"][0]["securityContext"]["capabilities"];
   std::set<std::string> add;
   for (const auto& c : caps["add"]) add.insert(c.as<std::string>());

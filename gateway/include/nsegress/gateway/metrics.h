@@ -25,7 +25,8 @@ class KernelSnapshot final : public prometheus::Collectable {
   void update(std::map<std::string, NamespaceCounters> per_ns,
               std::map<std::string, std::string> ns_egress);
   void updateFlows(std::map<std::string, size_t> flows_by_egress);
-  // The table's own drop counters: blocked, spoofed, inbound.
+  // The table's own drop counters: blocked, spoofed, inbound, tunnel-foreign,
+  // steer-spoofed, uplink-spoofed.
   void updateDrops(std::map<std::string, uint64_t> drops);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
