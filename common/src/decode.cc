@@ -279,6 +279,10 @@ AddressRecord egressIpOf(const json& o) {
   if (r.state == AddressState::kAssigned && !isDnsLabel(r.ns))
     throw FieldError{"status.namespace: \"" + r.ns + "\" is not a valid namespace name"};
   r.node = str(st, "node");
+  // A node name is written into every node's desired state (where it must
+  // parse): only what Kubernetes allows.
+  if (!r.node.empty() && !isDnsSubdomain(r.node))
+    throw FieldError{"status.node: \"" + r.node.substr(0, 64) + "\" is not a valid node name"};
   r.assigned_at = timeField(st, "assignedAt");
   r.released_at = timeField(st, "releasedAt");
   r.quarantine_until = timeField(st, "quarantineUntil");

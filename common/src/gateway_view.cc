@@ -44,7 +44,8 @@ GatewayView GatewayViews::forNode(const std::string& node) const {
     for (const auto& [n, ip] : l.assigned) {
       auto& lo = lowest[ip.isV4() ? 0 : 1];
       auto& gw = ip.isV4() ? e.gateway_v4 : e.gateway_v6;
-      if (!n.empty() && (!lo || ip < *lo)) lo = ip, gw = n;
+      // (A name that could not be a node's hosts nothing: never written.)
+      if (!n.empty() && isDnsSubdomain(n) && (!lo || ip < *lo)) lo = ip, gw = n;
     }
     for (const auto& [n, ip] : l.assigned) {
       if (n != node) continue;

@@ -2,6 +2,7 @@
 // JSON, then every decoder), and a gateway's view of what decoded.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string_view>
 
 #include "nsegress/common/decode.h"
@@ -33,6 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)dumpJson(*j);
   // Whatever the objects, a node's view is a document its agent accepts.
   auto back = parseDesiredState(serializeDesiredState(v.state));
-  if (!back) __builtin_trap();
+  if (!back) {
+    std::fprintf(stderr, "view does not parse back: %s\n", back.error().message.c_str());
+    __builtin_trap();
+  }
   return 0;
 }

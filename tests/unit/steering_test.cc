@@ -5,12 +5,14 @@
 // gateway whose next hop exists, or held — never none of them.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "fake_addresses.h"
 #include "fake_conntrack.h"
 #include "fake_nft.h"
 #include "fake_routes.h"
+#include "nsegress/common/decode.h"
 #include "nsegress/common/gateway_view.h"
 #include "nsegress/gateway/dataplane.h"
 
@@ -134,6 +136,30 @@ TEST(SteeringView, EveryNodeLearnsWhereEachAddressLivesAndWhichPodsAreWhose) {
   const auto w2 = v.forNode("w1").state;
   EXPECT_TRUE(w2.self()->pod_ips.empty()) << "an address on two nodes is local to neither";
   EXPECT_TRUE(parseDesiredState(serializeDesiredState(w2)));
+}
+
+// Found by the kube-objects fuzzer: an EgressIP naming a "node" that cannot
+// be one made every node's view unparseable (a standalone gateway would have
+// refused its whole state). The object is refused alone, and a view never
+// writes such a name.
+TEST(SteeringView, ANodeNameThatCannotBeANodeIsRefusedAndNeverWritten) {
+  auto j = nlohmann::json::parse(
+      R"({"metadata":{"name":"203.0.113.10"},"spec":{"ip":"203.0.113.10","pool":"dmz"},
+          "status":{"state":"Assigned","namespace":"pay","node":"6-11-2510T:00:00Z"}})");
+  auto r = decodeEgressIP(j);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("status.node"), std::string::npos) << r.error().message;
+  GatewayViews v;
+  v.addNamespace(Namespace{"pay", {}, {{"nsegress.io/pool", "dmz"}}});
+  AddressRecord rec;
+  rec.ip = ip("203.0.113.10");
+  rec.state = AddressState::kAssigned;
+  rec.ns = "pay";
+  rec.node = "6-11-2510T:00:00Z";
+  v.addRecord(rec);
+  const auto s = v.forNode("w1").state;
+  EXPECT_TRUE(s.namespaces[0].gateway_v4.empty());
+  EXPECT_TRUE(parseDesiredState(serializeDesiredState(s)));
 }
 
 // ---- steerView ----------------------------------------------------------------------
