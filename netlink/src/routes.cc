@@ -656,7 +656,24 @@ Status SteerRoutes::clearHop(int slot, const Hop& hop) {
 
 Status SteerRoutes::destroyAll() {
   Impl& im = *impl_;
-  for (int s = 1; s <= kMaxSlots; ++s) {
+  // What exists, from the kernel (slots with rules or blackholes, next hops).
+  auto obs = observe();
+  if (!obs) return obs.error();
+  std::set<int> present(obs->slots.begin(), obs->slots.end());
+  for (const auto& [s, h] : obs->hops) present.insert(s);
+  {
+    nl_cache* raw = nullptr;
+    if (int err = rtnl_rule_alloc_cache(im.nl.get(), AF_UNSPEC, &raw); err < 0)
+      return nlError("libnl: list rules", err);
+    CachePtr cache(raw);
+    for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+      auto* r = reinterpret_cast<rtnl_rule*>(o);
+      const uint32_t t = rtnl_rule_get_table(r);
+      if (rtnl_rule_get_prio(r) == kRulePriority && t > kTableBase && t <= kTableBase + kMaxSlots)
+        present.insert(static_cast<int>(t - kTableBase));
+    }
+  }
+  for (int s : present) {
     for (uint32_t id :
          {kNexthopBase4 + static_cast<uint32_t>(s), kNexthopBase6 + static_cast<uint32_t>(s)}) {
       Buf b;

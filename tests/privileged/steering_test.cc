@@ -391,6 +391,24 @@ TEST_P(Steering, AgentRestartChangesNothing) {
   EXPECT_TRUE(reaches("pay-w1", "tcp", "", egress("pay", Family::V4)));
 }
 
+// `--cleanup` on a node removes everything steering put there (and the
+// table): the tunnel, the rules, the tables' routes, the next hops.
+TEST_P(Steering, CleanupRemovesEverySteeringObject) {
+  for (const char* node : {"w1", "gw1"}) {
+    agents[node]->signal(SIGKILL);
+    agents[node]->wait();
+    lab->exec(lab->node(node), lab::gatewayPath() + " --uplink eth0 --cleanup");
+    const std::string n = lab->node(node);
+    std::string out;
+    lab::run("ip netns exec " + n +
+                 " sh -c 'ip rule; ip -6 rule; ip nexthop; ip -4 route show table all; "
+                 "ip -6 route show table all; ip link show; nft list tables'",
+             &out);
+    EXPECT_EQ(out.find("4200"), std::string::npos) << node << ":\n" << out;
+    EXPECT_EQ(out.find("nsegress"), std::string::npos) << node << ":\n" << out;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Underlays, Steering,
                          ::testing::Values(ClusterOptions{true, "iptables-nft"},
                                            ClusterOptions{false, "iptables-legacy"}),
