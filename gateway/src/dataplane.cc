@@ -48,8 +48,9 @@ Result<ReconcileOutcome> NodeDataplane::reconcile(const DesiredState& desired, b
   auto r = dp_.reconcile(desired, full);
   if (r && r->observed_kernel && session_.hasModel()) {
     r->counters = countersByNamespace(session_.model());
-    for (const char* name : {kBlockedCounter, kSpoofedCounter, kInboundCounter,
-                             kTunnelForeignCounter, kSteerSpoofedCounter, kUplinkSpoofedCounter})
+    for (const char* name :
+         {kBlockedCounter, kSpoofedCounter, kInboundCounter, kTunnelForeignCounter,
+          kSteerSpoofedCounter, kUplinkSpoofedCounter, kUnsteeredCounter})
       if (auto it = session_.model().counters.find(name); it != session_.model().counters.end())
         r->drops[name] = it->second.first;
   }

@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     nft_config.steer = true;
     nft_config.mark_mask = gateway::kSteerMarkMask;
     nft_config.tunnel = steer_cfg.tunnel ? steer_cfg.tunnel_name : "";
+    nft_config.underlay = steer_cfg.device;
     nft_config.tunnel_port = steer_cfg.tunnel ? steer_cfg.port : 0;
     nft_config.mss4 = steer_cfg.mss4();
     nft_config.mss6 = steer_cfg.mss6();

@@ -126,7 +126,10 @@ std::vector<prometheus::MetricFamily> KernelSnapshot::Collect() const {
              "Steered packets whose inner source is not a pod of the node that sent them (a node "
              "sending as another node's pod), dropped"},
         Drop{kUplinkSpoofedCounter, "nsegress_gateway_uplink_spoofed_drops_total",
-             "Packets arriving on a dedicated uplink with a pod's address, dropped"}}) {
+             "Packets arriving on a dedicated uplink with a pod's or a node's address, dropped"},
+        Drop{kUnsteeredCounter, "nsegress_gateway_unsteered_drops_total",
+             "Packets of a steered pod that would have left unsteered (a flow older than its "
+             "steering, invalid or untracked, or routed elsewhere), dropped"}}) {
     auto f = family(d.metric, d.help, prometheus::MetricType::Counter);
     prometheus::ClientMetric m;
     auto it = drops_.find(d.counter);

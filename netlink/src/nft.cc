@@ -33,6 +33,7 @@ using gateway::kInboundCounter;
 using gateway::kSpoofedCounter;
 using gateway::kSteerSpoofedCounter;
 using gateway::kTunnelForeignCounter;
+using gateway::kUnsteeredCounter;
 using gateway::kUplinkSpoofedCounter;
 using gateway::NftOp;
 
@@ -421,6 +422,70 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     rules.emplace_back(NftNames::kForward, std::move(r));
   }
   if (c.steer) {
+    for (Family f : {Family::V4, Family::V6}) {
+      const char* steer = f == Family::V4 ? NftNames::kSteer4 : NftNames::kSteer6;
+      if (!c.tunnel.empty()) {
+        // From the tunnel to a pod steered from here: only replies of its
+        // steered flows (a node cannot open flows to them as anyone).
+        auto r = newRule(c, NftNames::kForward);
+        matchIifname(r.get(), c.tunnel, true);
+        matchNfproto(r.get(), f);
+        loadDaddr(r.get(), f);
+        lookup(r.get(), steer);
+        ctLoad(r.get(), NFT_CT_DIRECTION);
+        const uint8_t original = 0;
+        cmpEq(r.get(), &original, sizeof original);
+        objrefCounter(r.get(), kSteerSpoofedCounter);
+        verdict(r.get(), NF_DROP);
+        rules.emplace_back(NftNames::kForward, std::move(r));
+      }
+      // A steered pod's packet leaving the cluster unmarked (a flow older
+      // than its steering), invalid or untracked: dropped, never let out
+      // with the node's address.
+      for (bool untracked : {false, true}) {
+        auto r = newRule(c, NftNames::kForward);
+        matchNfproto(r.get(), f);
+        loadSaddr(r.get(), f);
+        lookup(r.get(), steer);
+        for (const auto& cidr : clusterOf(f)) matchCidr(r.get(), cidr, true, false);
+        const uint32_t zero = 0;
+        if (untracked) {
+          ctLoad(r.get(), NFT_CT_STATE);
+          const uint32_t bad = NF_CT_STATE_INVALID_BIT | NF_CT_STATE_UNTRACKED_BIT;
+          bitwiseAnd(r.get(), &bad, sizeof bad);
+          cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+        } else {
+          ctLoad(r.get(), NFT_CT_DIRECTION);
+          const uint8_t original = 0;
+          cmpEq(r.get(), &original, sizeof original);
+          ctLoad(r.get(), NFT_CT_MARK);
+          bitwiseAnd(r.get(), &c.mark_mask, sizeof c.mark_mask);
+          cmpEq(r.get(), &zero, sizeof zero);
+        }
+        objrefCounter(r.get(), kUnsteeredCounter);
+        verdict(r.get(), NF_DROP);
+        rules.emplace_back(NftNames::kForward, std::move(r));
+      }
+    }
+    {
+      // A steered flow leaves by steering's device only (another policy
+      // rule that wins over ours must not carry it out with its pod's
+      // address).
+      auto r = newRule(c, NftNames::kForward);
+      ctLoad(r.get(), NFT_CT_DIRECTION);
+      const uint8_t original = 0;
+      cmpEq(r.get(), &original, sizeof original);
+      matchSteeredOut(r.get(), c.mark_mask, c.return_flag);
+      metaLoad(r.get(), NFT_META_OIFNAME);
+      char name[IFNAMSIZ] = {};
+      std::strncpy(name, (c.tunnel.empty() ? c.underlay : c.tunnel).c_str(), IFNAMSIZ - 1);
+      cmpOp(r.get(), NFT_CMP_NEQ, name, IFNAMSIZ);
+      objrefCounter(r.get(), kUnsteeredCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kForward, std::move(r));
+    }
+  }
+  if (c.steer) {
     // Replies of steered flows come back by another way than the one the
     // flow left by (the CNI's, or the tunnel): they were checked as the flow
     // started, and are not checked against the reverse path again.
@@ -481,6 +546,17 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
           matchNfproto(r.get(), f);
           loadSaddr(r.get(), f);
           lookup(r.get(), set);
+          objrefCounter(r.get(), kUplinkSpoofedCounter);
+          verdict(r.get(), NF_DROP);
+          rules.emplace_back(NftNames::kSteer, std::move(r));
+        }
+        if (v4) {
+          // Nor with a node's address (the tunnel trusts those).
+          auto r = newRule(c, NftNames::kSteer);
+          matchIifname(r.get(), c.uplink, true);
+          matchNfproto(r.get(), f);
+          loadSaddr(r.get(), f);
+          lookup(r.get(), NftNames::kNodes4);
           objrefCounter(r.get(), kUplinkSpoofedCounter);
           verdict(r.get(), NF_DROP);
           rules.emplace_back(NftNames::kSteer, std::move(r));
@@ -681,6 +757,25 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     // Tunnel endpoints accept only the cluster's nodes, and a node only for
     // its own pods: the inner source must be a pod of the node that sent it.
     {
+      // Only by the underlay device, and only from an address routed back
+      // through it (a node's address forged on another interface, the
+      // uplink, is refused whatever the sysctls say).
+      auto r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      matchIifname(r.get(), c.underlay, false);
+      objrefCounter(r.get(), kTunnelForeignCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+      r = newRule(c, NftNames::kInput);
+      matchTunnel(r.get(), c.tunnel_port);
+      fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
+      const uint32_t none = 0;
+      cmpEq(r.get(), &none, sizeof none);
+      objrefCounter(r.get(), kTunnelForeignCounter);
+      verdict(r.get(), NF_DROP);
+      rules.emplace_back(NftNames::kInput, std::move(r));
+    }
+    {
       auto r = newRule(c, NftNames::kInput);
       matchTunnel(r.get(), c.tunnel_port);
       loadSaddr(r.get(), Family::V4);
@@ -746,8 +841,8 @@ std::string structureFingerprint(const NftConfig& c) {
   if (c.steer) {
     fp += " steer=" + std::to_string(c.steer_priority) + " mask=" + std::to_string(c.mark_mask) +
           "/" + std::to_string(c.return_flag) + " tunnel=" + c.tunnel + ":" +
-          std::to_string(c.tunnel_port) + " mss=" + std::to_string(c.mss4) + "/" +
-          std::to_string(c.mss6) + (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
+          std::to_string(c.tunnel_port) + " via=" + c.underlay + " mss=" + std::to_string(c.mss4) +
+          "/" + std::to_string(c.mss6) + (c.uplink_dedicated ? " dedicated" : "") + " cluster=";
     for (const auto& cidr : c.cluster) fp += cidr.str() + ",";
   }
   return fp;

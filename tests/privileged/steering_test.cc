@@ -312,9 +312,30 @@ TEST_P(Steering, SpoofingAcrossNodesIsDropped) {
     vxlan(lab->outside(), "10.244.3.2", "foreign", "192.0.2.1");
     EXPECT_TRUE(lab::eventually(
         [&] { return counter(gw, gateway::kTunnelForeignCounter) >= foreign + 5; }));
+    // The outside world forging a node's address on the gateway's uplink.
+    const uint64_t up_node = counter(gw, gateway::kUplinkSpoofedCounter);
+    lab->exec(lab->outside(),
+              lab::labtoolPath() + " vxlan --to " +
+                  (gw == "gw1" ? std::string("198.51.100.11") : std::string("198.51.100.12")) +
+                  " --port 4793 --vni " + std::to_string(0x4e5347) + " --dst-mac " +
+                  gateway::tunnelMac(gw) + " --inner-src 10.244.3.2 --inner-dst " +
+                  lab::Lab::kOutsideIp + " --tag uplinkforged --count 5 --from 192.0.2.13");
+    EXPECT_TRUE(lab::eventually(
+        [&] { return counter(gw, gateway::kUplinkSpoofedCounter) >= up_node + 5; }));
+    // A node opening flows through the tunnel to another node's steered pod
+    // (only replies of that pod's steered flows may come that way).
+    const uint64_t w1_spoofed = counter("w1", gateway::kSteerSpoofedCounter);
+    lab->exec(lab->node("w2"), lab::labtoolPath() + " vxlan --to 192.0.2.13 --port 4793 --vni " +
+                                   std::to_string(0x4e5347) + " --dst-mac " +
+                                   gateway::tunnelMac("w1") +
+                                   " --inner-src 10.244.1.2 --inner-dst 10.244.3.2 --tag "
+                                   "intopod --count 5");
+    EXPECT_TRUE(lab::eventually(
+        [&] { return counter("w1", gateway::kSteerSpoofedCounter) >= w1_spoofed + 5; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_TRUE(lab->peersOf("forged").empty());
     EXPECT_TRUE(lab->peersOf("foreign").empty());
+    EXPECT_TRUE(lab->peersOf("uplinkforged").empty());
   }
   // The outside world sending with a pod's address to a gateway's uplink.
   const uint64_t up = counter("gw1", gateway::kUplinkSpoofedCounter);

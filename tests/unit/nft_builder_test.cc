@@ -125,8 +125,8 @@ TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 7);
   auto msgs = messages(b.finish());
-  // begin + table + 17 sets + 5 counters + 3 chains + 10 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 5 + 3 + 10 + 1);
+  // begin + table + 17 sets + 6 counters + 3 chains + 10 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 6 + 3 + 10 + 1);
   EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
   for (size_t i = 2; i < 19; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
   EXPECT_EQ(msgs[19].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
@@ -140,6 +140,7 @@ TEST(NftBuilder, SteeringAddsItsChainAndRules) {
   c.uplink = "up0";
   c.steer = true;
   c.tunnel = "nsegress0";
+  c.underlay = "eth0";
   c.tunnel_port = 4793;
   c.mss4 = 1410;
   c.mss6 = 1390;
@@ -148,18 +149,21 @@ TEST(NftBuilder, SteeringAddsItsChainAndRules) {
   const auto rules = NftBuilder::renderRules(c);
   std::map<std::string, int> per_chain;
   for (const auto& r : rules) per_chain[r.substr(0, r.find(':'))]++;
-  // forward: 2 clamps, mark clear, steered replies, spoof, 2 pending, 2 tx
-  EXPECT_EQ(per_chain["forward"], 9);
-  // steer: uplink (3 maps + 1 range) x 2 families, 2 return, 2 steer, 2 restores
-  EXPECT_EQ(per_chain["steer"], 14);
+  // forward: 2 clamps, mark clear, 2 tunnel-to-steered-pod replies only, 4 unsteered
+  // (unmarked, invalid/untracked x 2 families), steered flows by their device only,
+  // steered replies, spoof, 2 pending, 2 tx
+  EXPECT_EQ(per_chain["forward"], 16);
+  // steer: uplink (3 maps + 1 range) x 2 families + nodes, 2 return, 2 steer, 2 restores
+  EXPECT_EQ(per_chain["steer"], 15);
   EXPECT_EQ(per_chain["postrouting"], 4);
-  // input: ND, 2 inbound, foreign, 2 replies, 2 peers, other ethertypes
-  EXPECT_EQ(per_chain["input"], 9);
+  // input: ND, 2 inbound, 3 foreign (device, reverse path, nodes), 2 replies, 2 peers,
+  // other ethertypes
+  EXPECT_EQ(per_chain["input"], 11);
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 3);
   auto msgs = messages(b.finish());
-  // begin + table + 17 sets + 5 counters + 4 chains + 36 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 5 + 4 + 36 + 1);
+  // begin + table + 17 sets + 6 counters + 4 chains + 46 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 6 + 4 + 46 + 1);
   // Another configuration is another structure (a rebuild).
   NftConfig plain;
   plain.uplink = "up0";

@@ -37,6 +37,7 @@ struct NftConfig {
   uint32_t mark_mask = 0x0fff0000;    // the mark bits naming a slot
   uint32_t return_flag = 0x10000000;  // ct mark: replies go back through the tunnel
   std::string tunnel;                 // the tunnel device ("" with an L2 underlay)
+  std::string underlay;               // the device towards the other nodes
   uint16_t tunnel_port = 0;           // its UDP port (tunnel packets are checked on input)
   uint16_t mss4 = 0, mss6 = 0;        // TCP MSS clamp of steered flows (0: none)
   std::vector<Cidr> cluster;          // destinations inside the cluster: never steered or held

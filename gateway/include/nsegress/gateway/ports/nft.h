@@ -101,9 +101,12 @@ inline constexpr const char* kInboundCounter = "inbound";
 inline constexpr const char* kTunnelForeignCounter = "tunnel-foreign";
 inline constexpr const char* kSteerSpoofedCounter = "steer-spoofed";
 inline constexpr const char* kUplinkSpoofedCounter = "uplink-spoofed";
-inline constexpr const char* kBuiltinCounters[] = {kSpoofedCounter, kInboundCounter,
+// A steered pod's packet that would leave unsteered (a flow older than its
+// steering, an invalid or untracked packet, a route that is not steering's).
+inline constexpr const char* kUnsteeredCounter = "unsteered";
+inline constexpr const char* kBuiltinCounters[] = {kSpoofedCounter,       kInboundCounter,
                                                    kTunnelForeignCounter, kSteerSpoofedCounter,
-                                                   kUplinkSpoofedCounter};
+                                                   kUplinkSpoofedCounter, kUnsteeredCounter};
 // The namespace a counter of ours counts for ("" if not ours).
 std::string namespaceOfCounter(const std::string& counter);
 bool isOurCounter(const std::string& name);
