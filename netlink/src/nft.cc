@@ -290,6 +290,43 @@ void matchSteered(nftnl_rule* r, uint32_t mask) {
   cmpOp(r, NFT_CMP_NEQ, &zero, sizeof zero);
 }
 
+// `ct direction original|reply`.
+void matchDirection(nftnl_rule* r, bool reply) {
+  ctLoad(r, NFT_CT_DIRECTION);
+  const uint8_t dir = reply ? 1 : 0;  // IP_CT_DIR_REPLY : IP_CT_DIR_ORIGINAL
+  cmpEq(r, &dir, sizeof dir);
+}
+
+// `ct state new`.
+void matchNew(nftnl_rule* r) {
+  ctLoad(r, NFT_CT_STATE);
+  const uint32_t is_new = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+  bitwiseAnd(r, &is_new, sizeof is_new);
+  cmpOp(r, NFT_CMP_NEQ, &zero, sizeof zero);
+}
+
+// `meta mark set <reg 1>`.
+void setMetaMark(nftnl_rule* r) {
+  addExpr(r, "meta", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+  });
+}
+
+// `ct mark set ip saddr map @map`.
+void ctMarkFromMap(nftnl_rule* r, Family f, const char* map) {
+  loadSaddr(r, f);
+  addExpr(r, "lookup", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, map);
+  });
+  addExpr(r, "ct", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+  });
+}
+
 // `ct mark & flag == 0 ct mark & mask != 0`: a flow this node steers out
 // (not one that arrived through the tunnel).
 void matchSteeredOut(nftnl_rule* r, uint32_t mask, uint32_t flag) {
@@ -415,10 +452,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     metaLoad(r.get(), NFT_META_MARK);
     const uint32_t keep = ~c.mark_mask;
     bitwiseAnd(r.get(), &keep, sizeof keep);
-    addExpr(r.get(), "meta", [&](nftnl_expr* e) {
-      nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
-    });
+    setMetaMark(r.get());
     rules.emplace_back(NftNames::kForward, std::move(r));
   }
   if (c.steer) {
@@ -432,9 +466,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
         matchNfproto(r.get(), f);
         loadDaddr(r.get(), f);
         lookup(r.get(), steer);
-        ctLoad(r.get(), NFT_CT_DIRECTION);
-        const uint8_t original = 0;
-        cmpEq(r.get(), &original, sizeof original);
+        matchDirection(r.get(), false);
         objrefCounter(r.get(), kSteerSpoofedCounter);
         verdict(r.get(), NF_DROP);
         rules.emplace_back(NftNames::kForward, std::move(r));
@@ -455,9 +487,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
           bitwiseAnd(r.get(), &bad, sizeof bad);
           cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
         } else {
-          ctLoad(r.get(), NFT_CT_DIRECTION);
-          const uint8_t original = 0;
-          cmpEq(r.get(), &original, sizeof original);
+          matchDirection(r.get(), false);
           ctLoad(r.get(), NFT_CT_MARK);
           bitwiseAnd(r.get(), &c.mark_mask, sizeof c.mark_mask);
           cmpEq(r.get(), &zero, sizeof zero);
@@ -472,9 +502,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       // rule that wins over ours must not carry it out with its pod's
       // address).
       auto r = newRule(c, NftNames::kForward);
-      ctLoad(r.get(), NFT_CT_DIRECTION);
-      const uint8_t original = 0;
-      cmpEq(r.get(), &original, sizeof original);
+      matchDirection(r.get(), false);
       matchSteeredOut(r.get(), c.mark_mask, c.return_flag);
       metaLoad(r.get(), NFT_META_OIFNAME);
       char name[IFNAMSIZ] = {};
@@ -490,9 +518,7 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     // flow left by (the CNI's, or the tunnel): they were checked as the flow
     // started, and are not checked against the reverse path again.
     auto r = newRule(c, NftNames::kForward);
-    ctLoad(r.get(), NFT_CT_DIRECTION);
-    const uint8_t reply = 1;  // IP_CT_DIR_REPLY
-    cmpEq(r.get(), &reply, sizeof reply);
+    matchDirection(r.get(), true);
     matchSteered(r.get(), c.mark_mask);
     verdict(r.get(), NF_ACCEPT);
     rules.emplace_back(NftNames::kForward, std::move(r));
@@ -579,30 +605,16 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
         auto r = newRule(c, NftNames::kSteer);
         matchIifname(r.get(), c.tunnel, true);
         matchNfproto(r.get(), f);
-        ctLoad(r.get(), NFT_CT_STATE);
-        const uint32_t is_new = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
-        bitwiseAnd(r.get(), &is_new, sizeof is_new);
-        cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
-        loadSaddr(r.get(), f);
-        addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
-          nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-          nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
-          nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, map);
-        });
-        addExpr(r.get(), "ct", [&](nftnl_expr* e) {
-          nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
-          nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
-        });
+        matchNew(r.get());
+        ctMarkFromMap(r.get(), f, map);
         rules.emplace_back(NftNames::kSteer, std::move(r));
       }
     for (Family f : {Family::V4, Family::V6}) {
       const char* map = f == Family::V4 ? NftNames::kSteer4 : NftNames::kSteer6;
       auto r = newRule(c, NftNames::kSteer);
       matchNfproto(r.get(), f);
-      ctLoad(r.get(), NFT_CT_STATE);
-      const uint32_t is_new = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
-      bitwiseAnd(r.get(), &is_new, sizeof is_new);
-      cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
+      matchNew(r.get());
+      const uint32_t zero = 0;
       loadSaddr(r.get(), f);
       lookup(r.get(), map);
       for (const auto& cidr : clusterOf(f)) matchCidr(r.get(), cidr, true, false);
@@ -613,30 +625,16 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       // forged with a local pod's address on another interface).
       fib(r.get(), NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF, NFT_FIB_RESULT_OIF);
       cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
-      loadSaddr(r.get(), f);
-      addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
-        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, map);
-      });
-      addExpr(r.get(), "ct", [&](nftnl_expr* e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
-      });
+      ctMarkFromMap(r.get(), f, map);
       rules.emplace_back(NftNames::kSteer, std::move(r));
     }
     {
       // Packets of flows steered out follow their flow's gateway.
       auto r = newRule(c, NftNames::kSteer);
-      ctLoad(r.get(), NFT_CT_DIRECTION);
-      const uint8_t original = 0;  // IP_CT_DIR_ORIGINAL
-      cmpEq(r.get(), &original, sizeof original);
+      matchDirection(r.get(), false);
       matchSteeredOut(r.get(), c.mark_mask, c.return_flag);
       ctLoad(r.get(), NFT_CT_MARK);
-      addExpr(r.get(), "meta", [&](nftnl_expr* e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
-      });
+      setMetaMark(r.get());
       rules.emplace_back(NftNames::kSteer, std::move(r));
     }
     if (!c.tunnel.empty()) {
@@ -644,19 +642,14 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       // to the node they came from (the way a gateway node's own pods get
       // their replies past strict reverse-path filtering).
       auto r = newRule(c, NftNames::kSteer);
-      ctLoad(r.get(), NFT_CT_DIRECTION);
-      const uint8_t reply = 1;  // IP_CT_DIR_REPLY
-      cmpEq(r.get(), &reply, sizeof reply);
+      matchDirection(r.get(), true);
       ctLoad(r.get(), NFT_CT_MARK);
       bitwiseAnd(r.get(), &c.return_flag, sizeof c.return_flag);
       const uint32_t zero = 0;
       cmpOp(r.get(), NFT_CMP_NEQ, &zero, sizeof zero);
       ctLoad(r.get(), NFT_CT_MARK);
       bitwiseAnd(r.get(), &c.mark_mask, sizeof c.mark_mask);
-      addExpr(r.get(), "meta", [&](nftnl_expr* e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
-      });
+      setMetaMark(r.get());
       rules.emplace_back(NftNames::kSteer, std::move(r));
     }
     // A steered flow keeps its pod's address up to the gateway: an address

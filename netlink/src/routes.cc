@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "nsegress/common/fd.h"
 
@@ -457,50 +458,6 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   rtnl_link_set_addr(l.get(), lladdr.get());
   if (int err = rtnl_link_add(im.nl.get(), l.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
     return nlError("libnl: create tunnel " + t.name, err);
-  // Steered packets arrive here with their pods' addresses, which are routed
-  // back through the CNI, not the tunnel: strict reverse-path filtering
-  // would drop them. Loose on this device only (the effective value is the
-  // maximum of `all` and the device's); the nft input rules bind each inner
-  // source to the node that sent it instead.
-  // Reverse-path filtering drops everything arriving on a device without an
-  // IPv4 address, loose or not: the tunnel carries the node's own address
-  // (a /32, no prefix route), as Flannel's device does.
-  {
-    RtAddrPtr ra(rtnl_addr_alloc());
-    NlAddrPtr addr(nl_addr_build(AF_INET, t.local.bytes(), 4));
-    nl_addr_set_prefixlen(addr.get(), 32);
-    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
-    rtnl_addr_set_local(ra.get(), addr.get());
-    rtnl_addr_set_family(ra.get(), AF_INET);
-    rtnl_addr_set_prefixlen(ra.get(), 32);
-    rtnl_addr_set_flags(ra.get(), IFA_F_NOPREFIXROUTE);
-    if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
-      return nlError("libnl: address of " + t.name, err);
-  }
-  // Reverse-path filtering drops everything arriving on a device without an
-  // IPv4 address, loose or not: the tunnel carries the node's own address
-  // (a /32, no prefix route), as Flannel's device does.
-  {
-    RtAddrPtr ra(rtnl_addr_alloc());
-    NlAddrPtr addr(nl_addr_build(AF_INET, t.local.bytes(), 4));
-    nl_addr_set_prefixlen(addr.get(), 32);
-    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
-    rtnl_addr_set_local(ra.get(), addr.get());
-    rtnl_addr_set_family(ra.get(), AF_INET);
-    rtnl_addr_set_prefixlen(ra.get(), 32);
-    rtnl_addr_set_flags(ra.get(), IFA_F_NOPREFIXROUTE);
-    if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
-      return nlError("libnl: address of " + t.name, err);
-  }
-  // Up, once configured. Through netlink, not /proc/sys (read-only in a
-  // container): steered packets arrive here with their pods' addresses,
-  // which are routed back through the CNI, not the tunnel, so strict
-  // reverse-path filtering would drop them — loose on this device only (the
-  // effective value is the maximum of `all` and the device's); the nft
-  // input rules bind each inner source to the node that sent it instead.
-  // IPv6: no automatic link-local address (it would wait for duplicate
-  // address detection); ours, derived from a MAC unique to the node, is
-  // added without it below.
   LinkPtr cur;
   {
     rtnl_link* raw = nullptr;
@@ -514,8 +471,7 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
   // would drop them — loose on this device only (the effective value is the
   // maximum of `all` and the device's); the nft input rules bind each inner
   // source to the node that sent it instead. IPv6: no automatic link-local
-  // address (it would wait for duplicate address detection); ours, derived
-  // from a MAC unique to the node, is added without it below.
+  // address (it would wait for duplicate address detection).
   {
     LinkPtr conf(rtnl_link_alloc());
     rtnl_link_inet_set_conf(conf.get(), IPV4_DEVCONF_RP_FILTER, 2);
@@ -523,18 +479,24 @@ Status SteerRoutes::ensureTunnel(const TunnelSpec& t) {
     if (int err = rtnl_link_change(im.nl.get(), cur.get(), conf.get(), 0); err < 0)
       return nlError("libnl: configure " + t.name, err);
   }
-  {
-    const IpAddress ll = gateway::tunnelLinkLocal(t.mac);
+  // Reverse-path filtering drops everything arriving on a device without an
+  // IPv4 address, loose or not: the tunnel carries the node's own address (a
+  // /32, no prefix route), as Flannel's device does; and the link-local
+  // address derived from its MAC (unique to the node), without DAD.
+  const int index = rtnl_link_get_ifindex(cur.get());
+  const IpAddress ll = gateway::tunnelLinkLocal(t.mac);
+  for (const auto& [a, prefix, flags] :
+       {std::tuple{t.local, 32, IFA_F_NOPREFIXROUTE}, std::tuple{ll, 64, IFA_F_NODAD}}) {
     RtAddrPtr ra(rtnl_addr_alloc());
-    NlAddrPtr addr(nl_addr_build(AF_INET6, ll.bytes(), 16));
-    nl_addr_set_prefixlen(addr.get(), 64);
-    rtnl_addr_set_ifindex(ra.get(), static_cast<int>(if_nametoindex(t.name.c_str())));
+    NlAddrPtr addr(nl_addr_build(family(a), a.bytes(), a.size()));
+    nl_addr_set_prefixlen(addr.get(), prefix);
+    rtnl_addr_set_ifindex(ra.get(), index);
     rtnl_addr_set_local(ra.get(), addr.get());
-    rtnl_addr_set_family(ra.get(), AF_INET6);
-    rtnl_addr_set_prefixlen(ra.get(), 64);
-    rtnl_addr_set_flags(ra.get(), IFA_F_NODAD);
+    rtnl_addr_set_family(ra.get(), family(a));
+    rtnl_addr_set_prefixlen(ra.get(), prefix);
+    rtnl_addr_set_flags(ra.get(), flags);
     if (int err = rtnl_addr_add(im.nl.get(), ra.get(), 0); err < 0 && err != -NLE_EXIST)
-      return nlError("libnl: link-local address of " + t.name, err);
+      return nlError("libnl: address " + a.str() + " of " + t.name, err);
   }
   LinkPtr up(rtnl_link_alloc());
   rtnl_link_set_flags(up.get(), IFF_UP);
