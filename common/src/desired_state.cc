@@ -64,7 +64,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
   if (!doc.is_object()) return fieldError("document", "must be a JSON object");
 
   static const std::set<std::string> kTop = {"apiVersion", "kind",       "gateway", "generation",
-                                             "namespaces", "blockedIPs", "nodes"};
+                                             "namespaces", "blockedIPs", "nodes",
+                                             "addresses"};
   for (auto& [k, v] : doc.items()) {
     if (!kTop.count(k)) return fieldError(k.substr(0, 64), "unknown field");
   }
@@ -202,6 +203,41 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
       s.nodes.push_back(std::move(e));
     }
   }
+  if (doc.contains("addresses")) {
+    const json& as = doc["addresses"];
+    if (!as.is_array()) return fieldError("addresses", "must be a list");
+    static const std::set<std::string> kRole = {"ip", "namespace", "owner", "standby", "epoch"};
+    std::set<IpAddress> seen;
+    for (size_t i = 0; i < as.size(); ++i) {
+      const std::string base = "addresses[" + std::to_string(i) + "]";
+      const json& a = as[i];
+      if (!a.is_object()) return fieldError(base, "must be an object");
+      for (auto& [k, v] : a.items())
+        if (!kRole.count(k)) return fieldError(base + "." + k.substr(0, 64), "unknown field");
+      AddressRole r;
+      auto ip = parseIp(a.contains("ip") ? a["ip"] : json(), base + ".ip");
+      if (!ip) return ip.error();
+      r.ip = *ip;
+      if (!seen.insert(r.ip).second) return fieldError(base + ".ip", ip->str() + " listed twice");
+      if (!a.contains("namespace") || !a["namespace"].is_string() ||
+          !names.count(a["namespace"].get<std::string>()))
+        return fieldError(base + ".namespace", "missing or not a namespace listed");
+      r.ns = a["namespace"].get<std::string>();
+      for (auto [key, into] : {std::pair{"owner", &r.owner}, {"standby", &r.standby}}) {
+        if (!a.contains(key)) continue;
+        const json& g = a[key];
+        if (!g.is_string() || !isDnsSubdomain(g.get<std::string>()))
+          return fieldError(base + "." + key, quoted(g) + " is not a node name");
+        *into = g.get<std::string>();
+      }
+      if (a.contains("epoch")) {
+        if (!a["epoch"].is_number_unsigned())
+          return fieldError(base + ".epoch", "must be a non-negative integer");
+        r.epoch = a["epoch"].get<uint64_t>();
+      }
+      s.addresses.push_back(std::move(r));
+    }
+  }
   return s;
 }
 
@@ -277,6 +313,19 @@ std::string serializeDesiredState(const DesiredState& s) {
       nodes.push_back(e);
     }
     doc["nodes"] = nodes;
+  }
+  if (!s.addresses.empty()) {
+    json as = json::array();
+    for (const auto& r : s.addresses) {
+      json a;
+      a["ip"] = r.ip.str();
+      a["namespace"] = r.ns;
+      if (!r.owner.empty()) a["owner"] = r.owner;
+      if (!r.standby.empty()) a["standby"] = r.standby;
+      a["epoch"] = r.epoch;
+      as.push_back(a);
+    }
+    doc["addresses"] = as;
   }
   return dumpJson(doc, 2) + "\n";
 }

@@ -45,6 +45,19 @@ struct NodeEntry {
   bool operator==(const NodeEntry&) const = default;
 };
 
+// Failover (docs/architecture.md "Failover"): an egress address of a listed
+// namespace, the node that owns it as the store last said, its designated
+// standby and the ownership epoch. The agent overlays fresher knowledge
+// (a takeover it was granted or was told of by a higher epoch).
+struct AddressRole {
+  IpAddress ip;
+  std::string ns;
+  std::string owner;
+  std::string standby;  // "" none
+  uint64_t epoch = 0;
+  bool operator==(const AddressRole&) const = default;
+};
+
 struct DesiredState {
   std::string gateway;      // node name this state is for
   uint64_t generation = 0;  // monotonically increasing, set by the writer
@@ -55,6 +68,8 @@ struct DesiredState {
   // The cluster's nodes (empty: no steering information; every pod of a
   // namespace hosted elsewhere is fail-closed here, as before steering).
   std::vector<NodeEntry> nodes;
+  // With failover: every egress address of a listed namespace (any node).
+  std::vector<AddressRole> addresses;
   bool operator==(const DesiredState&) const = default;
 
   // This state's own node entry (named by `gateway`), or nullptr.
