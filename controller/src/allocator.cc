@@ -281,6 +281,18 @@ class Allocator {
       return n.ready && (pit == w_.pools.end() || pit->second.invalid ||
                          pit->second.node_selector.matches(n.labels));
     };
+    // Failover: the lease book decides who owns a known address (a takeover
+    // moves it; nothing else may, docs/architecture.md "Failover").
+    if (auto lo = w_.leases.find(r.ip); lo != w_.leases.end() && !lo->second.owner.empty()) {
+      if (lo->second.owner != r.node) {
+        const std::string old = r.node;
+        r.node = lo->second.owner;
+        event("Moved", r.ns, r.ip, r.pool, r.node,
+              r.ip.str() + " failed over from gateway " + (old.empty() ? "(none)" : old) +
+                  " to " + r.node + " (epoch " + std::to_string(lo->second.epoch) + ")");
+      }
+      return;
+    }
     auto cur = w_.nodes.find(r.node);
     if (!r.node.empty() && cur != w_.nodes.end() && eligible(cur->second)) return;
     std::map<std::string, size_t> load;
@@ -423,7 +435,47 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
       if (!p.invalid && p.node_selector.matches(n.labels)) gateways.insert(name);
   for (const auto& n : views.nodesWithAddresses()) gateways.insert(n);
   std::map<std::string, DesiredState> out;
-  for (const auto& g : gateways) out[g] = views.forNode(g).state;
+  const auto roles = world.failover ? failoverRoles(world, a.ledger) : std::map<IpAddress, AddressRole>{};
+  for (const auto& g : gateways) {
+    out[g] = views.forNode(g).state;
+    if (roles.empty()) continue;
+    std::set<std::string> listed;
+    for (const auto& ns : out[g].namespaces) listed.insert(ns.name);
+    for (const auto& [ip, role] : roles)
+      if (listed.count(role.ns)) out[g].addresses.push_back(role);
+  }
+  return out;
+}
+
+std::string chooseStandby(const IpAddress& ip, const std::string& owner,
+                          const std::vector<std::string>& candidates) {
+  // Rendezvous hashing: sticky (a node's arrival or departure moves only the
+  // addresses whose standby it becomes or was) and spread evenly.
+  std::string best;
+  uint64_t best_score = 0;
+  for (const auto& n : candidates) {
+    if (n == owner) continue;
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a of "ip/node"
+    for (char c : ip.str() + "/" + n) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    if (best.empty() || h > best_score) best = n, best_score = h;
+  }
+  return best;
+}
+
+std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger& ledger) {
+  std::map<IpAddress, AddressRole> out;
+  for (const auto& [ip, r] : ledger) {
+    if (r.state != AddressState::kAssigned || r.node.empty()) continue;
+    std::vector<std::string> candidates;
+    auto pit = world.pools.find(r.pool);
+    for (const auto& [name, n] : world.nodes)
+      if (n.ready && pit != world.pools.end() && !pit->second.invalid &&
+          pit->second.node_selector.matches(n.labels))
+        candidates.push_back(name);
+    auto lo = world.leases.find(ip);
+    out[ip] = AddressRole{ip, r.ns, r.node, chooseStandby(ip, r.node, candidates),
+                          lo != world.leases.end() ? lo->second.epoch : 1};
+  }
   return out;
 }
 

@@ -18,6 +18,8 @@
 #include "nsegress/controller/cluster/cluster_mode.h"
 #include "nsegress/controller/http_server.h"
 #include "nsegress/controller/metrics.h"
+#include "nsegress/controller/lease_service.h"
+#include "nsegress/common/peer_wire.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
@@ -28,6 +30,8 @@ int main(int argc, char** argv) {
   std::string manifests, ledger_path, listen = "127.0.0.1:8080", metrics_listen, state_dir,
                                       log_level = "info";
   int resync_s = 30;
+  std::string lease_listen, peer_key_file;
+  int lease_ms = 500, promise_ms = 500;
   bool once = false;
   bool kubernetes = false;
   bool init_ledger = false;
@@ -89,6 +93,15 @@ int main(int argc, char** argv) {
                  "(empty: metrics on --listen)");
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
+  app.add_option("--lease-listen", lease_listen,
+                 "Standalone failover: IPv4:port of the lease server gateways renew ownership "
+                 "with (UDP; empty: no failover)");
+  app.add_option("--peer-key", peer_key_file,
+                 "Failover: file with the key shared by the gateways and the lease server");
+  app.add_option("--lease-ms", lease_ms, "Failover: lease length (as the gateways')")
+      ->check(CLI::Range(100, 60000));
+  app.add_option("--promise-ms", promise_ms, "Failover: a standby's promise (as the gateways')")
+      ->check(CLI::Range(100, 60000));
   app.add_option("--resync-seconds", resync_s,
                  "Full reconcile period (quarantine expiry, safety net)")
       ->check(CLI::Range(1, 86400));
@@ -124,13 +137,39 @@ int main(int argc, char** argv) {
     return 1;
   }
   ManifestDirectory dir(manifests, SystemClock::instance(), mo);
+  std::unique_ptr<LeaseService> leases;
+  std::function<void()> wake;  // set once the driver exists
+  if (!lease_listen.empty()) {
+    auto key = ownership::readKeyFile(peer_key_file);
+    if (!key) {
+      spdlog::error("--peer-key: {}", key.error().message);
+      return 2;
+    }
+    LeaseService::Options lo{lease_listen, *key, state_dir + "/leases.json", {}};
+    lo.timing.lease = std::chrono::milliseconds(lease_ms);
+    lo.timing.promise = std::chrono::milliseconds(promise_ms);
+    auto l = LeaseService::open(lo, [&wake] {
+      if (wake) wake();
+    });
+    if (!l) {
+      spdlog::error("{}", l.error().message);
+      return 1;
+    }
+    leases = std::move(*l);
+    spdlog::info("failover: lease server on {}", lease_listen);
+  }
   ControllerMetrics metrics(ctl);
   metrics.leader.Set(1);
 
   auto reconcile = [&]() -> RunResult {
     World w = dir.load();
     for (const auto& e : dir.errors()) spdlog::warn("{}", e.message);
+    if (leases) {
+      w.failover = true;
+      w.leases = leases->leases();
+    }
     auto r = ctl.reconcile(w, dir.errors(), dir.state());
+    if (r && leases) leases->designate(failoverRoles(w, ctl.ledger()));
     if (!r) {
       spdlog::error("reconcile: {}", r.error().message);
       return RunResult::error();
@@ -208,6 +247,7 @@ int main(int argc, char** argv) {
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait(
       [&](const boost::system::error_code&, int) { driver.shutdown([&] { io.stop(); }); });
+  wake = [&driver] { driver.trigger(); };
   driver.start();
   arm_watch();
   spdlog::info("started: manifests {}, ledger {}", manifests, ledger_path);

@@ -4,16 +4,19 @@
 
 #include <cerrno>
 
+#include "nsegress/gateway/failover.h"
+
 namespace nsegress::gateway {
 
 Agent::Agent(boost::asio::io_context& io, Clock& clock, DesiredStateSource& source,
              NodeDataplane& dataplane, ConntrackKernel* conntrack, GatewayMetrics* metrics,
-             DriverOptions opts)
+             DriverOptions opts, Failover* failover)
     : io_(io),
       source_(source),
       dataplane_(dataplane),
       conntrack_(conntrack),
       metrics_(metrics),
+      failover_(failover),
       driver_(
           io, clock, opts, [this](const RunRequest& r) { return run(r); },
           metrics ? &metrics->driver : nullptr) {}
@@ -67,7 +70,14 @@ RunResult Agent::run(const RunRequest& req) {
     last_good_ = std::move(*s);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = dataplane_.reconcile(*last_good_, req.full);
+  std::optional<DesiredState> overlaid;
+  if (failover_) {
+    // Who owns each address as this node knows it now (a takeover runs
+    // ahead of the controller's next state).
+    failover_->setDesired(*last_good_);
+    overlaid = failover_->effective(*last_good_);
+  }
+  auto r = dataplane_.reconcile(overlaid ? *overlaid : *last_good_, req.full);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!r) {
     spdlog::error("reconcile failed (retrying with backoff): {}", r.error().message);

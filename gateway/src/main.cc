@@ -13,6 +13,8 @@
 #include "nsegress/kube/client.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
+#include "nsegress/netlink/fence.h"
+#include "nsegress/gateway/failover.h"
 #include "nsegress/netlink/nft.h"
 #include "nsegress/netlink/routes.h"
 
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> cluster_cidrs;
   bool uplink_dedicated = false;
   gateway::SteerConfig steer_cfg;
+  std::string peer_key_file, lease_server;
+  int peer_port = 4794, lease_ms = 500, promise_ms = 500;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
   app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
@@ -99,6 +103,20 @@ int main(int argc, char** argv) {
   app.add_flag("--uplink-dedicated", uplink_dedicated,
                "The uplink faces only the outside world: packets arriving on it with a pod's "
                "address are dropped and counted");
+  app.add_option("--peer-key", peer_key_file,
+                 "Failover (docs/architecture.md): the file holding the key shared by every node "
+                 "and the lease server; enables the ownership protocol and the kernel fence");
+  app.add_option("--peer-port", peer_port, "UDP port of the ownership protocol on every node")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--lease-server", lease_server,
+                 "host:port (IPv4) of the lease server (the standalone controller's "
+                 "--lease-listen)");
+  app.add_option("--lease-ms", lease_ms, "Lease length (must match the lease server's)")
+      ->check(CLI::Range(100, 60000));
+  app.add_option("--promise-ms", promise_ms,
+                 "How long a standby promises not to take over after a heartbeat (its failure "
+                 "detection time)")
+      ->check(CLI::Range(100, 60000));
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
                "Remove the table, owned addresses and their flows, then exit");
@@ -166,7 +184,45 @@ int main(int argc, char** argv) {
     }
     routes = std::move(*r);
   }
-  if (do_cleanup) return cleanup(**nft, **addrs, **ct, routes.get());
+  if (do_cleanup) {
+    if (auto f = netlink::Fence::open(); f) (void)(*f)->destroy();
+    return cleanup(**nft, **addrs, **ct, routes.get());
+  }
+  std::unique_ptr<netlink::Fence> fence;
+  gateway::FailoverConfig fo_cfg;
+  if (!peer_key_file.empty()) {
+    auto key = ownership::readKeyFile(peer_key_file);
+    if (!key) {
+      spdlog::error("--peer-key: {}", key.error().message);
+      return 2;
+    }
+    const auto colon = lease_server.rfind(':');
+    boost::system::error_code ec;
+    auto addr = colon == std::string::npos
+                    ? boost::asio::ip::address_v4()
+                    : boost::asio::ip::make_address_v4(lease_server.substr(0, colon), ec);
+    int port = colon == std::string::npos ? 0 : std::atoi(lease_server.c_str() + colon + 1);
+    if (ec || colon == std::string::npos || port <= 0 || port > 65535) {
+      spdlog::error("--lease-server {}: expected IPv4:port", lease_server);
+      return 2;
+    }
+    if (node_name.empty()) {
+      spdlog::error("--peer-key needs --node-name (or $NODE_NAME)");
+      return 2;
+    }
+    auto f = netlink::Fence::open();
+    if (!f) {
+      spdlog::error("start-up: {}", f.error().message);
+      return 1;
+    }
+    fence = std::move(*f);
+    fo_cfg.node = node_name;
+    fo_cfg.key = *key;
+    fo_cfg.port = static_cast<uint16_t>(peer_port);
+    fo_cfg.store = boost::asio::ip::udp::endpoint(addr, static_cast<uint16_t>(port));
+    fo_cfg.timing.lease = std::chrono::milliseconds(lease_ms);
+    fo_cfg.timing.promise = std::chrono::milliseconds(promise_ms);
+  }
 
   auto garp =
       netlink::GarpAnnouncer::open(uplink, garp_count, std::chrono::milliseconds(garp_interval_ms));
@@ -224,7 +280,23 @@ int main(int argc, char** argv) {
   boost::asio::io_context io;
   DriverOptions opts;
   opts.resync = std::chrono::seconds(resync_s);
-  gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts);
+  gateway::Agent* agent_ptr = nullptr;
+  std::unique_ptr<gateway::Failover> failover;
+  if (fence) {
+    failover = std::make_unique<gateway::Failover>(
+        io, SystemClock::instance(), fo_cfg, *fence, **garp,
+        [&agent_ptr] {
+          if (agent_ptr) agent_ptr->trigger();
+        },
+        &metrics);
+    if (auto r = failover->start(); !r) {
+      spdlog::error("start-up: {}", r.error().message);
+      return 1;
+    }
+  }
+  gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts,
+                       failover.get());
+  agent_ptr = &agent;
   std::unique_ptr<prometheus::Exposer> exposer;
   auto hook = std::make_shared<gateway::ScrapeHook>([&agent] { agent.reportSource(); });
   if (!metrics_addr.empty()) {

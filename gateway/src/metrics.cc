@@ -44,6 +44,18 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
                             "address claimed by two namespaces)")),
       last_success(gauge(*r, "nsegress_gateway_last_success_timestamp_seconds",
                          "Unix time of the last successful reconcile")),
+      failover_takeovers(counter(*r, "nsegress_gateway_failover_takeovers_total",
+                                 "Egress addresses this node took over from a failed owner")),
+      failover_fenced(counter(*r, "nsegress_gateway_failover_fenced_total",
+                              "Egress addresses this node stopped using because its proof of "
+                              "ownership ran out (fencing)")),
+      failover_refused(counter(*r, "nsegress_gateway_failover_refused_datagrams_total",
+                               "Ownership-protocol datagrams refused (unauthenticated or "
+                               "malformed)")),
+      failover_fence_errors(counter(*r, "nsegress_gateway_failover_fence_errors_total",
+                                    "Kernel fence updates that failed")),
+      failover_live(gauge(*r, "nsegress_gateway_failover_live_addresses",
+                          "Egress addresses this node may use now (its fence is open for)")),
       registry_(std::move(r)),
       snapshot_(std::make_shared<KernelSnapshot>()) {}
 

@@ -110,11 +110,20 @@ std::optional<std::string> unusableEgress(const AddressRange& r);
 void markOverlappingPools(std::map<std::string, Pool>& pools);
 
 // Everything the controller knows about the world at one moment.
+// Failover: what the lease book says of an address (its owner decides where
+// the address is placed; docs/architecture.md "Failover").
+struct LeaseView {
+  std::string owner;
+  uint64_t epoch = 0;
+};
+
 struct World {
   std::map<std::string, Pool> pools;
   std::map<std::string, Namespace> namespaces;
   std::vector<Pod> pods;
   std::map<std::string, Node> nodes;
+  bool failover = false;                 // gateway states carry address roles
+  std::map<IpAddress, LeaseView> leases;  // the lease book's owners
 };
 
 // ---- ledger -------------------------------------------------------------------

@@ -45,6 +45,13 @@ Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
 // both modes share (common/gateway_view.h).
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
 
+// Failover: each assigned address's owner (its node), designated standby
+// (another ready node its pool may use; rendezvous-hashed: sticky and spread
+// evenly) and epoch (the lease book's).
+std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger& ledger);
+std::string chooseStandby(const IpAddress& ip, const std::string& owner,
+                          const std::vector<std::string>& candidates);
+
 // Per pool: usable addresses and how many of them the ledger holds. `free`
 // is what a new namespace could still get. An invalid pool reports size 0
 // and why.

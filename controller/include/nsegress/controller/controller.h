@@ -75,6 +75,8 @@ class Controller {
   Status confirmRelease(const std::string& token);
   std::shared_ptr<const View> view() const;
   LedgerStore& store() { return store_; }
+  // The ledger as of the last reconcile (the reconcile thread only).
+  const Ledger& ledger() const { return ledger_; }
 
  private:
   Status writeGatewayStates(const World& world, const Allocation& a, ReconcileReport& rep);

@@ -20,8 +20,10 @@ class Agent {
  public:
   Agent(boost::asio::io_context& io, Clock& clock, DesiredStateSource& source,
         NodeDataplane& dataplane, ConntrackKernel* conntrack, GatewayMetrics* metrics,
-        DriverOptions opts);
+        DriverOptions opts, class Failover* failover = nullptr);
   void start();
+  // Something changed (any thread): run soon.
+  void trigger() { driver_.trigger(); }
   // Stops reconciling; `then` runs on the loop afterwards.
   void shutdown(std::function<void()> then) { driver_.shutdown(std::move(then)); }
   // The last desired state that parsed and validated ("last good").
@@ -40,6 +42,7 @@ class Agent {
   NodeDataplane& dataplane_;
   ConntrackKernel* conntrack_;
   GatewayMetrics* metrics_;
+  Failover* failover_;
   ReconcileDriver driver_;
   std::optional<boost::asio::posix::stream_descriptor> watch_;
   std::optional<DesiredState> last_good_;

@@ -73,6 +73,12 @@ class GatewayMetrics {
   prometheus::Gauge& source_relists;
   prometheus::Gauge& source_warnings;
   prometheus::Gauge& last_success;
+  // Failover (docs/architecture.md "Failover").
+  prometheus::Counter& failover_takeovers;
+  prometheus::Counter& failover_fenced;
+  prometheus::Counter& failover_refused;
+  prometheus::Counter& failover_fence_errors;
+  prometheus::Gauge& failover_live;
 
  private:
   GatewayMetrics(std::shared_ptr<prometheus::Registry> r);

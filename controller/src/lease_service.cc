@@ -1,0 +1,116 @@
+#include "nsegress/controller/lease_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "nsegress/common/file.h"
+#include "nsegress/common/json.h"
+#include "nsegress/common/peer_wire.h"
+
+namespace nsegress::controller {
+
+namespace asio = boost::asio;
+using udp = asio::ip::udp;
+
+LeaseService::LeaseService(Options o, std::function<void()> changed)
+    : o_(std::move(o)), changed_(std::move(changed)) {}
+
+Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o,
+                                                         std::function<void()> changed) {
+  std::unique_ptr<LeaseService> s(new LeaseService(std::move(o), std::move(changed)));
+  s->book_ = std::make_unique<ownership::LeaseBook>(s->o_.timing,
+                                                    std::chrono::steady_clock::now());
+  // Owners and epochs of past takeovers.
+  if (auto text = readFileBounded(s->o_.persist_path, 16u << 20)) {
+    auto doc = parseJson(text->text, JsonLimits{16u << 20, 4, 1'000'000});
+    if (!doc || !doc->is_object())
+      return makeError(EINVAL, s->o_.persist_path + ": not a lease file; refusing to start "
+                                                    "(move it away only if no gateway runs)");
+    for (auto& [k, v] : doc->items()) {
+      auto ip = IpAddress::parse(k);
+      if (!ip || !v.is_object() || !v.contains("owner") || !v["owner"].is_string() ||
+          !v.contains("epoch") || !v["epoch"].is_number_unsigned())
+        return makeError(EINVAL, s->o_.persist_path + ": bad entry " + k.substr(0, 64));
+      s->book_->restore(*ip, v["owner"].get<std::string>(), v["epoch"].get<uint64_t>());
+    }
+  } else if (text.error().code != ENOENT) {
+    return makeError(text.error().code, text.error().message);
+  }
+  const auto colon = s->o_.listen.rfind(':');
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address_v4(s->o_.listen.substr(0, colon), ec);
+  const int port = colon == std::string::npos ? 0 : std::atoi(s->o_.listen.c_str() + colon + 1);
+  if (colon == std::string::npos || ec || port <= 0 || port > 65535)
+    return makeError(EINVAL, "--lease-listen " + s->o_.listen + ": expected IPv4:port");
+  s->sock_.open(udp::v4(), ec);
+  if (!ec) s->sock_.bind(udp::endpoint(addr, static_cast<uint16_t>(port)), ec);
+  if (ec) return makeError(ec.value(), "lease server " + s->o_.listen + ": " + ec.message());
+  s->receive();
+  s->thread_ = std::thread([p = s.get()] { p->io_.run(); });
+  return s;
+}
+
+LeaseService::~LeaseService() {
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void LeaseService::receive() {
+  sock_.async_receive_from(asio::buffer(rx_), from_, [this](const boost::system::error_code& ec,
+                                                            size_t n) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      auto m = ownership::decode(std::string_view(rx_.data(), n), o_.key);
+      auto* req = m ? std::get_if<ownership::LeaseRequest>(&*m) : nullptr;
+      if (!req) {
+        refused_++;
+      } else {
+        ownership::LeaseReply reply;
+        bool moved = false;
+        {
+          std::lock_guard l(mu_);
+          reply = book_->handle(*req, std::chrono::steady_clock::now());
+          auto changes = book_->takeChanges();
+          moved = !changes.empty();
+          for (const auto& [ip, rec] : changes)
+            spdlog::warn("failover: {} taken over by {} (epoch {})", ip.str(), rec.owner,
+                         rec.epoch);
+          if (moved) {
+            // Durable before anyone hears of it; if it cannot be written,
+            // the grant is not sent (the standby asks again).
+            if (auto p = persist(); !p) {
+              spdlog::error("failover: lease file: {}", p.error().message);
+              reply.leases.clear();
+            }
+          }
+        }
+        takeovers_ += moved;
+        auto bytes = std::make_shared<std::string>(ownership::encode(reply, o_.key));
+        sock_.async_send_to(asio::buffer(*bytes), from_,
+                            [bytes](const boost::system::error_code&, size_t) {});
+        if (moved && changed_) changed_();
+      }
+    }
+    receive();
+  });
+}
+
+Status LeaseService::persist() {
+  nlohmann::json doc = nlohmann::json::object();
+  for (const auto& [ip, r] : book_->records())
+    if (r.epoch > 1) doc[ip.str()] = {{"owner", r.owner}, {"epoch", r.epoch}};
+  return writeFileAtomically(o_.persist_path, dumpJson(doc, 2) + "\n");
+}
+
+std::map<IpAddress, LeaseView> LeaseService::leases() const {
+  std::lock_guard l(mu_);
+  std::map<IpAddress, LeaseView> out;
+  for (const auto& [ip, r] : book_->records()) out[ip] = LeaseView{r.owner, r.epoch};
+  return out;
+}
+
+void LeaseService::designate(const std::map<IpAddress, AddressRole>& roles) {
+  std::lock_guard l(mu_);
+  for (const auto& [ip, r] : roles) book_->designate(ip, r.owner, r.standby);
+}
+
+}  // namespace nsegress::controller
