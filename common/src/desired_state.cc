@@ -64,8 +64,7 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
   if (!doc.is_object()) return fieldError("document", "must be a JSON object");
 
   static const std::set<std::string> kTop = {"apiVersion", "kind",       "gateway", "generation",
-                                             "namespaces", "blockedIPs", "nodes",
-                                             "addresses"};
+                                             "namespaces", "blockedIPs", "nodes",   "addresses"};
   for (auto& [k, v] : doc.items()) {
     if (!kTop.count(k)) return fieldError(k.substr(0, 64), "unknown field");
   }

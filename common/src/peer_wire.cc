@@ -6,9 +6,9 @@
 
 #include <cerrno>
 
+#include "nsegress/common/desired_state.h"
 #include "nsegress/common/file.h"
 #include "nsegress/common/json.h"
-#include "nsegress/common/desired_state.h"
 
 namespace nsegress::ownership {
 
@@ -135,8 +135,8 @@ Result<Message> decode(std::string_view d, std::string_view key) {
     auto n = node(j, "node");
     auto seq = number(j, "seq");
     auto take = addresses(j, "takeover");
-    for (const Error* e : {n ? nullptr : &n.error(), seq ? nullptr : &seq.error(),
-                           take ? nullptr : &take.error()})
+    for (const Error* e :
+         {n ? nullptr : &n.error(), seq ? nullptr : &seq.error(), take ? nullptr : &take.error()})
       if (e) return *e;
     LeaseRequest r{*n, *seq, {}, *take};
     if (!j.contains("renew") || !j["renew"].is_array() ||
@@ -167,9 +167,9 @@ Result<Message> decode(std::string_view d, std::string_view key) {
       auto owner = node(l, "owner", true);
       auto standby = node(l, "standby", true);
       auto epoch = number(l, "epoch");
-      for (const Error* e : {ip ? nullptr : &ip.error(), owner ? nullptr : &owner.error(),
-                             standby ? nullptr : &standby.error(),
-                             epoch ? nullptr : &epoch.error()})
+      for (const Error* e :
+           {ip ? nullptr : &ip.error(), owner ? nullptr : &owner.error(),
+            standby ? nullptr : &standby.error(), epoch ? nullptr : &epoch.error()})
         if (e) return *e;
       if (!l.contains("granted") || !l["granted"].is_boolean()) return bad("granted: missing");
       r.leases.push_back({*ip, *owner, *epoch, *standby, l["granted"].get<bool>()});
@@ -185,8 +185,8 @@ Result<std::string> readKeyFile(const std::string& path) {
   std::string k = text->text;
   while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
   if (k.size() < kMinKeyBytes)
-    return makeError(EINVAL, path + ": a peer key needs at least " +
-                                 std::to_string(kMinKeyBytes) + " bytes");
+    return makeError(
+        EINVAL, path + ": a peer key needs at least " + std::to_string(kMinKeyBytes) + " bytes");
   return k;
 }
 

@@ -288,8 +288,8 @@ class Allocator {
         const std::string old = r.node;
         r.node = lo->second.owner;
         event("Moved", r.ns, r.ip, r.pool, r.node,
-              r.ip.str() + " failed over from gateway " + (old.empty() ? "(none)" : old) +
-                  " to " + r.node + " (epoch " + std::to_string(lo->second.epoch) + ")");
+              r.ip.str() + " failed over from gateway " + (old.empty() ? "(none)" : old) + " to " +
+                  r.node + " (epoch " + std::to_string(lo->second.epoch) + ")");
       }
       return;
     }
@@ -435,7 +435,8 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
       if (!p.invalid && p.node_selector.matches(n.labels)) gateways.insert(name);
   for (const auto& n : views.nodesWithAddresses()) gateways.insert(n);
   std::map<std::string, DesiredState> out;
-  const auto roles = world.failover ? failoverRoles(world, a.ledger) : std::map<IpAddress, AddressRole>{};
+  const auto roles =
+      world.failover ? failoverRoles(world, a.ledger) : std::map<IpAddress, AddressRole>{};
   for (const auto& g : gateways) {
     out[g] = views.forNode(g).state;
     if (roles.empty()) continue;

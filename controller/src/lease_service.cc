@@ -14,17 +14,16 @@ using udp = asio::ip::udp;
 LeaseService::LeaseService(Options o, std::function<void()> changed)
     : o_(std::move(o)), changed_(std::move(changed)) {}
 
-Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o,
-                                                         std::function<void()> changed) {
+Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o, std::function<void()> changed) {
   std::unique_ptr<LeaseService> s(new LeaseService(std::move(o), std::move(changed)));
-  s->book_ = std::make_unique<ownership::LeaseBook>(s->o_.timing,
-                                                    std::chrono::steady_clock::now());
+  s->book_ = std::make_unique<ownership::LeaseBook>(s->o_.timing, std::chrono::steady_clock::now());
   // Owners and epochs of past takeovers.
   if (auto text = readFileBounded(s->o_.persist_path, 16u << 20)) {
     auto doc = parseJson(text->text, JsonLimits{16u << 20, 4, 1'000'000});
     if (!doc || !doc->is_object())
-      return makeError(EINVAL, s->o_.persist_path + ": not a lease file; refusing to start "
-                                                    "(move it away only if no gateway runs)");
+      return makeError(EINVAL, s->o_.persist_path +
+                                   ": not a lease file; refusing to start "
+                                   "(move it away only if no gateway runs)");
     for (auto& [k, v] : doc->items()) {
       auto ip = IpAddress::parse(k);
       if (!ip || !v.is_object() || !v.contains("owner") || !v["owner"].is_string() ||
@@ -55,43 +54,43 @@ LeaseService::~LeaseService() {
 }
 
 void LeaseService::receive() {
-  sock_.async_receive_from(asio::buffer(rx_), from_, [this](const boost::system::error_code& ec,
-                                                            size_t n) {
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      auto m = ownership::decode(std::string_view(rx_.data(), n), o_.key);
-      auto* req = m ? std::get_if<ownership::LeaseRequest>(&*m) : nullptr;
-      if (!req) {
-        refused_++;
-      } else {
-        ownership::LeaseReply reply;
-        bool moved = false;
-        {
-          std::lock_guard l(mu_);
-          reply = book_->handle(*req, std::chrono::steady_clock::now());
-          auto changes = book_->takeChanges();
-          moved = !changes.empty();
-          for (const auto& [ip, rec] : changes)
-            spdlog::warn("failover: {} taken over by {} (epoch {})", ip.str(), rec.owner,
-                         rec.epoch);
-          if (moved) {
-            // Durable before anyone hears of it; if it cannot be written,
-            // the grant is not sent (the standby asks again).
-            if (auto p = persist(); !p) {
-              spdlog::error("failover: lease file: {}", p.error().message);
-              reply.leases.clear();
+  sock_.async_receive_from(
+      asio::buffer(rx_), from_, [this](const boost::system::error_code& ec, size_t n) {
+        if (ec == asio::error::operation_aborted) return;
+        if (!ec) {
+          auto m = ownership::decode(std::string_view(rx_.data(), n), o_.key);
+          auto* req = m ? std::get_if<ownership::LeaseRequest>(&*m) : nullptr;
+          if (!req) {
+            refused_++;
+          } else {
+            ownership::LeaseReply reply;
+            bool moved = false;
+            {
+              std::lock_guard l(mu_);
+              reply = book_->handle(*req, std::chrono::steady_clock::now());
+              auto changes = book_->takeChanges();
+              moved = !changes.empty();
+              for (const auto& [ip, rec] : changes)
+                spdlog::warn("failover: {} taken over by {} (epoch {})", ip.str(), rec.owner,
+                             rec.epoch);
+              if (moved) {
+                // Durable before anyone hears of it; if it cannot be written,
+                // the grant is not sent (the standby asks again).
+                if (auto p = persist(); !p) {
+                  spdlog::error("failover: lease file: {}", p.error().message);
+                  reply.leases.clear();
+                }
+              }
             }
+            takeovers_ += moved;
+            auto bytes = std::make_shared<std::string>(ownership::encode(reply, o_.key));
+            sock_.async_send_to(asio::buffer(*bytes), from_,
+                                [bytes](const boost::system::error_code&, size_t) {});
+            if (moved && changed_) changed_();
           }
         }
-        takeovers_ += moved;
-        auto bytes = std::make_shared<std::string>(ownership::encode(reply, o_.key));
-        sock_.async_send_to(asio::buffer(*bytes), from_,
-                            [bytes](const boost::system::error_code&, size_t) {});
-        if (moved && changed_) changed_();
-      }
-    }
-    receive();
-  });
+        receive();
+      });
 }
 
 Status LeaseService::persist() {

@@ -13,13 +13,13 @@
 #include <cstdlib>
 #include <thread>
 
+#include "nsegress/common/peer_wire.h"
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/cluster/cluster_mode.h"
 #include "nsegress/controller/http_server.h"
-#include "nsegress/controller/metrics.h"
 #include "nsegress/controller/lease_service.h"
-#include "nsegress/common/peer_wire.h"
+#include "nsegress/controller/metrics.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;

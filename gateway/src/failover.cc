@@ -11,8 +11,7 @@ using udp = asio::ip::udp;
 using ownership::Time;
 
 Failover::Failover(asio::io_context& io, Clock& clock, FailoverConfig cfg, FenceKernel& fence,
-                   Announcer& announcer, std::function<void()> changed,
-                   GatewayMetrics* metrics)
+                   Announcer& announcer, std::function<void()> changed, GatewayMetrics* metrics)
     : io_(io),
       clock_(clock),
       cfg_(std::move(cfg)),
@@ -47,26 +46,24 @@ void Failover::arm() {
 }
 
 void Failover::receive() {
-  sock_.async_receive_from(asio::buffer(rx_), rx_from_,
-                           [this](const boost::system::error_code& ec, size_t n) {
-                             if (ec == asio::error::operation_aborted) return;
-                             if (!ec) {
-                               auto m = ownership::decode(std::string_view(rx_.data(), n),
-                                                          cfg_.key);
-                               if (m) {
-                                 handle(*m, rx_from_);
-                               } else {
-                                 // Counted; logged at debug only (a flood
-                                 // must not fill the log).
-                                 stats_.refused++;
-                                 if (metrics_) metrics_->failover_refused.Increment();
-                                 spdlog::debug("failover: datagram from {} refused: {}",
-                                               rx_from_.address().to_string(),
-                                               m.error().message);
-                               }
-                             }
-                             receive();
-                           });
+  sock_.async_receive_from(
+      asio::buffer(rx_), rx_from_, [this](const boost::system::error_code& ec, size_t n) {
+        if (ec == asio::error::operation_aborted) return;
+        if (!ec) {
+          auto m = ownership::decode(std::string_view(rx_.data(), n), cfg_.key);
+          if (m) {
+            handle(*m, rx_from_);
+          } else {
+            // Counted; logged at debug only (a flood
+            // must not fill the log).
+            stats_.refused++;
+            if (metrics_) metrics_->failover_refused.Increment();
+            spdlog::debug("failover: datagram from {} refused: {}", rx_from_.address().to_string(),
+                          m.error().message);
+          }
+        }
+        receive();
+      });
 }
 
 void Failover::send(const ownership::Message& m, const udp::endpoint& to) {
@@ -130,8 +127,9 @@ void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
   for (const auto& [ip, until] : live) {
     auto it = applied_.find(ip);
     if (it == applied_.end() ||
-        (until != it->second && (until == ownership::kForever || it->second == ownership::kForever ||
-                                 until - it->second > cfg_.timing.margin))) {
+        (until != it->second &&
+         (until == ownership::kForever || it->second == ownership::kForever ||
+          until - it->second > cfg_.timing.margin))) {
       need = true;
     }
   }
@@ -145,10 +143,10 @@ void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
   if (!need) return;
   std::map<IpAddress, std::optional<std::chrono::milliseconds>> timeouts;
   for (const auto& [ip, until] : live)
-    timeouts[ip] = until == ownership::kForever
-                       ? std::nullopt
-                       : std::optional(std::chrono::duration_cast<std::chrono::milliseconds>(
-                             until - now));
+    timeouts[ip] =
+        until == ownership::kForever
+            ? std::nullopt
+            : std::optional(std::chrono::duration_cast<std::chrono::milliseconds>(until - now));
   if (auto r = fence_.apply(hostable_, timeouts); !r) {
     stats_.fence_errors++;
     if (metrics_) metrics_->failover_fence_errors.Increment();

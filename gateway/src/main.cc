@@ -9,12 +9,12 @@
 #include <csignal>
 
 #include "nsegress/gateway/agent.h"
+#include "nsegress/gateway/failover.h"
 #include "nsegress/gateway/kube_source.h"
 #include "nsegress/kube/client.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/fence.h"
-#include "nsegress/gateway/failover.h"
 #include "nsegress/netlink/nft.h"
 #include "nsegress/netlink/routes.h"
 

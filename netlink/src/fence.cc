@@ -41,7 +41,7 @@ struct SetDef {
 };
 // The inet table's sets, then the arp table's.
 constexpr SetDef kSets[] = {
-    {NFPROTO_INET, "hostable4", true, false, 1}, {NFPROTO_INET, "live4", true, true, 2},
+    {NFPROTO_INET, "hostable4", true, false, 1},  {NFPROTO_INET, "live4", true, true, 2},
     {NFPROTO_INET, "hostable6", false, false, 3}, {NFPROTO_INET, "live6", false, true, 4},
     {NFPROTO_ARP, "hostable4", true, false, 5},   {NFPROTO_ARP, "live4", true, true, 6},
 };
@@ -200,8 +200,8 @@ struct Fence::Impl {
     return r;
   }
   void addRule(Batch& b, uint16_t family, RulePtr r) {
-    nftnl_rule_nlmsg_build_payload(
-        b.msg(NFT_MSG_NEWRULE, family, NLM_F_CREATE | NLM_F_APPEND), r.get());
+    nftnl_rule_nlmsg_build_payload(b.msg(NFT_MSG_NEWRULE, family, NLM_F_CREATE | NLM_F_APPEND),
+                                   r.get());
     b.next();
   }
   // `addr` loaded from (base, offset, len); fenced unless live.
@@ -239,22 +239,21 @@ struct Fence::Impl {
     fenceRule(b, NFPROTO_INET, "egress", true, NFT_PAYLOAD_NETWORK_HEADER, 12);
     fenceRule(b, NFPROTO_INET, "egress", false, NFT_PAYLOAD_NETWORK_HEADER, 8);
     // A neighbour advertisement for a fenced target, whatever its source.
-    fenceRule(b, NFPROTO_INET, "egress", false, NFT_PAYLOAD_TRANSPORT_HEADER, 8,
-              [](nftnl_rule* r) {
-                meta(r, NFT_META_L4PROTO, IPPROTO_ICMPV6);
-                addExpr(r, "payload", [](nftnl_expr* e) {
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, 0);
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, 1);
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-                });
-                const uint8_t na = 136;
-                addExpr(r, "cmp", [&](nftnl_expr* e) {
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-                  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
-                  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, &na, 1);
-                });
-              });
+    fenceRule(b, NFPROTO_INET, "egress", false, NFT_PAYLOAD_TRANSPORT_HEADER, 8, [](nftnl_rule* r) {
+      meta(r, NFT_META_L4PROTO, IPPROTO_ICMPV6);
+      addExpr(r, "payload", [](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, 0);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, 1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+      });
+      const uint8_t na = 136;
+      addExpr(r, "cmp", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+        nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, &na, 1);
+      });
+    });
     fenceRule(b, NFPROTO_INET, "ingress", true, NFT_PAYLOAD_NETWORK_HEADER, 16);
     fenceRule(b, NFPROTO_INET, "ingress", false, NFT_PAYLOAD_NETWORK_HEADER, 24);
     // ARP over Ethernet: sender IP at 14, target IP at 24.

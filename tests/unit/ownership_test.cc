@@ -154,9 +154,7 @@ class Sim {
       delay = std::uniform_int_distribution<int64_t>(50'000, 300'000)(rng_);
     flight_.push_back({now_ + delay, from, to, std::move(m)});
   }
-  bool lost() {
-    return std::uniform_real_distribution<double>(0, 1)(rng_) < o_.loss;
-  }
+  bool lost() { return std::uniform_real_distribution<double>(0, 1)(rng_) < o_.loss; }
   bool linked(int a, int b) const { return !cut_.count({std::min(a, b), std::max(a, b)}); }
 
   void deliver() {
@@ -203,8 +201,8 @@ class Sim {
         for (auto& l : r->leases)
           if (l.ip == ips_[0])
             log(n.name + " reply for request of " +
-                std::to_string((timeOf(r->echo) - localNow(i)).count() / 1000000) +
-                " ms: owner " + l.owner + " granted " + std::to_string(l.granted) + " epoch " +
+                std::to_string((timeOf(r->echo) - localNow(i)).count() / 1000000) + " ms: owner " +
+                l.owner + " granted " + std::to_string(l.granted) + " epoch " +
                 std::to_string(l.epoch));
       n.m->onReply(*r, t);
     }
@@ -232,8 +230,8 @@ class Sim {
         log(n.name + " live for " + ip.str() +
             (until == kForever
                  ? std::string(" forever")
-                 : " for " + std::to_string(std::chrono::duration_cast<milliseconds>(until - t)
-                                                .count()) +
+                 : " for " +
+                       std::to_string(std::chrono::duration_cast<milliseconds>(until - t).count()) +
                        " ms"));
       if (until == kForever) {
         n.fence[ip] = kInf;
@@ -267,8 +265,7 @@ class Sim {
   std::string finalCheck() {
     // Property 3: node 0 lost (power, or uplink): its address is live on its
     // standby (gw1) within the bound.
-    const int64_t failed_at =
-        o_.crash_owner_at >= 0 ? o_.crash_owner_at : o_.uplink_down_at;
+    const int64_t failed_at = o_.crash_owner_at >= 0 ? o_.crash_owner_at : o_.uplink_down_at;
     if (failed_at < 0) return "";
     const int64_t bound_us = 900'000;
     auto& standby = nodes_[1];
@@ -468,8 +465,8 @@ void runMany(const char* what, int n, Options o, uint64_t base) {
     const uint64_t seed = base + static_cast<uint64_t>(k);
     Sim sim(seed, o);
     const auto v = sim.run();
-    ASSERT_EQ(v, "") << what << ": schedule " << seed
-                     << " (NSEGRESS_SIM_SEED=" << seed << " replays it)";
+    ASSERT_EQ(v, "") << what << ": schedule " << seed << " (NSEGRESS_SIM_SEED=" << seed
+                     << " replays it)";
     gaps.insert(gaps.end(), sim.gaps.begin(), sim.gaps.end());
   }
   if (!gaps.empty()) {
@@ -547,11 +544,9 @@ TEST(LeaseBook, ARestartedStoreTakesNothingOverDuringItsQuietPeriod) {
   book.designate(a, "", "gw1");
   // Even with gw1 acknowledged, nothing moves before the quiet period ends.
   book.handle({"gw0", 1, {{a, "gw1"}}, {}}, now);
-  EXPECT_FALSE(book.handle({"gw1", 1, {}, {a}}, now + t.quiet() - milliseconds(1))
-                   .leases[0]
-                   .granted);
-  EXPECT_TRUE(
-      book.handle({"gw1", 2, {}, {a}}, now + t.quiet() + t.lease).leases[0].granted);
+  EXPECT_FALSE(
+      book.handle({"gw1", 1, {}, {a}}, now + t.quiet() - milliseconds(1)).leases[0].granted);
+  EXPECT_TRUE(book.handle({"gw1", 2, {}, {a}}, now + t.quiet() + t.lease).leases[0].granted);
 }
 
 TEST(Member, AnOwnerIsLiveOnlyWithAProofAndForeverOnlyWithoutAStandby) {

@@ -122,7 +122,7 @@ struct World {
   std::map<std::string, Namespace> namespaces;
   std::vector<Pod> pods;
   std::map<std::string, Node> nodes;
-  bool failover = false;                 // gateway states carry address roles
+  bool failover = false;                  // gateway states carry address roles
   std::map<IpAddress, LeaseView> leases;  // the lease book's owners
 };
 

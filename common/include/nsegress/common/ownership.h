@@ -191,14 +191,14 @@ class Member {
     uint64_t declared_since = 0;  // seq of the first request naming it
     int announce_left = 0;        // announcements still to send
     Time last_announce{};
-    std::string counted;          // standby whose promises count ("" none)
-    bool confirmed = false;       // `declared` acknowledged by the store
-    Time store_until{};           // proof: store lease
-    Time promise_until{};         // proof: the counted standby's promise
-    Time promised_until{};        // as standby: no takeover request before this
-    Time last_takeover_ask{};     // as standby
-    Time last_heartbeat{};        // as standby: the owner's last heartbeat
-    uint64_t ask_seq = 0;         // a takeover request the store may still act on
+    std::string counted;                      // standby whose promises count ("" none)
+    bool confirmed = false;                   // `declared` acknowledged by the store
+    Time store_until{};                       // proof: store lease
+    Time promise_until{};                     // proof: the counted standby's promise
+    Time promised_until{};                    // as standby: no takeover request before this
+    Time last_takeover_ask{};                 // as standby
+    Time last_heartbeat{};                    // as standby: the owner's last heartbeat
+    uint64_t ask_seq = 0;                     // a takeover request the store may still act on
     std::map<uint64_t, std::string> pending;  // request seq → standby it declared
   };
   bool owns(const Addr& a) const { return a.owner.node == self_; }

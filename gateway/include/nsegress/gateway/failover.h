@@ -25,17 +25,17 @@ namespace nsegress::gateway {
 
 struct FailoverConfig {
   std::string node;
-  std::string key;                          // shared by every node and the store
-  uint16_t port = 4794;                     // peers' UDP port (the same on every node)
-  boost::asio::ip::udp::endpoint store;     // the lease server
+  std::string key;                       // shared by every node and the store
+  uint16_t port = 4794;                  // peers' UDP port (the same on every node)
+  boost::asio::ip::udp::endpoint store;  // the lease server
   ownership::Timing timing;
   std::chrono::milliseconds tick{10};
 };
 
 struct FailoverStats {
-  uint64_t takeovers = 0;     // addresses this node took over
-  uint64_t fenced = 0;        // addresses this node stopped using (lost its proof)
-  uint64_t refused = 0;       // datagrams refused (unauthenticated, malformed)
+  uint64_t takeovers = 0;  // addresses this node took over
+  uint64_t fenced = 0;     // addresses this node stopped using (lost its proof)
+  uint64_t refused = 0;    // datagrams refused (unauthenticated, malformed)
   uint64_t fence_errors = 0;
 };
 

@@ -22,8 +22,9 @@ class FenceKernel {
   virtual ~FenceKernel() = default;
   // Replaces the fence in one transaction: `hostable` are fenced unless in
   // `live`; a live address stays live for its timeout (nullopt: no expiry).
-  virtual Status apply(const std::set<IpAddress>& hostable,
-                       const std::map<IpAddress, std::optional<std::chrono::milliseconds>>& live) = 0;
+  virtual Status apply(
+      const std::set<IpAddress>& hostable,
+      const std::map<IpAddress, std::optional<std::chrono::milliseconds>>& live) = 0;
 };
 
 }  // namespace nsegress::gateway
