@@ -19,6 +19,7 @@
 #include <variant>
 
 #include "nsegress/common/ownership.h"
+#include "nsegress/common/peer_wire.h"
 
 using namespace nsegress;
 using namespace nsegress::ownership;
@@ -582,4 +583,29 @@ TEST(Member, AnOwnerIsLiveOnlyWithAProofAndForeverOnlyWithoutAStandby) {
   EXPECT_EQ(m.live(now).at(a), t.proofUntil(now, t.promise));
   // Proofs end: not live.
   EXPECT_TRUE(m.live(now + t.lease + t.promise).empty());
+}
+
+TEST(PeerWire, MessagesRoundTripAndForgedOrMalformedDatagramsAreRefused) {
+  const std::string key = "0123456789abcdef-key";
+  const ownership::Message req =
+      LeaseRequest{"gw1", 7, {{ip("203.0.113.10"), "gw2"}}, {ip("fd00:e::10")}};
+  auto d = ownership::encode(req, key);
+  auto back = ownership::decode(d, key);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, req);
+  // Another key, a flipped byte, truncation, garbage: refused with a reason.
+  EXPECT_FALSE(ownership::decode(d, "another-key-0123456789"));
+  auto flipped = d;
+  flipped.back() ^= 1;
+  EXPECT_FALSE(ownership::decode(flipped, key));
+  EXPECT_FALSE(ownership::decode(d.substr(0, 20), key));
+  EXPECT_FALSE(ownership::decode(std::string(70000, 'x'), key));
+  // Signed but malformed: a bad node name, a bad address, too many addresses.
+  std::vector<IpAddress> many(ownership::kMaxAddressesPerMessage + 1, ip("203.0.113.10"));
+  auto big = ownership::encode(Heartbeat{"gw1", 1, many}, key);
+  auto r = ownership::decode(big, key);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("too many"), std::string::npos);
+  auto bad_name = ownership::encode(Heartbeat{"Not_A_Node", 1, {}}, key);
+  EXPECT_FALSE(ownership::decode(bad_name, key));
 }
