@@ -179,20 +179,19 @@ void Failover::setDesired(const DesiredState& d) {
 DesiredState Failover::effective(const DesiredState& d) const {
   DesiredState out = d;
   const auto owners = member_.owners();
+  std::map<std::string_view, NamespaceEgress*> by_name;  // one pass, not roles × namespaces
+  for (auto& ns : out.namespaces) by_name[ns.name] = &ns;
   for (const auto& r : d.addresses) {
+    auto ns = by_name.find(r.ns);
+    if (ns == by_name.end()) continue;
     auto it = owners.find(r.ip);
-    const std::string owner = it != owners.end() ? it->second.node : r.owner;
-    for (auto& ns : out.namespaces) {
-      if (ns.name != r.ns) continue;
-      auto& egress = r.ip.isV4() ? ns.egress_v4 : ns.egress_v6;
-      auto& gateway = r.ip.isV4() ? ns.gateway_v4 : ns.gateway_v6;
-      if (owner == cfg_.node) {
-        egress = r.ip;
-      } else if (egress == r.ip) {
-        egress.reset();
-      }
-      gateway = owner;
-    }
+    const std::string& owner = it != owners.end() ? it->second.node : r.owner;
+    auto& egress = r.ip.isV4() ? ns->second->egress_v4 : ns->second->egress_v6;
+    if (owner == cfg_.node)
+      egress = r.ip;
+    else if (egress == r.ip)
+      egress.reset();
+    (r.ip.isV4() ? ns->second->gateway_v4 : ns->second->gateway_v6) = owner;
   }
   return out;
 }

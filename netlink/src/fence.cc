@@ -153,11 +153,11 @@ struct Fence::Impl {
     }
   }
 
-  bool exists() {
+  bool exists(uint16_t family) {
     TablePtr t(nftnl_table_alloc());
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
     std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-    auto* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, ++seq);
+    auto* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, family, NLM_F_ACK, ++seq);
     nftnl_table_nlmsg_build_payload(nlh, t.get());
     if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return false;
     bool found = false;
@@ -269,12 +269,17 @@ Result<std::unique_ptr<Fence>> Fence::open(std::string table) {
   if (!impl->sock) return makeError(errno, std::string("fence: socket: ") + strerror(errno));
   if (mnl_socket_bind(impl->sock.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return makeError(errno, std::string("fence: bind: ") + strerror(errno));
-  if (!impl->exists()) {
-    Batch b(impl->seq);
-    impl->create(b);
-    if (auto r = impl->send(b); !r) return r.error();
+  std::unique_ptr<Fence> f(new Fence(std::move(impl)));
+  auto& i = *f->impl_;
+  if (!i.exists(NFPROTO_INET) || !i.exists(NFPROTO_ARP)) {
+    // Half a fence (one table removed by hand): both are built again, closed
+    // (the safe direction) until the agent's first proof.
+    if (auto r = f->destroy(); !r) return r.error();
+    Batch b(i.seq);
+    i.create(b);
+    if (auto r = i.send(b); !r) return r.error();
   }
-  return std::unique_ptr<Fence>(new Fence(std::move(impl)));
+  return f;
 }
 
 Fence::Fence(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -258,7 +258,6 @@ class Sim {
       if (o_.store_down_at >= 0 && now_ > 1'000'000 && live != 1)
         return ips_[k].str() + " not live at " + std::to_string(now_ / 1000) +
                " ms during a store outage";
-      if (live == 1) last_live_[k] = {now_, who};
     }
     return "";
   }
@@ -269,12 +268,10 @@ class Sim {
     const int64_t failed_at = o_.crash_owner_at >= 0 ? o_.crash_owner_at : o_.uplink_down_at;
     if (failed_at < 0) return "";
     const int64_t bound_us = 900'000;
-    auto& standby = nodes_[1];
     if (!first_live_after_.count(0)) return "address of gw0 never live again after its failure";
     const int64_t gap = first_live_after_[0] - failed_at * 1000;
     gaps.push_back(gap / 1000);
     if (gap > bound_us) return "takeover took " + std::to_string(gap / 1000) + " ms";
-    (void)standby;
     return "";
   }
 
@@ -441,7 +438,6 @@ class Sim {
   std::set<std::pair<int, int>> cut_;
   std::vector<Fault> faults_;
   int64_t now_ = 0;
-  std::map<int, std::pair<int64_t, std::string>> last_live_;
   std::map<int, int64_t> first_live_after_;
   bool watch0_ = false;
 
