@@ -145,6 +145,12 @@ std::optional<HeartbeatAck> Member::onHeartbeat(const Heartbeat& hb, Time now) {
   return ack;
 }
 
+std::optional<Time> Member::lastHeard(const IpAddress& ip) const {
+  auto it = addrs_.find(ip);
+  if (it == addrs_.end() || it->second.last_heartbeat == Time{}) return std::nullopt;
+  return it->second.last_heartbeat;
+}
+
 void Member::onAck(const HeartbeatAck& ack, Time /*now*/) {
   for (const auto& ip : ack.promised) {
     auto it = addrs_.find(ip);

@@ -18,13 +18,17 @@ using nlohmann::json;
 constexpr std::string_view kMagic = "NSE1";
 constexpr size_t kMac = 32;
 
-std::string mac(std::string_view key, std::string_view body) {
+}  // namespace
+
+std::string hmacSha256(std::string_view key, std::string_view body) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(body.data()), body.size(), out, &len);
   return std::string(reinterpret_cast<const char*>(out), len);
 }
+
+namespace {
 
 json ips(const std::vector<IpAddress>& v) {
   json a = json::array();
@@ -95,7 +99,7 @@ std::string encode(const Message& m, std::string_view key) {
     j = {{"t", "rep"}, {"node", p->node}, {"echo", p->echo}, {"leases", leases}};
   }
   const std::string body = dumpJson(j, -1);
-  return std::string(kMagic) + mac(key, body) + body;
+  return std::string(kMagic) + hmacSha256(key, body) + body;
 }
 
 Result<Message> decode(std::string_view d, std::string_view key) {
@@ -104,7 +108,7 @@ Result<Message> decode(std::string_view d, std::string_view key) {
     return bad("not an nsegress peer message");
   const auto got = d.substr(kMagic.size(), kMac);
   const auto body = d.substr(kMagic.size() + kMac);
-  const auto want = mac(key, body);
+  const auto want = hmacSha256(key, body);
   if (CRYPTO_memcmp(got.data(), want.data(), kMac) != 0) return bad("authentication failed");
   auto parsed = parseJson(body, JsonLimits{kMaxDatagram, 4, 20'000});
   if (!parsed) return bad("not JSON: " + parsed.error().message);

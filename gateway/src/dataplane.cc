@@ -37,7 +37,7 @@ NodeDataplane::NodeDataplane(Ports p, std::optional<SteerConfig> steer)
   // its fail-closed entry goes) and retires after it (a pod is held again
   // before its mark goes).
   if (steer_cfg_ && p.routes) {
-    steer_.emplace(session_, *p.routes, *steer_cfg_);
+    steer_.emplace(session_, *p.routes, p.conntrack, *steer_cfg_);
     dp_.add(*steer_);
   }
   dp_.add(snat_);

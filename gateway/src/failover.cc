@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "nsegress/gateway/ct_sync.h"
 #include "nsegress/gateway/metrics.h"
 
 namespace nsegress::gateway {
@@ -78,6 +79,8 @@ void Failover::handle(const ownership::Message& m, const udp::endpoint& from) {
     if (auto ack = member_.onHeartbeat(*hb, now)) send(*ack, from);
     return;
   } else if (auto* a = std::get_if<ownership::HeartbeatAck>(&m)) {
+    if (auto it = hb_.find(a->from); it != hb_.end() && it->second.first == a->echo)
+      it->second.second = true;
     member_.onAck(*a, now);
   } else if (auto* an = std::get_if<ownership::Announce>(&m)) {
     member_.onAnnounce(*an);
@@ -95,15 +98,35 @@ void Failover::step() {
   auto out = member_.tick(now);
   if (out.request) send(*out.request, cfg_.store);
   for (auto& [to, hb] : out.heartbeats)
-    if (auto it = peers_.find(to); it != peers_.end()) send(hb, it->second);
+    if (auto it = peers_.find(to); it != peers_.end()) {
+      auto& [seq, acked] = hb_[to];
+      if (seq != 0 && !acked) {
+        stats_.heartbeats_lost++;
+        if (metrics_) metrics_->failover_heartbeats_lost.Increment();
+      }
+      seq = hb.seq;
+      acked = false;
+      send(hb, it->second);
+    }
   for (const auto& an : out.announces)
     for (const auto& [name, ep] : peers_)
       if (name != cfg_.node) send(an, ep);
   const auto live = member_.live(now);
+  if (sync_ && !out.takeovers.empty()) {
+    // The synced flows go in before the fence opens: the first reply from
+    // outside finds its entry (never a reset from a table without it).
+    auto c = sync_->commit({out.takeovers.begin(), out.takeovers.end()});
+    spdlog::info("failover: committed {} synced flows ({} replaced a local entry, {} failed)",
+                 c.created + c.replaced, c.replaced, c.failed);
+  }
   applyFence(live, now);
   for (const auto& ip : out.takeovers) {
     stats_.takeovers++;
-    if (metrics_) metrics_->failover_takeovers.Increment();
+    if (metrics_) {
+      metrics_->failover_takeovers.Increment();
+      if (auto heard = member_.lastHeard(ip))
+        metrics_->failover_duration.Observe(std::chrono::duration<double>(now - *heard).count());
+    }
     spdlog::warn("failover: took over {} (epoch {})", ip.str(), member_.owners()[ip].epoch);
     announcer_.announce(ip);  // the fence is open for it now
   }
@@ -116,8 +139,30 @@ void Failover::step() {
   }
   if (moved || owners.size() != owners_.size()) {
     owners_ = std::move(owners);
+    syncRoles();
     changed_();
   }
+}
+
+void Failover::syncRoles() {
+  if (!sync_) return;
+  // This node sends the flows of what it owns to each address's standby
+  // (the designated one; after a takeover the controller names a new one)
+  // and keeps what owners send it for the addresses it stands by for.
+  std::map<IpAddress, std::string> owned;
+  std::set<IpAddress> standby_for;
+  for (const auto& [ip, role] : roles_) {
+    auto it = owners_.find(ip);
+    const std::string& owner = it != owners_.end() ? it->second.node : role.owner;
+    if (owner == cfg_.node)
+      owned[ip] = role.standby == cfg_.node ? "" : role.standby;
+    else if (role.standby == cfg_.node)
+      standby_for.insert(ip);
+  }
+  std::map<std::string, udp::endpoint> peers;
+  for (const auto& [name, ep] : peers_)
+    if (name != cfg_.node) peers[name] = udp::endpoint(ep.address(), sync_port_);
+  sync_->setRoles(std::move(owned), std::move(standby_for), std::move(peers));
 }
 
 void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
@@ -165,6 +210,7 @@ void Failover::setDesired(const DesiredState& d) {
     roles[r.ip] = {r.owner, r.standby, r.epoch};
     hostable.insert(r.ip);
   }
+  roles_ = roles;
   member_.setRoles(std::move(roles));
   peers_.clear();
   for (const auto& n : d.nodes)
@@ -173,6 +219,8 @@ void Failover::setDesired(const DesiredState& d) {
     hostable_ = std::move(hostable);
     applied_once_ = false;  // rewrite with the new set
   }
+  owners_ = member_.owners();
+  syncRoles();
   step();
 }
 

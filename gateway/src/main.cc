@@ -9,11 +9,13 @@
 #include <csignal>
 
 #include "nsegress/gateway/agent.h"
+#include "nsegress/gateway/ct_sync.h"
 #include "nsegress/gateway/failover.h"
 #include "nsegress/gateway/kube_source.h"
 #include "nsegress/kube/client.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
+#include "nsegress/netlink/ct_sync.h"
 #include "nsegress/netlink/fence.h"
 #include "nsegress/netlink/nft.h"
 #include "nsegress/netlink/routes.h"
@@ -66,7 +68,9 @@ int main(int argc, char** argv) {
   bool uplink_dedicated = false;
   gateway::SteerConfig steer_cfg;
   std::string peer_key_file, lease_server;
-  int peer_port = 4794, lease_ms = 500, promise_ms = 500;
+  int peer_port = 4794, lease_ms = 500, promise_ms = 500, ct_sync_port = 4796;
+  bool no_ct_sync = false;
+  size_t ct_sync_max = 262144;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
   app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
@@ -117,6 +121,16 @@ int main(int argc, char** argv) {
                  "How long a standby promises not to take over after a heartbeat (its failure "
                  "detection time)")
       ->check(CLI::Range(100, 60000));
+  app.add_option("--ct-sync-port", ct_sync_port,
+                 "UDP port of conntrack sync on every node (with --peer-key)")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--ct-sync-max-flows", ct_sync_max,
+                 "Flows a standby holds for the addresses it stands by for (beyond: counted "
+                 "in nsegress_gateway_ct_sync_loss_total{where=\"cache\"})")
+      ->check(CLI::Range(1, 16 << 20));
+  app.add_flag("--no-ct-sync", no_ct_sync,
+               "Failover without conntrack sync (established flows of a failed gateway are "
+               "not carried over)");
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
                "Remove the table, owned addresses and their flows, then exit");
@@ -282,6 +296,8 @@ int main(int argc, char** argv) {
   opts.resync = std::chrono::seconds(resync_s);
   gateway::Agent* agent_ptr = nullptr;
   std::unique_ptr<gateway::Failover> failover;
+  std::unique_ptr<netlink::ConntrackSync> ct_sync_kernel;
+  std::unique_ptr<gateway::CtSync> ct_sync;  // stopped before the kernel side goes
   if (fence) {
     failover = std::make_unique<gateway::Failover>(
         io, SystemClock::instance(), fo_cfg, *fence, **garp,
@@ -292,6 +308,25 @@ int main(int argc, char** argv) {
     if (auto r = failover->start(); !r) {
       spdlog::error("start-up: {}", r.error().message);
       return 1;
+    }
+    if (!no_ct_sync) {
+      auto k = netlink::ConntrackSync::open();
+      if (!k) {
+        spdlog::error("start-up: {}", k.error().message);
+        return 1;
+      }
+      ct_sync_kernel = std::move(*k);
+      gateway::CtSyncConfig cs;
+      cs.node = fo_cfg.node;
+      cs.key = fo_cfg.key;
+      cs.port = static_cast<uint16_t>(ct_sync_port);
+      cs.max_cache = ct_sync_max;
+      ct_sync = std::make_unique<gateway::CtSync>(cs, *ct_sync_kernel, &metrics);
+      if (auto r = ct_sync->start(); !r) {
+        spdlog::error("start-up: {}", r.error().message);
+        return 1;
+      }
+      failover->setSync(ct_sync.get(), cs.port);
     }
   }
   gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts,

@@ -1,5 +1,7 @@
 #include "nsegress/gateway/metrics.h"
 
+#include "nsegress/gateway/ct_sync.h"
+
 namespace nsegress::gateway {
 
 namespace {
@@ -10,6 +12,15 @@ prometheus::Counter& counter(prometheus::Registry& r, const std::string& name,
 prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name,
                          const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+prometheus::Family<prometheus::Counter>& counters(prometheus::Registry& r, const std::string& name,
+                                                  const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+prometheus::Histogram& histogram(prometheus::Registry& r, const std::string& name,
+                                 const std::string& help,
+                                 prometheus::Histogram::BucketBoundaries b) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, std::move(b));
 }
 }  // namespace
 
@@ -56,8 +67,54 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
                                     "Kernel fence updates that failed")),
       failover_live(gauge(*r, "nsegress_gateway_failover_live_addresses",
                           "Egress addresses this node may use now (its fence is open for)")),
+      failover_duration(histogram(
+          *r, "nsegress_gateway_failover_duration_seconds",
+          "Takeovers by this node: time from the failed owner's last heartbeat to the takeover",
+          {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2, 5, 10})),
+      failover_heartbeats_lost(counter(*r, "nsegress_gateway_failover_heartbeats_lost_total",
+                                       "Heartbeats to a peer not acknowledged before the next")),
+      ct_sync_changes(counters(*r, "nsegress_gateway_ct_sync_changes_total",
+                               "Conntrack changes sent to standbys / received from owners")),
+      ct_sync_loss(counters(*r, "nsegress_gateway_ct_sync_loss_total",
+                            "Conntrack sync losses, each followed by a resync: kernel event "
+                            "overruns, datagrams missing from a sender's sequence, changes "
+                            "dropped from a full send queue or a full cache")),
+      ct_sync_resyncs(counters(*r, "nsegress_gateway_ct_sync_resyncs_total",
+                               "Full resyncs sent to a standby / requested from an owner")),
+      ct_sync_committed(counters(*r, "nsegress_gateway_ct_sync_committed_total",
+                                 "Synced flows committed to the kernel at takeovers")),
+      ct_sync_refused(counter(*r, "nsegress_gateway_ct_sync_refused_datagrams_total",
+                              "Conntrack sync datagrams refused (unauthenticated or malformed)")),
+      ct_sync_cached(gauge(*r, "nsegress_gateway_ct_sync_cached_flows",
+                           "Flows held for the addresses this node is standby for")),
+      ct_sync_lag(histogram(*r, "nsegress_gateway_ct_sync_lag_seconds",
+                            "Time from reading a conntrack event to sending it to the standby",
+                            {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1})),
       registry_(std::move(r)),
       snapshot_(std::make_shared<KernelSnapshot>()) {}
+
+void GatewayMetrics::publishCtSync(const CtSyncStats& a, const CtSyncStats& b, size_t cached) {
+  auto add = [](prometheus::Family<prometheus::Counter>& f, const prometheus::Labels& l,
+                uint64_t from, uint64_t to) {
+    if (to > from)
+      f.Add(l).Increment(static_cast<double>(to - from));
+    else
+      f.Add(l);  // present from the start, at 0
+  };
+  add(ct_sync_changes, {{"direction", "sent"}}, a.changes_sent, b.changes_sent);
+  add(ct_sync_changes, {{"direction", "received"}}, a.changes_received, b.changes_received);
+  add(ct_sync_loss, {{"where", "kernel"}}, a.kernel_overruns, b.kernel_overruns);
+  add(ct_sync_loss, {{"where", "network"}}, a.datagrams_lost, b.datagrams_lost);
+  add(ct_sync_loss, {{"where", "queue"}}, a.pending_dropped, b.pending_dropped);
+  add(ct_sync_loss, {{"where", "cache"}}, a.cache_full, b.cache_full);
+  add(ct_sync_resyncs, {{"side", "sent"}}, a.resyncs_sent, b.resyncs_sent);
+  add(ct_sync_resyncs, {{"side", "requested"}}, a.resync_requests, b.resync_requests);
+  add(ct_sync_committed, {{"result", "created"}}, a.committed, b.committed);
+  add(ct_sync_committed, {{"result", "replaced"}}, a.commit_replaced, b.commit_replaced);
+  add(ct_sync_committed, {{"result", "failed"}}, a.commit_failed, b.commit_failed);
+  if (b.refused > a.refused) ct_sync_refused.Increment(static_cast<double>(b.refused - a.refused));
+  ct_sync_cached.Set(static_cast<double>(cached));
+}
 
 void KernelSnapshot::update(std::map<std::string, NamespaceCounters> per_ns,
                             std::map<std::string, std::string> ns_egress) {

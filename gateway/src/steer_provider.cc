@@ -1,5 +1,9 @@
 #include "nsegress/gateway/steer_provider.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
 namespace nsegress::gateway {
 
 namespace {
@@ -115,7 +119,16 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
     const uint32_t mark = markOfSlot(slot_of[g]);
     auto it = nft.steer.find(pod);
     if (it != nft.steer.end() && it->second == mark) continue;
-    if (it != nft.steer.end()) dels.push_back(NftOp{K::kDelSteer, "", pod, {}, {}, it->second});
+    if (it != nft.steer.end()) {
+      dels.push_back(NftOp{K::kDelSteer, "", pod, {}, {}, it->second});
+      auto rp = std::find_if(p.repins.begin(), p.repins.end(), [&](const ConntrackRepin& r) {
+        return r.from == it->second && r.to == mark && r.sources.front().family() == pod.family();
+      });
+      if (rp == p.repins.end())
+        p.repins.push_back({{pod}, it->second, mark, kSteerMarkMask | kReturnFlag});
+      else
+        rp->sources.push_back(pod);
+    }
     adds.push_back(NftOp{K::kAddSteer, "", pod, {}, {}, mark});
   }
   for (const auto& [pod, mark] : nft.steer)
@@ -178,6 +191,15 @@ Status SteerProvider::install(const DesiredState& desired, ExecStats& stats) {
     model_->hops[s] = hop;
   }
   if (auto r = s_.apply(p->install, stats); !r) return r;
+  for (const auto& rp : p->repins) {
+    // Best effort: a flow left pinned to a failed gateway is dropped there
+    // (never leaves with another address), and the next change retries.
+    auto n = ct_.repin(rp);
+    if (!n)
+      spdlog::warn("steering: re-pinning flows to a moved gateway: {}", n.error().message);
+    else if (*n)
+      spdlog::info("steering: {} established flows follow their gateway", *n);
+  }
   planned_ = std::move(*p);
   return okStatus();
 }

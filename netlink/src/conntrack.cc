@@ -10,62 +10,16 @@
 #include <set>
 #include <vector>
 
+#include "ct_util.h"
 #include "nsegress/common/fd.h"
 
 namespace nsegress::netlink {
 
-namespace {
-using HandlePtr = Handle<nfct_handle, nfct_close>;
-using CtPtr = Handle<nf_conntrack, nfct_destroy>;
-using FilterPtr = Handle<nfct_filter_dump, nfct_filter_dump_destroy>;
-
-std::optional<IpAddress> replyDst(const nf_conntrack* ct) {
-  uint8_t l3 = nfct_get_attr_u8(ct, ATTR_L3PROTO);
-  if (l3 == AF_INET)
-    return IpAddress::fromBytes(Family::V4,
-                                static_cast<const uint8_t*>(nfct_get_attr(ct, ATTR_REPL_IPV4_DST)));
-  if (l3 == AF_INET6)
-    return IpAddress::fromBytes(Family::V6,
-                                static_cast<const uint8_t*>(nfct_get_attr(ct, ATTR_REPL_IPV6_DST)));
-  return std::nullopt;
-}
-
-std::optional<IpAddress> origSrc(const nf_conntrack* ct) {
-  uint8_t l3 = nfct_get_attr_u8(ct, ATTR_L3PROTO);
-  if (l3 == AF_INET)
-    return IpAddress::fromBytes(Family::V4,
-                                static_cast<const uint8_t*>(nfct_get_attr(ct, ATTR_ORIG_IPV4_SRC)));
-  if (l3 == AF_INET6)
-    return IpAddress::fromBytes(Family::V6,
-                                static_cast<const uint8_t*>(nfct_get_attr(ct, ATTR_ORIG_IPV6_SRC)));
-  return std::nullopt;
-}
-
-// Dumps SNATed flows of one family; calls `fn` for each.
-Status dumpSnat(nfct_handle* h, uint8_t family,
-                const std::function<void(const nf_conntrack*)>& fn) {
-  FilterPtr filter(nfct_filter_dump_create());
-  nfct_filter_dump_set_attr_u8(filter.get(), NFCT_FILTER_DUMP_L3NUM, family);
-  nfct_filter_dump_mark status{IPS_SRC_NAT, IPS_SRC_NAT};
-  nfct_filter_dump_set_attr(filter.get(), NFCT_FILTER_DUMP_STATUS, &status);
-  struct Ctx {
-    const std::function<void(const nf_conntrack*)>* fn;
-  } ctx{&fn};
-  nfct_callback_unregister(h);
-  nfct_callback_register(
-      h, NFCT_T_ALL,
-      [](enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) -> int {
-        const uint32_t st = nfct_get_attr_u32(ct, ATTR_STATUS);
-        if (st & IPS_SRC_NAT) (*static_cast<Ctx*>(data)->fn)(ct);
-        return NFCT_CB_CONTINUE;
-      },
-      &ctx);
-  int r = nfct_query(h, NFCT_Q_DUMP_FILTER, filter.get());
-  nfct_callback_unregister(h);
-  if (r < 0) return makeError(errno, std::string("conntrack: dump: ") + strerror(errno));
-  return okStatus();
-}
-}  // namespace
+using ct::CtPtr;
+using ct::dumpSnat;
+using ct::HandlePtr;
+using ct::origSrc;
+using ct::replyDst;
 
 struct Conntrack::Impl {
   HandlePtr dump;
@@ -119,6 +73,57 @@ Result<std::map<IpAddress, size_t>> Conntrack::countByEgress() {
     if (!st) return st.error();
   }
   return out;
+}
+
+}  // namespace nsegress::netlink
+
+namespace nsegress::netlink {
+
+Result<size_t> Conntrack::repin(const gateway::ConntrackRepin& rp) {
+  if (rp.sources.empty()) return size_t{0};
+  const std::set<IpAddress> sources(rp.sources.begin(), rp.sources.end());
+  std::vector<CtPtr> flows;
+  ct::FilterPtr filter(nfct_filter_dump_create());
+  nfct_filter_dump_set_attr_u8(filter.get(), NFCT_FILTER_DUMP_L3NUM,
+                               rp.sources.front().isV4() ? AF_INET : AF_INET6);
+  nfct_filter_dump_mark mark{rp.from, rp.mask};
+  nfct_filter_dump_set_attr(filter.get(), NFCT_FILTER_DUMP_MARK, &mark);
+  struct Ctx {
+    const std::set<IpAddress>* sources;
+    std::vector<CtPtr>* flows;
+    uint32_t from, mask;
+  } ctx{&sources, &flows, rp.from, rp.mask};
+  nfct_handle* h = impl_->dump.get();
+  nfct_callback_unregister(h);
+  nfct_callback_register(
+      h, NFCT_T_ALL,
+      [](enum nf_conntrack_msg_type, struct nf_conntrack* c, void* data) -> int {
+        auto* x = static_cast<Ctx*>(data);
+        if ((nfct_get_attr_u32(c, ATTR_MARK) & x->mask) != x->from) return NFCT_CB_CONTINUE;
+        auto src = origSrc(c);
+        if (!src || !x->sources->count(*src)) return NFCT_CB_CONTINUE;
+        CtPtr key(nfct_new());
+        nfct_copy(key.get(), c, NFCT_CP_ORIG);
+        nfct_set_attr_u32(key.get(), ATTR_MARK, nfct_get_attr_u32(c, ATTR_MARK));
+        x->flows->push_back(std::move(key));
+        return NFCT_CB_CONTINUE;
+      },
+      &ctx);
+  const int r = nfct_query(h, NFCT_Q_DUMP_FILTER, filter.get());
+  nfct_callback_unregister(h);
+  if (r < 0)
+    return makeError(errno, std::string("conntrack: dump for re-pinning: ") + strerror(errno));
+  size_t done = 0;
+  for (auto& c : flows) {
+    const uint32_t m = (nfct_get_attr_u32(c.get(), ATTR_MARK) & ~rp.mask) | rp.to;
+    nfct_set_attr_u32(c.get(), ATTR_MARK, m);
+    if (nfct_query(impl_->del.get(), NFCT_Q_UPDATE, c.get()) == 0) {
+      ++done;
+    } else if (errno != ENOENT) {
+      return makeError(errno, std::string("conntrack: re-pin a flow: ") + strerror(errno));
+    }
+  }
+  return done;
 }
 
 }  // namespace nsegress::netlink

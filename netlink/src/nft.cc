@@ -385,7 +385,8 @@ void matchTunnel(nftnl_rule* r, uint16_t port) {
 //                meta nfproto ipv4 ct state new ip saddr @steer4 [ip daddr not in CLUSTER]
 //                  fib daddr type != local fib saddr . iif oif != 0
 //                  ct mark set ip saddr map @steer4             (and ipv6)
-//                [tunnel: iifname TUNNEL ct state new ct mark set ip saddr map @return4]
+//                [tunnel: iifname TUNNEL ct direction original ct mark & FLAG == 0
+//                  ct mark set ip saddr map @return4]
 //                ct direction original ct mark & FLAG == 0 ct mark & MASK != 0
 //                  meta mark set ct mark                        (steered out)
 //                [ct direction reply ct mark & FLAG != 0 meta mark set ct mark & MASK]
@@ -600,12 +601,18 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
     }
     if (!c.tunnel.empty())
       for (Family f : {Family::V4, Family::V6}) {
-        // A new flow arriving through the tunnel remembers its pod's node.
+        // A flow arriving through the tunnel remembers its pod's node: at
+        // its first packet, or at the first one after a takeover committed
+        // its synced entry (which carries no node-local mark).
         const char* map = f == Family::V4 ? NftNames::kReturn4 : NftNames::kReturn6;
         auto r = newRule(c, NftNames::kSteer);
         matchIifname(r.get(), c.tunnel, true);
         matchNfproto(r.get(), f);
-        matchNew(r.get());
+        matchDirection(r.get(), false);
+        ctLoad(r.get(), NFT_CT_MARK);
+        bitwiseAnd(r.get(), &c.return_flag, sizeof c.return_flag);
+        const uint32_t zero = 0;
+        cmpEq(r.get(), &zero, sizeof zero);
         ctMarkFromMap(r.get(), f, map);
         rules.emplace_back(NftNames::kSteer, std::move(r));
       }

@@ -30,6 +30,14 @@ class FakeConntrack : public gateway::ConntrackKernel {
     if (faults) faults->after();
     return before - flows.size();
   }
+  std::vector<gateway::ConntrackRepin> repins;
+  Result<size_t> repin(const gateway::ConntrackRepin& r) override {
+    if (faults)
+      if (auto st = faults->before("repin"); !st) return st.error();
+    repins.push_back(r);
+    if (faults) faults->after();
+    return r.sources.size();
+  }
   Result<std::map<IpAddress, size_t>> countByEgress() override {
     std::map<IpAddress, size_t> out;
     for (const auto& f : flows) out[f.second]++;

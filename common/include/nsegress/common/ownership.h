@@ -182,6 +182,8 @@ class Member {
   // The owner of each address as far as this node knows (highest epoch).
   std::map<IpAddress, Owner> owners() const;
   const std::string& self() const { return self_; }
+  // As standby: when the owner of `ip` was last heard from (a heartbeat).
+  std::optional<Time> lastHeard(const IpAddress& ip) const;
 
  private:
   struct Addr {

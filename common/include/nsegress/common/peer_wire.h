@@ -26,6 +26,9 @@ inline constexpr size_t kMinKeyBytes = 16;
 std::string encode(const Message& m, std::string_view key);
 Result<Message> decode(std::string_view datagram, std::string_view key);
 
+// HMAC-SHA256 of `body` under `key` (32 bytes); shared by the peers' wires.
+std::string hmacSha256(std::string_view key, std::string_view body);
+
 // Reads a key file (bounded; at least kMinKeyBytes after trimming).
 Result<std::string> readKeyFile(const std::string& path);
 

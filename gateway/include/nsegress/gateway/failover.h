@@ -37,6 +37,7 @@ struct FailoverStats {
   uint64_t fenced = 0;     // addresses this node stopped using (lost its proof)
   uint64_t refused = 0;    // datagrams refused (unauthenticated, malformed)
   uint64_t fence_errors = 0;
+  uint64_t heartbeats_lost = 0;
 };
 
 class Failover {
@@ -50,6 +51,12 @@ class Failover {
   // `d` with every address hosted where this node knows its owner is.
   DesiredState effective(const DesiredState& d) const;
   const FailoverStats& stats() const { return stats_; }
+  // Conntrack sync (optional): committed before the fence opens for a taken
+  // over address; told every change of roles.
+  void setSync(class CtSync* sync, uint16_t port) {
+    sync_ = sync;
+    sync_port_ = port;
+  }
 
  private:
   void receive();
@@ -77,6 +84,11 @@ class Failover {
   bool applied_once_ = false;
   std::map<IpAddress, ownership::Member::Owner> owners_;  // as last acted on
   FailoverStats stats_;
+  class CtSync* sync_ = nullptr;
+  uint16_t sync_port_ = 0;
+  std::map<IpAddress, ownership::Member::Role> roles_;
+  std::map<std::string, std::pair<uint64_t, bool>> hb_;  // peer → (last heartbeat seq, acked)
+  void syncRoles();
 };
 
 }  // namespace nsegress::gateway

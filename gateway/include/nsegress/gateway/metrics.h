@@ -79,6 +79,19 @@ class GatewayMetrics {
   prometheus::Counter& failover_refused;
   prometheus::Counter& failover_fence_errors;
   prometheus::Gauge& failover_live;
+  prometheus::Histogram& failover_duration;
+  prometheus::Counter& failover_heartbeats_lost;
+  // Conntrack sync (docs/architecture.md "Conntrack sync").
+  prometheus::Family<prometheus::Counter>& ct_sync_changes;
+  prometheus::Family<prometheus::Counter>& ct_sync_loss;
+  prometheus::Family<prometheus::Counter>& ct_sync_resyncs;
+  prometheus::Family<prometheus::Counter>& ct_sync_committed;
+  prometheus::Counter& ct_sync_refused;
+  prometheus::Gauge& ct_sync_cached;
+  prometheus::Histogram& ct_sync_lag;
+  // Adds what changed between two snapshots of CtSync's counters.
+  void publishCtSync(const struct CtSyncStats& before, const struct CtSyncStats& now,
+                     size_t cached);
 
  private:
   GatewayMetrics(std::shared_ptr<prometheus::Registry> r);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "nsegress/gateway/nft_session.h"
+#include "nsegress/gateway/ports/conntrack.h"
 #include "nsegress/gateway/ports/routes.h"
 
 namespace nsegress::gateway {
@@ -62,6 +63,10 @@ struct SteerPlan {
   std::vector<NftOp> install;  // steer adds/changes, peers and nodes added
   std::vector<NftOp> retire;   // steer, peer and node removals
   std::vector<std::pair<int, Hop>> clear_hops;
+  // Pods whose gateway changed: their established flows follow (after the
+  // new marks are in place). The old gateway has failed over, or handed
+  // its flows over; either way it no longer serves them.
+  std::vector<ConntrackRepin> repins;
   size_t size() const {
     return (tunnel ? 1 : 0) + add_slots.size() + set_hops.size() + install.size() + retire.size() +
            clear_hops.size();
@@ -74,8 +79,8 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
 
 class SteerProvider final : public Provider {
  public:
-  SteerProvider(NftSession& s, RouteKernel& routes, SteerConfig c)
-      : s_(s), routes_(routes), cfg_(std::move(c)) {}
+  SteerProvider(NftSession& s, RouteKernel& routes, ConntrackKernel& ct, SteerConfig c)
+      : s_(s), routes_(routes), ct_(ct), cfg_(std::move(c)) {}
   std::string_view name() const override { return "steering"; }
   Status observe() override;
   bool hasModel() const override { return model_.has_value(); }
@@ -87,6 +92,7 @@ class SteerProvider final : public Provider {
  private:
   NftSession& s_;
   RouteKernel& routes_;
+  ConntrackKernel& ct_;
   SteerConfig cfg_;
   std::optional<ObservedRoutes> model_;
   std::optional<SteerPlan> planned_;

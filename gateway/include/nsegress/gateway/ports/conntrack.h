@@ -20,11 +20,23 @@ struct ConntrackFlush {
   bool operator==(const ConntrackFlush&) const = default;
 };
 
+// Re-pins steered flows: flows whose original source is one of `sources`
+// and whose conntrack mark, masked by `mask`, is `from` get `to` in place of
+// those bits (their packets follow the new gateway at once).
+struct ConntrackRepin {
+  std::vector<IpAddress> sources;
+  uint32_t from = 0;
+  uint32_t to = 0;
+  uint32_t mask = 0;
+  bool operator==(const ConntrackRepin&) const = default;
+};
+
 class ConntrackKernel {
  public:
   virtual ~ConntrackKernel() = default;
   virtual Result<size_t> flush(const ConntrackFlush& f) = 0;  // returns flows deleted
   virtual Result<std::map<IpAddress, size_t>> countByEgress() = 0;
+  virtual Result<size_t> repin(const ConntrackRepin& r) = 0;  // returns flows re-pinned
 };
 
 }  // namespace nsegress::gateway
