@@ -63,7 +63,7 @@ uint32_t timeoutOf(const ctsync::Flow& f) {
 }
 
 // The entry as ctnetlink creates it: both tuples, the source NAT binding
-// (address and port: the reply tuple must be exactly the synced one), the
+// (address and port: the translated reply tuple is exactly the synced one), the
 // TCP state with window tracking relaxed (this node never saw the
 // sequence numbers), seen-reply/assured.
 CtPtr build(const ctsync::Flow& f, bool tuple_only) {
@@ -78,10 +78,14 @@ CtPtr build(const ctsync::Flow& f, bool tuple_only) {
   if (tuple_only) return c;
   nfct_set_attr_u8(c.get(), ATTR_REPL_L3PROTO, v4 ? AF_INET : AF_INET6);
   nfct_set_attr_u8(c.get(), ATTR_REPL_L4PROTO, f.proto);
+  // The reply tuple as before translation (the original inverted): the
+  // kernel's NAT set-up rewrites it to the egress address and port and marks
+  // the entry source-NATed. Given already translated, it would see nothing
+  // to do and leave the flow untranslated.
   setAddress(c.get(), f.dst, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC);
-  setAddress(c.get(), f.egress, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST);
+  setAddress(c.get(), f.src, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST);
   nfct_set_attr_u16(c.get(), ATTR_REPL_PORT_SRC, htons(f.dport));
-  nfct_set_attr_u16(c.get(), ATTR_REPL_PORT_DST, htons(f.nat_port));
+  nfct_set_attr_u16(c.get(), ATTR_REPL_PORT_DST, htons(f.sport));
   setAddress(c.get(), f.egress, ATTR_SNAT_IPV4, ATTR_SNAT_IPV6);
   nfct_set_attr_u16(c.get(), ATTR_SNAT_PORT, htons(f.nat_port));
   nfct_set_attr_u32(c.get(), ATTR_TIMEOUT, timeoutOf(f));

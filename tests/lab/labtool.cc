@@ -4,6 +4,13 @@
 //   send   --proto udp|tcp|icmp --dst A --port P  send "<tag> <seq>" messages
 //          [--size N] (payload bytes) [--replies] (count the echoes)
 //   bulk   --dst A --port P --bytes N        one TCP transfer; the server answers its count
+//   streams --dst A --talk N --down N --udp N --seconds S [--base-port B]
+//          long-lived flows (serve's ports 9003 TCP, 9004 UDP): "talk" sends a
+//          line every 20 ms and reads its echo; "down" only reads what the
+//          server pushes every 10 ms; "udp" sends every 20 ms and reads the
+//          server's answer naming the address:port it saw. Prints, per kind,
+//          the flows that survived (no error, data in the last second, UDP:
+//          the server saw one address:port throughout) and the longest gap.
 //   vxlan  --to A --port P --vni V --dst-mac M --inner-src S --inner-dst D
 //          a hand-made VXLAN packet (inner UDP "<tag> <seq>"): how a node that
 //          forges another node's pod would send
@@ -103,10 +110,63 @@ void bulkSink(int port) {
   }
 }
 
+std::string peerPort(const sockaddr_storage& ss) {
+  const uint16_t port = ss.ss_family == AF_INET
+                            ? ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port)
+                            : ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+  return peerStr(ss) + ":" + std::to_string(port);
+}
+
+// Long-lived TCP flows: the first line says "talk <id>" (echo each line) or
+// "down <id>" (the server pushes a line every 10 ms; the client only reads).
+void streamServer(int port) {
+  int l = listenOn(SOCK_STREAM, port);
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    int c = accept(l, reinterpret_cast<sockaddr*>(&ss), &sl);
+    if (c < 0) continue;
+    std::thread([c, peer = peerPort(ss)] {
+      std::string first;
+      char ch;
+      while (first.size() < 64 && read(c, &ch, 1) == 1 && ch != '\n') first.push_back(ch);
+      std::cout << "stream " << peer << " " << first << std::endl;
+      if (first.rfind("down", 0) == 0) {
+        for (uint64_t i = 0;; ++i) {
+          const std::string line = std::to_string(i) + "\n";
+          if (write(c, line.data(), line.size()) <= 0) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      } else {
+        char buf[2048];
+        ssize_t n;
+        while ((n = read(c, buf, sizeof buf)) > 0)
+          if (write(c, buf, static_cast<size_t>(n)) <= 0) break;
+      }
+      close(c);
+    }).detach();
+  }
+}
+
+// Long-lived UDP flows: answers each datagram with the address:port it came from.
+void udpFlowServer(int port) {
+  int u = listenOn(SOCK_DGRAM, port);
+  for (;;) {
+    char buf[512];
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (recvfrom(u, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) continue;
+    const std::string reply = peerPort(ss);
+    sendto(u, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&ss), sl);
+  }
+}
+
 int serve(int udp_port, int tcp_port, int bulk_port) {
   int u = listenOn(SOCK_DGRAM, udp_port);
   int t = listenOn(SOCK_STREAM, tcp_port);
   std::thread(bulkSink, bulk_port).detach();
+  std::thread(streamServer, 9003).detach();
+  std::thread(udpFlowServer, 9004).detach();
   struct Conn {
     std::string peer;
     std::string buf;
@@ -358,6 +418,132 @@ int bulk(const std::string& dst, int port, uint64_t bytes, int timeout_ms) {
 // A VXLAN packet made by hand: outer UDP from this host to `to`:`port`;
 // inside, an Ethernet frame to `dst_mac` carrying IPv4/UDP from `inner_src`
 // to `inner_dst`:9000 with the payload "<tag> <seq>".
+// See "streams" at the top.
+int streams(const std::string& dst, int talk, int down, int udp, int seconds, int base_port) {
+  using Clock = std::chrono::steady_clock;
+  struct Flow {
+    std::string kind;
+    int fd = -1;
+    bool failed = false;
+    std::string why;
+    Clock::time_point last_rx{};
+    int64_t gap_ms = 0;
+    std::string seen;  // UDP: the address:port the server saw first
+    std::string buf;
+  };
+  std::vector<Flow> flows;
+  auto bindPort = [&](int fd, int family, int i) {
+    if (!base_port) return;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(static_cast<uint16_t>(base_port + i));
+      len = sizeof *a;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(static_cast<uint16_t>(base_port + i));
+      len = sizeof *a;
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      std::cerr << "bind port " << base_port + i << ": " << strerror(errno) << std::endl;
+      exit(2);
+    }
+  };
+  socklen_t len;
+  int index = 0;
+  for (auto [kind, n] : {std::pair{std::string("talk"), talk}, {"down", down}}) {
+    for (int i = 0; i < n; ++i, ++index) {
+      auto ss = addrOf(dst, 9003, &len);
+      int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+      bindPort(fd, ss.ss_family, index);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+        std::cerr << "connect: " << strerror(errno) << std::endl;
+        return 1;
+      }
+      const std::string first = kind + " " + std::to_string(index) + "\n";
+      (void)!write(fd, first.data(), first.size());
+      fcntl(fd, F_SETFL, O_NONBLOCK);
+      flows.push_back({kind, fd});
+    }
+  }
+  for (int i = 0; i < udp; ++i, ++index) {
+    auto ss = addrOf(dst, 9004, &len);
+    int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+    bindPort(fd, ss.ss_family, index);
+    connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    flows.push_back({"udp", fd});
+  }
+  std::cout << "open " << flows.size() << std::endl;
+  const auto start = Clock::now(), end = start + std::chrono::seconds(seconds);
+  for (auto& f : flows) f.last_rx = start;
+  auto next_send = start;
+  while (Clock::now() < end) {
+    const auto now = Clock::now();
+    if (now >= next_send) {
+      next_send += std::chrono::milliseconds(20);
+      for (auto& f : flows) {
+        if (f.failed || f.kind == "down") continue;
+        const std::string line = f.kind + "\n";
+        if (send(f.fd, line.data(), line.size(), MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+            errno != ECONNREFUSED) {
+          f.failed = true;
+          f.why = strerror(errno);
+        }
+      }
+    }
+    std::vector<pollfd> fds;
+    for (auto& f : flows) fds.push_back({f.fd, POLLIN, 0});
+    poll(fds.data(), fds.size(), 5);
+    for (size_t i = 0; i < flows.size(); ++i) {
+      auto& f = flows[i];
+      if (f.failed || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+      char buf[4096];
+      ssize_t n = recv(f.fd, buf, sizeof buf, 0);
+      if (n < 0 && (errno == EAGAIN || (f.kind == "udp" && errno == ECONNREFUSED))) continue;
+      if (n <= 0) {
+        f.failed = true;
+        f.why = n == 0 ? "closed by the server" : strerror(errno);
+        continue;
+      }
+      const auto t = Clock::now();
+      f.gap_ms = std::max<int64_t>(
+          f.gap_ms, std::chrono::duration_cast<std::chrono::milliseconds>(t - f.last_rx).count());
+      f.last_rx = t;
+      if (f.kind == "udp") {
+        const std::string seen(buf, static_cast<size_t>(n));
+        if (f.seen.empty())
+          f.seen = seen;
+        else if (seen != f.seen) {
+          f.failed = true;
+          f.why = "the server saw " + seen + " after " + f.seen;
+        }
+      }
+    }
+  }
+  const auto stop = Clock::now();
+  std::map<std::string, std::pair<int, int>> ok;  // kind → (survived, total)
+  std::map<std::string, int64_t> gap;
+  for (auto& f : flows) {
+    const bool fresh = stop - f.last_rx < std::chrono::seconds(1);
+    if (!f.failed && !fresh) f.why = "stalled";
+    const bool survived = !f.failed && fresh;
+    ok[f.kind].second++;
+    ok[f.kind].first += survived;
+    gap[f.kind] = std::max(gap[f.kind], f.gap_ms);
+    if (!survived) std::cerr << f.kind << " flow lost: " << f.why << std::endl;
+    close(f.fd);
+  }
+  for (const char* k : {"talk", "down", "udp"})
+    std::cout << k << " " << ok[k].first << "/" << ok[k].second << " gap " << gap[k] << std::endl;
+  return 0;
+}
+
 int vxlan(const std::string& to, int port, uint32_t vni, const std::string& dst_mac,
           const std::string& inner_src, const std::string& inner_dst, const std::string& tag,
           int count, const std::string& from) {
@@ -439,6 +625,14 @@ int main(int argc, char** argv) {
   b->add_option("--dst", dst)->required();
   b->add_option("--port", port);
   b->add_option("--bytes", bytes)->required();
+  int talk = 0, down = 0, udp_flows = 0, seconds = 5, base_port = 0;
+  auto* st = app.add_subcommand("streams", "long-lived flows; report how many survived");
+  st->add_option("--dst", dst)->required();
+  st->add_option("--talk", talk);
+  st->add_option("--down", down);
+  st->add_option("--udp", udp_flows);
+  st->add_option("--seconds", seconds);
+  st->add_option("--base-port", base_port, "bind source ports from here (collisions on purpose)");
   std::string to, dst_mac, inner_src, inner_dst;
   uint32_t vni = 0;
   auto* v = app.add_subcommand("vxlan", "send hand-made VXLAN packets");
@@ -454,6 +648,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (s->parsed()) return serve(udp_port, tcp_port, bulk_port);
   if (b->parsed()) return bulk(dst, port, bytes, timeout);
+  if (st->parsed()) return streams(dst, talk, down, udp_flows, seconds, base_port);
   if (v->parsed()) return vxlan(to, port, vni, dst_mac, inner_src, inner_dst, tag, count, src);
   return send(proto, dst, port, count, interval, fresh, tag, timeout, src, size, replies);
 }
