@@ -42,6 +42,12 @@ void LeaseBook::designate(const IpAddress& ip, const std::string& owner,
   it->second.standby = standby == it->second.owner ? "" : standby;
 }
 
+void LeaseBook::handover(const IpAddress& ip, const std::string& to) {
+  auto it = recs_.find(ip);
+  if (it == recs_.end()) return;
+  it->second.handover = to == it->second.owner ? "" : to;
+}
+
 void LeaseBook::restore(const IpAddress& ip, const std::string& owner, uint64_t epoch) {
   recs_[ip] = Record{owner, epoch, quiet_until_, "", ""};
 }
@@ -52,9 +58,31 @@ LeaseReply LeaseBook::handle(const LeaseRequest& r, Time now) {
   if (r.seq <= last) return out;  // older than one already answered: ignored
   last = r.seq;
   auto state = [&](const IpAddress& ip, const Record* rec, bool granted) {
-    return rec ? LeaseState{ip, rec->owner, rec->epoch, rec->standby, granted}
-               : LeaseState{ip, "", 0, "", false};
+    return rec ? LeaseState{ip,           rec->owner, rec->epoch,
+                            rec->standby, granted,    rec->owner == r.node ? rec->handover : ""}
+               : LeaseState{ip, "", 0, "", false, ""};
   };
+  std::set<IpAddress> listed;
+  for (const auto& ip : r.released) {
+    listed.insert(ip);
+    auto it = recs_.find(ip);
+    if (it == recs_.end()) continue;
+    auto& rec = it->second;
+    if (rec.owner == r.node && !rec.handover.empty()) {
+      // The owner's fence is closed: the target may take it now.
+      const std::string old = rec.owner;
+      rec.owner = rec.handover;
+      rec.epoch++;
+      rec.expires = now + t_.lease;
+      rec.acked.clear();
+      if (rec.standby == rec.owner) rec.standby.clear();
+      rec.handover.clear();
+      rec.handed = true;
+      changes_.emplace_back(ip, rec);
+      pushes_.push_back(LeaseReply{rec.owner, 0, {state(ip, &rec, false)}});
+    }
+    out.leases.push_back(state(ip, &rec, false));
+  }
   for (const auto& w : r.renew) {
     auto it = recs_.find(w.ip);
     if (it == recs_.end() || it->second.owner != r.node) {
@@ -65,6 +93,7 @@ LeaseReply LeaseBook::handle(const LeaseRequest& r, Time now) {
     rec.expires = std::max(rec.expires, now + t_.lease);
     rec.acked = w.standby == r.node ? "" : w.standby;
     out.leases.push_back(state(w.ip, &rec, true));
+    listed.insert(w.ip);
   }
   for (const auto& ip : r.takeover) {
     auto it = recs_.find(ip);
@@ -87,10 +116,18 @@ LeaseReply LeaseBook::handle(const LeaseRequest& r, Time now) {
       rec.expires = now + t_.lease;
       rec.acked.clear();
       rec.standby = old;  // sticky: the old owner stands by when it is back
+      rec.handover.clear();
+      rec.handed = false;
       changes_.emplace_back(ip, rec);
     }
     out.leases.push_back(state(ip, &rec, may));
+    listed.insert(ip);
   }
+  // An address handed to the requester that it did not ask for yet (its
+  // push was lost): it learns it owns it now and asks.
+  for (const auto& [ip, rec] : recs_)
+    if (rec.handed && rec.owner == r.node && !listed.count(ip))
+      out.leases.push_back(state(ip, &rec, false));
   return out;
 }
 
@@ -117,7 +154,12 @@ void Member::setRoles(std::map<IpAddress, Role> roles) {
   for (auto& [ip, role] : roles) {
     auto [it, fresh] = addrs_.try_emplace(ip);
     auto& a = it->second;
-    if (fresh || role.epoch > a.owner.epoch) {
+    if (!fresh && role.owner == self_ && !owns(a) && role.epoch > a.owner.epoch) {
+      // Handed to us (or taken over by us and we missed the grant): it is
+      // ours only through a grant of the store, asked for now — so the
+      // takeover's steps (flows, fence, announcements) happen here too.
+      a.handed = true;
+    } else if (fresh || role.epoch > a.owner.epoch) {
       if (owns(a) && role.owner != self_) lose(a);
       a.owner = Owner{role.owner, role.epoch};
     }
@@ -151,6 +193,11 @@ std::optional<Time> Member::lastHeard(const IpAddress& ip) const {
   return it->second.last_heartbeat;
 }
 
+void Member::setFenced(const std::set<IpAddress>& closed) {
+  for (auto& [ip, a] : addrs_)
+    if (a.releasing) a.fence_closed = closed.count(ip) > 0;
+}
+
 void Member::onAck(const HeartbeatAck& ack, Time /*now*/) {
   for (const auto& ip : ack.promised) {
     auto it = addrs_.find(ip);
@@ -177,8 +224,21 @@ void Member::onReply(const LeaseReply& r, Time /*now*/) {
       standby = d->second;
       a.pending.erase(a.pending.begin(), std::next(d));
     }
+    if (l.owner == self_ && l.granted && !l.handover.empty() && owns(a)) {
+      // Planned handover: stop using it now; tell the store once the kernel
+      // fence is closed (setFenced), never before.
+      lose(a);
+      a.owner = Owner{l.handover, l.epoch + 1};
+      a.releasing = true;
+      a.fence_closed = false;
+      a.last_release = Time{};
+      handed_over_.push_back(l.ip);
+      continue;
+    }
     if (l.owner != self_ || !l.granted) {
-      if (l.owner.empty()) continue;  // the store does not know it (yet)
+      if (l.owner.empty()) continue;              // the store does not know it (yet)
+      if (l.owner != self_) a.releasing = false;  // the store has moved it
+      if (l.owner == self_ && !owns(a) && l.epoch > a.owner.epoch) a.handed = true;
       if (l.epoch >= a.owner.epoch && l.owner != self_) {
         if (owns(a)) lose(a);
         a.owner = Owner{l.owner, l.epoch};
@@ -193,6 +253,7 @@ void Member::onReply(const LeaseReply& r, Time /*now*/) {
       a.declared = *standby;
       a.declared_since = r.echo;
       a.announce_left = kAnnouncements;
+      a.handed = false;
       takeovers_.push_back(l.ip);
     }
     a.store_until = std::max(a.store_until, t_.proofUntil(timeOf(r.echo), t_.lease));
@@ -214,6 +275,8 @@ void Member::onAnnounce(const Announce& an) {
 }
 
 bool Member::mayAsk(const Addr& a, Time now) const {
+  // Handed to us by a planned handover: the owner has released it.
+  if (a.handed) return !owns(a) && now - a.last_takeover_ask >= t_.heartbeat;
   return !owns(a) && a.role.standby == self_ && now >= a.promised_until &&
          now - a.last_heartbeat >= t_.promise && now >= start_ + t_.quiet() &&
          now - a.last_takeover_ask >= t_.heartbeat;
@@ -232,7 +295,13 @@ Member::Out Member::tick(Time now) {
   const bool flush = std::any_of(addrs_.begin(), addrs_.end(), [&](const auto& e) {
     return e.second.ask_seq && !mayAsk(e.second, now) && now - last_renew_ >= t_.heartbeat;
   });
-  if (now - last_renew_ >= t_.renew || (asking && healthy_) || flush) {
+  // A release the kernel fence has made true goes to the store at once.
+  const bool release =
+      healthy_ && std::any_of(addrs_.begin(), addrs_.end(), [&](const auto& e) {
+        const auto& a = e.second;
+        return a.releasing && a.fence_closed && now - a.last_release >= t_.heartbeat;
+      });
+  if (now - last_renew_ >= t_.renew || (asking && healthy_) || flush || release) {
     LeaseRequest req{self_, seq, {}, {}};
     for (auto& [ip, a] : addrs_) {
       if (!healthy_) break;
@@ -249,6 +318,11 @@ Member::Out Member::tick(Time now) {
         }
         a.pending[seq] = a.declared;
         req.renew.push_back({ip, a.declared});
+      } else if (a.releasing) {
+        if (a.fence_closed) {
+          a.last_release = now;
+          req.released.push_back(ip);
+        }
       } else if (mayAsk(a, now)) {
         a.last_takeover_ask = now;
         a.ask_seq = seq;
@@ -260,7 +334,8 @@ Member::Out Member::tick(Time now) {
         a.pending.erase(a.pending.begin());
     }
     last_renew_ = now;
-    if (!req.renew.empty() || !req.takeover.empty() || flush) out.request = std::move(req);
+    if (!req.renew.empty() || !req.takeover.empty() || !req.released.empty() || flush)
+      out.request = std::move(req);
   }
   if (now - last_heartbeat_ >= t_.heartbeat) {
     std::map<std::string, Heartbeat> by_standby;

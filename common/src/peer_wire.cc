@@ -88,14 +88,18 @@ std::string encode(const Message& m, std::string_view key) {
          {"seq", r->seq},
          {"renew", renew},
          {"takeover", ips(r->takeover)}};
+    if (!r->released.empty()) j["released"] = ips(r->released);
   } else if (auto* p = std::get_if<LeaseReply>(&m)) {
     json leases = json::array();
-    for (const auto& l : p->leases)
-      leases.push_back({{"ip", l.ip.str()},
-                        {"owner", l.owner},
-                        {"epoch", l.epoch},
-                        {"standby", l.standby},
-                        {"granted", l.granted}});
+    for (const auto& l : p->leases) {
+      json s = {{"ip", l.ip.str()},
+                {"owner", l.owner},
+                {"epoch", l.epoch},
+                {"standby", l.standby},
+                {"granted", l.granted}};
+      if (!l.handover.empty()) s["handover"] = l.handover;
+      leases.push_back(std::move(s));
+    }
     j = {{"t", "rep"}, {"node", p->node}, {"echo", p->echo}, {"leases", leases}};
   }
   const std::string body = dumpJson(j, -1);
@@ -142,7 +146,13 @@ Result<Message> decode(std::string_view d, std::string_view key) {
     for (const Error* e :
          {n ? nullptr : &n.error(), seq ? nullptr : &seq.error(), take ? nullptr : &take.error()})
       if (e) return *e;
-    LeaseRequest r{*n, *seq, {}, *take};
+    LeaseRequest r{*n, *seq, {}, *take, {}};
+    if (j.contains("released")) {
+      auto rel = addresses(j, "released");
+      if (!rel) return rel.error();
+      if (rel->empty()) return bad("released: empty (omitted when empty)");
+      r.released = std::move(*rel);
+    }
     if (!j.contains("renew") || !j["renew"].is_array() ||
         j["renew"].size() > kMaxAddressesPerMessage)
       return bad("renew: not a list");
@@ -176,7 +186,13 @@ Result<Message> decode(std::string_view d, std::string_view key) {
             standby ? nullptr : &standby.error(), epoch ? nullptr : &epoch.error()})
         if (e) return *e;
       if (!l.contains("granted") || !l["granted"].is_boolean()) return bad("granted: missing");
-      r.leases.push_back({*ip, *owner, *epoch, *standby, l["granted"].get<bool>()});
+      std::string handover;
+      if (l.contains("handover")) {
+        auto h = node(l, "handover");
+        if (!h) return h.error();
+        handover = *h;
+      }
+      r.leases.push_back({*ip, *owner, *epoch, *standby, l["granted"].get<bool>(), handover});
     }
     return Message(std::move(r));
   }

@@ -95,6 +95,24 @@ void Failover::handle(const ownership::Message& m, const udp::endpoint& from) {
 
 void Failover::step() {
   const Time now = clock_.now();
+  // Takeovers granted since the last step: their synced flows go in before
+  // the fence opens (the first reply from outside finds its entry, never a
+  // reset from a table without it).
+  const auto takeovers = member_.takeTakeovers();
+  const auto handed = member_.takeHandovers();
+  const auto live = member_.live(now);
+  if (sync_ && !takeovers.empty()) {
+    auto c = sync_->commit({takeovers.begin(), takeovers.end()});
+    spdlog::info("failover: committed {} synced flows ({} replaced a local entry, {} failed)",
+                 c.created + c.replaced, c.replaced, c.failed);
+  }
+  if (applyFence(live, now)) {
+    // What the kernel no longer uses may be reported released (handover).
+    std::set<IpAddress> closed;
+    for (const auto& ip : hostable_)
+      if (!live.count(ip)) closed.insert(ip);
+    member_.setFenced(closed);
+  }
   auto out = member_.tick(now);
   if (out.request) send(*out.request, cfg_.store);
   for (auto& [to, hb] : out.heartbeats)
@@ -111,16 +129,7 @@ void Failover::step() {
   for (const auto& an : out.announces)
     for (const auto& [name, ep] : peers_)
       if (name != cfg_.node) send(an, ep);
-  const auto live = member_.live(now);
-  if (sync_ && !out.takeovers.empty()) {
-    // The synced flows go in before the fence opens: the first reply from
-    // outside finds its entry (never a reset from a table without it).
-    auto c = sync_->commit({out.takeovers.begin(), out.takeovers.end()});
-    spdlog::info("failover: committed {} synced flows ({} replaced a local entry, {} failed)",
-                 c.created + c.replaced, c.replaced, c.failed);
-  }
-  applyFence(live, now);
-  for (const auto& ip : out.takeovers) {
+  for (const auto& ip : takeovers) {
     stats_.takeovers++;
     if (metrics_) {
       metrics_->failover_takeovers.Increment();
@@ -129,6 +138,12 @@ void Failover::step() {
     }
     spdlog::warn("failover: took over {} (epoch {})", ip.str(), member_.owners()[ip].epoch);
     announcer_.announce(ip);  // the fence is open for it now
+  }
+  for (const auto& ip : handed) {
+    stats_.handovers++;
+    if (metrics_) metrics_->failover_handovers.Increment();
+    spdlog::info("failover: handing {} over to {} (planned; fence closed first)", ip.str(),
+                 member_.owners()[ip].node);
   }
   // The data path follows every change of owner this node learns of.
   auto owners = member_.owners();
@@ -165,7 +180,7 @@ void Failover::syncRoles() {
   sync_->setRoles(std::move(owned), std::move(standby_for), std::move(peers));
 }
 
-void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
+bool Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
   // Rewritten when an address starts or stops being live, or when a proof
   // has moved its end by more than the margin (timeouts are refreshed).
   bool need = !applied_once_ || live.size() != applied_.size();
@@ -185,7 +200,7 @@ void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
       if (metrics_) metrics_->failover_fenced.Increment();
       spdlog::warn("failover: {} fenced (no proof of ownership left)", ip.str());
     }
-  if (!need) return;
+  if (!need) return true;
   std::map<IpAddress, std::optional<std::chrono::milliseconds>> timeouts;
   for (const auto& [ip, until] : live)
     timeouts[ip] =
@@ -196,11 +211,12 @@ void Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
     stats_.fence_errors++;
     if (metrics_) metrics_->failover_fence_errors.Increment();
     spdlog::error("failover: fence: {}", r.error().message);
-    return;  // the kernel keeps the old timeouts: they only run out
+    return false;  // the kernel keeps the old timeouts: they only run out
   }
   applied_ = live;
   applied_once_ = true;
   if (metrics_) metrics_->failover_live.Set(static_cast<double>(live.size()));
+  return true;
 }
 
 void Failover::setDesired(const DesiredState& d) {

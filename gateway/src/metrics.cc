@@ -73,6 +73,9 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> r)
           {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2, 5, 10})),
       failover_heartbeats_lost(counter(*r, "nsegress_gateway_failover_heartbeats_lost_total",
                                        "Heartbeats to a peer not acknowledged before the next")),
+      failover_handovers(counter(*r, "nsegress_gateway_failover_handovers_total",
+                                 "Egress addresses this node handed over in a planned move "
+                                 "(drain): released after its fence closed")),
       ct_sync_changes(counters(*r, "nsegress_gateway_ct_sync_changes_total",
                                "Conntrack changes sent to standbys / received from owners")),
       ct_sync_loss(counters(*r, "nsegress_gateway_ct_sync_loss_total",

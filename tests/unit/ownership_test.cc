@@ -42,6 +42,7 @@ struct Options {
   int crash_owner_at = -1;  // power loss of node 0 at this time (ms), nothing else
   int store_down_at = -1;   // store outage [at, at + 3 s), nothing else
   int uplink_down_at = -1;  // node 0's uplink down at this time (ms), nothing else
+  int handover_at = -1;     // planned handover of node 0's address to gw1, nothing else
 };
 
 class Sim {
@@ -173,9 +174,11 @@ class Sim {
         auto reply = book_->handle(req, storeNow());
         for (auto& [ip, rec] : book_->takeChanges()) {
           persisted_[ip] = {rec.owner, rec.epoch};
-          log(ip.str() + " taken over by " + rec.owner + " epoch " + std::to_string(rec.epoch));
+          log(ip.str() + (rec.handed ? " handed to " : " taken over by ") + rec.owner + " epoch " +
+              std::to_string(rec.epoch));
         }
         send(storeIdx(), f.from, std::move(reply));
+        for (auto& push : book_->takePushes()) send(storeIdx(), indexOf(push.node), push);
         continue;
       }
       auto& n = nodes_[f.to];
@@ -214,14 +217,27 @@ class Sim {
     if (!n.powered || !n.m || n.paused || now_ < n.next_tick) return;
     n.next_tick = now_ + std::uniform_int_distribution<int64_t>(8000, 12000)(rng_);
     const Time t = localNow(i);
+    // As the agent does: the fence first (a release is reported only once
+    // the kernel has closed it), then the protocol's tick, then the fence
+    // again (the tick may have shortened a proof).
+    applyFence(i, t);
+    std::set<IpAddress> closed;
+    for (const auto& ip : ips_)
+      if (!n.fence.count(ip)) closed.insert(ip);
+    n.m->setFenced(closed);
     auto out = n.m->tick(t);
     if (out.request) send(i, storeIdx(), *out.request);
     for (auto& [to, hb] : out.heartbeats) send(i, indexOf(to), hb);
     for (auto& an : out.announces)
       for (int j = 0; j < o_.nodes; ++j)
         if (j != i) send(i, j, an);
-    // The fence, as the agent programs it: element timeouts, applied by the
-    // kernel a little later; elements not live are deleted.
+    applyFence(i, t);
+  }
+
+  // The fence, as the agent programs it: element timeouts, applied by the
+  // kernel a little later; elements not live are deleted at once.
+  void applyFence(int i, Time t) {
+    auto& n = nodes_[i];
     const int64_t kernel_delay = std::uniform_int_distribution<int64_t>(0, 2000)(rng_);
     const auto live = n.m->live(t);
     for (auto it = n.fence.begin(); it != n.fence.end();)
@@ -265,6 +281,15 @@ class Sim {
   std::string finalCheck() {
     // Property 3: node 0 lost (power, or uplink): its address is live on its
     // standby (gw1) within the bound.
+    if (o_.handover_at >= 0) {
+      // Planned: handed over, with a gap of the protocol's own latency only.
+      if (!first_live_after_.count(0)) return "address of gw0 never handed over to gw1";
+      if (!closed_at_) return "gw0 never closed its fence";
+      const int64_t gap = first_live_after_[0] - closed_at_;
+      gaps.push_back(gap / 1000);
+      if (gap > 100'000) return "handover took " + std::to_string(gap / 1000) + " ms";
+      return "";
+    }
     const int64_t failed_at = o_.crash_owner_at >= 0 ? o_.crash_owner_at : o_.uplink_down_at;
     if (failed_at < 0) return "";
     const int64_t bound_us = 900'000;
@@ -290,6 +315,14 @@ class Sim {
       watch0_ = true;
       return;
     }
+    if (o_.handover_at >= 0) {
+      at(o_.handover_at, [this] {
+        book_->handover(ips_[0], "gw1");
+        log("handover of " + ips_[0].str() + " to gw1 requested");
+      });
+      watch0_ = true;
+      return;
+    }
     if (o_.store_down_at >= 0) {
       at(o_.store_down_at, [this] { storeDown(); });
       at(o_.store_down_at + 3000, [this] { storeUp(); });
@@ -299,7 +332,7 @@ class Sim {
     std::uniform_int_distribution<int64_t> when(300, o_.duration_ms - 500);
     std::uniform_int_distribution<int> node(0, o_.nodes - 1);
     std::uniform_int_distribution<int64_t> span(50, 2500);
-    std::uniform_int_distribution<int> kind(0, 6);
+    std::uniform_int_distribution<int> kind(0, 7);
     const int faults = std::uniform_int_distribution<int>(1, 6)(rng_);
     for (int f = 0; f < faults; ++f) {
       const int64_t t0 = when(rng_), len = span(rng_);
@@ -363,6 +396,17 @@ class Sim {
             });
           }
           break;
+        case 7: {  // a planned handover (a drain) of an address to any other node
+          const int to =
+              (i + 1 + std::uniform_int_distribution<int>(0, o_.nodes - 2)(rng_)) % o_.nodes;
+          const int k = node(rng_);
+          at(t0, [this, k, to] {
+            if (!store_up_) return;
+            book_->handover(ips_[k], nodes_[to].name);
+            log("handover of " + ips_[k].str() + " to " + nodes_[to].name + " requested");
+          });
+          break;
+        }
       }
     }
     o_.loss = std::uniform_real_distribution<double>(0, 0.2)(rng_);
@@ -382,8 +426,15 @@ class Sim {
           std::cout << "\n";
         }
       }
+    if (watch0_ && o_.handover_at >= 0 && !closed_at_ && now_ > o_.handover_at * 1000) {
+      auto& f = nodes_[0].fence;
+      auto it = f.find(ips_[0]);
+      if (it == f.end() || it->second <= now_) closed_at_ = now_;
+    }
     if (watch0_ && !first_live_after_.count(0)) {
-      const int64_t failed = (o_.crash_owner_at >= 0 ? o_.crash_owner_at : o_.uplink_down_at);
+      const int64_t failed = o_.crash_owner_at >= 0   ? o_.crash_owner_at
+                             : o_.uplink_down_at >= 0 ? o_.uplink_down_at
+                                                      : o_.handover_at;
       if (now_ > failed * 1000) {
         auto& f = nodes_[1].fence;
         auto it = f.find(ips_[0]);
@@ -439,6 +490,7 @@ class Sim {
   std::vector<Fault> faults_;
   int64_t now_ = 0;
   std::map<int, int64_t> first_live_after_;
+  int64_t closed_at_ = 0;  // handover: when gw0's fence closed
   bool watch0_ = false;
 
  public:
@@ -500,6 +552,14 @@ TEST(OwnershipSimulation, AnOwnerWhoseUplinkIsDownHandsOverWithinTheBound) {
   o.duration_ms = 4000;
   o.uplink_down_at = 2000;
   runMany("uplink down", schedules(200), o, 300000);
+}
+
+TEST(OwnershipSimulation, APlannedHandoverClosesTheOwnerFirstAndOpensTheTargetAtOnce) {
+  Options o;
+  o.chaos = false;
+  o.duration_ms = 3000;
+  o.handover_at = 1500;
+  runMany("handover", schedules(200), o, 400000);
 }
 
 // Unit cases of the rules the simulation relies on.

@@ -25,7 +25,9 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nsegress/common/ip.h"
@@ -89,6 +91,9 @@ struct LeaseRequest {
   uint64_t seq = 0;
   std::vector<Renew> renew;
   std::vector<IpAddress> takeover;
+  // Planned handover: addresses the owner has stopped using (its fence is
+  // closed) so the store may give them to their handover target.
+  std::vector<IpAddress> released;
   bool operator==(const LeaseRequest&) const = default;
 };
 struct LeaseState {
@@ -97,6 +102,7 @@ struct LeaseState {
   uint64_t epoch = 0;
   std::string standby;  // designated by the controller for this owner
   bool granted = false;
+  std::string handover;  // planned: the owner is asked to hand over to this node
   bool operator==(const LeaseState&) const = default;
 };
 struct LeaseReply {
@@ -113,8 +119,10 @@ class LeaseBook {
     std::string owner;
     uint64_t epoch = 0;
     Time expires{};
-    std::string acked;    // the standby the owner declared last ("" none)
-    std::string standby;  // designated by the controller
+    std::string acked;     // the standby the owner declared last ("" none)
+    std::string standby;   // designated by the controller
+    std::string handover;  // planned move requested to this node
+    bool handed = false;   // the last change of owner was a handover
     bool operator==(const Record&) const = default;
   };
   // Leases granted before a restart may still hold: nothing is taken over
@@ -128,6 +136,13 @@ class LeaseBook {
   void restore(const IpAddress& ip, const std::string& owner, uint64_t epoch);
 
   LeaseReply handle(const LeaseRequest& r, Time now);
+  // Planned move (a drain): the owner is asked, at its next renewal, to stop
+  // using `ip` and release it; the store then gives it to `to` (epoch + 1),
+  // which takes it at once. Never two owners: `to` is granted only after the
+  // owner said its fence is closed. "" cancels a handover not yet released.
+  void handover(const IpAddress& ip, const std::string& to);
+  // Replies to send unasked (the target of a released handover: "ask now").
+  std::vector<LeaseReply> takePushes() { return std::exchange(pushes_, {}); }
 
   const std::map<IpAddress, Record>& records() const { return recs_; }
   // Owner changes (takeovers) since the last call: persist them, then tell.
@@ -139,6 +154,7 @@ class LeaseBook {
   std::map<IpAddress, Record> recs_;
   std::map<std::string, uint64_t> last_seq_;
   std::vector<std::pair<IpAddress, Record>> changes_;
+  std::vector<LeaseReply> pushes_;
 };
 
 // A gateway's side.
@@ -184,6 +200,14 @@ class Member {
   const std::string& self() const { return self_; }
   // As standby: when the owner of `ip` was last heard from (a heartbeat).
   std::optional<Time> lastHeard(const IpAddress& ip) const;
+  // Planned handover: the addresses whose fence the kernel has closed (the
+  // caller's last successful fence update did not list them as live). A
+  // release is reported to the store only for these.
+  void setFenced(const std::set<IpAddress>& closed);
+  // Takeovers since the last call (tick() also returns them).
+  std::vector<IpAddress> takeTakeovers() { return std::exchange(takeovers_, {}); }
+  // Addresses handed over by this node (planned) since the last call.
+  std::vector<IpAddress> takeHandovers() { return std::exchange(handed_over_, {}); }
 
  private:
   struct Addr {
@@ -201,6 +225,10 @@ class Member {
     Time last_takeover_ask{};                 // as standby
     Time last_heartbeat{};                    // as standby: the owner's last heartbeat
     uint64_t ask_seq = 0;                     // a takeover request the store may still act on
+    bool releasing = false;                   // handing over: released until the store moves it
+    bool fence_closed = false;                // ... and the kernel no longer uses it
+    bool handed = false;                      // handed to us: ask for it now
+    Time last_release{};                      // last report of a release to the store
     std::map<uint64_t, std::string> pending;  // request seq → standby it declared
   };
   bool owns(const Addr& a) const { return a.owner.node == self_; }
@@ -215,6 +243,7 @@ class Member {
   bool healthy_ = true;
   std::map<IpAddress, Addr> addrs_;
   std::vector<IpAddress> takeovers_;
+  std::vector<IpAddress> handed_over_;
   static constexpr int kAnnouncements = 3;  // one per heartbeat period
 };
 

@@ -38,6 +38,7 @@ struct FailoverStats {
   uint64_t refused = 0;    // datagrams refused (unauthenticated, malformed)
   uint64_t fence_errors = 0;
   uint64_t heartbeats_lost = 0;
+  uint64_t handovers = 0;  // addresses this node handed over (planned)
 };
 
 class Failover {
@@ -63,7 +64,7 @@ class Failover {
   void handle(const ownership::Message& m, const boost::asio::ip::udp::endpoint& from);
   void step();
   void send(const ownership::Message& m, const boost::asio::ip::udp::endpoint& to);
-  void applyFence(const std::map<IpAddress, ownership::Time>& live, ownership::Time now);
+  bool applyFence(const std::map<IpAddress, ownership::Time>& live, ownership::Time now);
   void arm();
 
   boost::asio::io_context& io_;

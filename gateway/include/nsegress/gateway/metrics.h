@@ -81,6 +81,7 @@ class GatewayMetrics {
   prometheus::Gauge& failover_live;
   prometheus::Histogram& failover_duration;
   prometheus::Counter& failover_heartbeats_lost;
+  prometheus::Counter& failover_handovers;
   // Conntrack sync (docs/architecture.md "Conntrack sync").
   prometheus::Family<prometheus::Counter>& ct_sync_changes;
   prometheus::Family<prometheus::Counter>& ct_sync_loss;
