@@ -278,8 +278,9 @@ class Allocator {
   void place(AddressRecord& r, NamespaceStatus& st) {
     auto pit = w_.pools.find(r.pool);
     auto eligible = [&](const Node& n) {
-      return n.ready && (pit == w_.pools.end() || pit->second.invalid ||
-                         pit->second.node_selector.matches(n.labels));
+      return n.ready && !isDrained(n) &&
+             (pit == w_.pools.end() || pit->second.invalid ||
+              pit->second.node_selector.matches(n.labels));
     };
     // Failover: the lease book decides who owns a known address (a takeover
     // moves it; nothing else may, docs/architecture.md "Failover").
@@ -287,9 +288,13 @@ class Allocator {
       if (lo->second.owner != r.node) {
         const std::string old = r.node;
         r.node = lo->second.owner;
+        auto o = w_.nodes.find(old);
+        const bool planned = o != w_.nodes.end() && isDrained(o->second);
         event("Moved", r.ns, r.ip, r.pool, r.node,
-              r.ip.str() + " failed over from gateway " + (old.empty() ? "(none)" : old) + " to " +
-                  r.node + " (epoch " + std::to_string(lo->second.epoch) + ")");
+              r.ip.str() +
+                  (planned ? " handed over (drain) from gateway " : " failed over from gateway ") +
+                  (old.empty() ? "(none)" : old) + " to " + r.node + " (epoch " +
+                  std::to_string(lo->second.epoch) + ")");
       }
       return;
     }
@@ -470,12 +475,26 @@ std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger&
     std::vector<std::string> candidates;
     auto pit = world.pools.find(r.pool);
     for (const auto& [name, n] : world.nodes)
-      if (n.ready && pit != world.pools.end() && !pit->second.invalid &&
+      if (n.ready && !isDrained(n) && pit != world.pools.end() && !pit->second.invalid &&
           pit->second.node_selector.matches(n.labels))
         candidates.push_back(name);
     auto lo = world.leases.find(ip);
     out[ip] = AddressRole{ip, r.ns, r.node, chooseStandby(ip, r.node, candidates),
                           lo != world.leases.end() ? lo->second.epoch : 1};
+  }
+  return out;
+}
+
+std::map<IpAddress, std::string> plannedHandovers(const World& world, const Ledger& ledger) {
+  std::map<IpAddress, std::string> out;
+  const auto roles = failoverRoles(world, ledger);
+  for (const auto& [ip, role] : roles) {
+    auto lo = world.leases.find(ip);
+    if (lo == world.leases.end() || lo->second.owner.empty()) continue;
+    auto n = world.nodes.find(lo->second.owner);
+    if (n == world.nodes.end() || !isDrained(n->second)) continue;
+    // To its standby: the node that has been receiving its flows.
+    if (!role.standby.empty() && role.standby != lo->second.owner) out[ip] = role.standby;
   }
   return out;
 }

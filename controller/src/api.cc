@@ -1,4 +1,5 @@
 #include "nsegress/controller/api.h"
+#include "nsegress/common/desired_state.h"
 #include "nsegress/common/json.h"
 
 #include <charconv>
@@ -301,6 +302,21 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     if (auto s = ctx.confirm_release(t->second); !s)
       return error(s.error().code == ENOENT ? 404 : 409, s.error().message);
     return jsonResp(json{{"confirmed", t->second}});
+  });
+  r.add("POST", "/api/v1/drain", [&ctx](const HttpRequest& q) {
+    if (!ctx.drain) return error(501, "drain is not available here");
+    // A state change: from this host only, as hold/confirm (see there).
+    if (!isLoopback(q.peer)) return error(403, "drain is accepted from this host only");
+    if (!loopbackHost(q.headers.get("host").value_or("")))
+      return error(403, "drain needs a Host header naming localhost");
+    auto n = q.query.find("node");
+    if (n == q.query.end() || !isDnsSubdomain(n->second))
+      return error(400, "query parameter node: a node name is required");
+    auto u = q.query.find("undo");
+    const bool undo = u != q.query.end() && u->second == "1";
+    auto r = ctx.drain(n->second, !undo);
+    if (!r) return error(500, r.error().message);
+    return jsonResp(json{{"node", n->second}, {"drained", !undo}, {"drainedNodes", *r}});
   });
   r.get("/feeds/edl/*", data(ctx, edl));
   r.get("/feeds/assignments.json", data(ctx, assignmentsJson));

@@ -75,6 +75,14 @@ int main(int argc, char** argv) {
   auto* confirm = app.add_subcommand(
       "confirm-release", "confirm the held releases named by TOKEN (see `nsegressctl hold`)");
   confirm->add_option("token", token)->required();
+  std::string node;
+  auto* drain =
+      app.add_subcommand("drain",
+                         "hand every egress address of gateway NODE over to its standby (planned, "
+                         "established flows carried) and place nothing new on it");
+  drain->add_option("node", node)->required();
+  auto* undrain = app.add_subcommand("undrain", "let gateway NODE host addresses again");
+  undrain->add_option("node", node)->required();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -93,6 +101,10 @@ int main(int argc, char** argv) {
       r = get(server, "/api/v1/hold");
     else if (confirm->parsed())
       r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + token);
+    else if (drain->parsed())
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + node);
+    else if (undrain->parsed())
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + node + "&undo=1");
     else
       r = get(server, "/audit?since=" + std::to_string(since));
     if (r.first != 200) {

@@ -64,28 +64,45 @@ void LeaseService::receive() {
             refused_++;
           } else {
             ownership::LeaseReply reply;
+            std::vector<std::pair<udp::endpoint, ownership::LeaseReply>> pushes;
             bool moved = false;
             {
               std::lock_guard l(mu_);
+              nodes_[req->node] = from_;
               reply = book_->handle(*req, std::chrono::steady_clock::now());
               auto changes = book_->takeChanges();
               moved = !changes.empty();
               for (const auto& [ip, rec] : changes)
-                spdlog::warn("failover: {} taken over by {} (epoch {})", ip.str(), rec.owner,
-                             rec.epoch);
-              if (moved) {
+                spdlog::warn("failover: {} {} {} (epoch {})", ip.str(),
+                             rec.handed ? "handed over to" : "taken over by", rec.owner, rec.epoch);
+              for (auto& p : book_->takePushes())
+                if (auto it = nodes_.find(p.node); it != nodes_.end())
+                  pushes.emplace_back(it->second, std::move(p));
+              if (moved || dirty_) {
                 // Durable before anyone hears of it; if it cannot be written,
-                // the grant is not sent (the standby asks again).
+                // nothing is granted to anyone until it is (the book is
+                // ahead of the file, and a restart would read the file).
                 if (auto p = persist(); !p) {
+                  dirty_ = true;
                   spdlog::error("failover: lease file: {}", p.error().message);
-                  reply.leases.clear();
+                } else {
+                  dirty_ = false;
                 }
+              }
+              if (dirty_) {
+                reply.leases.clear();
+                pushes.clear();
               }
             }
             takeovers_ += moved;
             auto bytes = std::make_shared<std::string>(ownership::encode(reply, o_.key));
             sock_.async_send_to(asio::buffer(*bytes), from_,
                                 [bytes](const boost::system::error_code&, size_t) {});
+            for (auto& [to, p] : pushes) {
+              auto b = std::make_shared<std::string>(ownership::encode(p, o_.key));
+              sock_.async_send_to(asio::buffer(*b), to,
+                                  [b](const boost::system::error_code&, size_t) {});
+            }
             if (moved && changed_) changed_();
           }
         }
@@ -105,6 +122,19 @@ std::map<IpAddress, LeaseView> LeaseService::leases() const {
   std::map<IpAddress, LeaseView> out;
   for (const auto& [ip, r] : book_->records()) out[ip] = LeaseView{r.owner, r.epoch};
   return out;
+}
+
+void LeaseService::handover(const std::map<IpAddress, std::string>& wanted) {
+  std::lock_guard l(mu_);
+  for (const auto& [ip, r] : book_->records()) {
+    auto it = wanted.find(ip);
+    const std::string to = it == wanted.end() ? "" : it->second;
+    if (r.handover != to && to != r.owner) {
+      if (!to.empty())
+        spdlog::info("failover: asking {} to hand {} over to {}", r.owner, ip.str(), to);
+      book_->handover(ip, to);
+    }
+  }
 }
 
 void LeaseService::designate(const std::map<IpAddress, AddressRole>& roles) {

@@ -11,8 +11,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <thread>
 
+#include "nsegress/common/desired_state.h"
+#include "nsegress/common/file.h"
+#include "nsegress/common/json.h"
 #include "nsegress/common/peer_wire.h"
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
@@ -137,6 +142,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   ManifestDirectory dir(manifests, SystemClock::instance(), mo);
+  // Nodes drained by nsegressctl drain (kept across restarts).
+  std::mutex drained_mu;
+  std::set<std::string> drained;
+  const std::string drained_path = state_dir + "/drained.json";
+  if (auto text = readFileBounded(drained_path, 1u << 20)) {
+    auto doc = parseJson(text->text, JsonLimits{1u << 20, 2, 100'000});
+    if (!doc || !doc->is_array()) {
+      spdlog::error("{}: not a list of drained nodes; fix or remove it", drained_path);
+      return 1;
+    }
+    for (const auto& n : *doc) {
+      if (!n.is_string() || !isDnsSubdomain(n.get<std::string>())) {
+        spdlog::error("{}: an entry is not a node name; fix or remove it", drained_path);
+        return 1;
+      }
+      drained.insert(n.get<std::string>());
+    }
+  } else if (text.error().code != ENOENT) {
+    spdlog::error("{}", text.error().message);
+    return 1;
+  }
   std::unique_ptr<LeaseService> leases;
   std::function<void()> wake;  // set once the driver exists
   if (!lease_listen.empty()) {
@@ -164,12 +190,20 @@ int main(int argc, char** argv) {
   auto reconcile = [&]() -> RunResult {
     World w = dir.load();
     for (const auto& e : dir.errors()) spdlog::warn("{}", e.message);
+    {
+      std::lock_guard l(drained_mu);
+      for (const auto& n : drained)
+        if (auto it = w.nodes.find(n); it != w.nodes.end()) it->second.drained = true;
+    }
     if (leases) {
       w.failover = true;
       w.leases = leases->leases();
     }
     auto r = ctl.reconcile(w, dir.errors(), dir.state());
-    if (r && leases) leases->designate(failoverRoles(w, ctl.ledger()));
+    if (r && leases) {
+      leases->designate(failoverRoles(w, ctl.ledger()));
+      leases->handover(plannedHandovers(w, ctl.ledger()));
+    }
     if (!r) {
       spdlog::error("reconcile: {}", r.error().message);
       return RunResult::error();
@@ -203,6 +237,26 @@ int main(int argc, char** argv) {
                    auto s = ctl.confirmRelease(token);
                    if (s) spdlog::warn("release confirmed by an operator (token {})", token);
                    return s;
+                 },
+                 [&](const std::string& node, bool drain) -> Result<std::set<std::string>> {
+                   std::set<std::string> now;
+                   {
+                     std::lock_guard l(drained_mu);
+                     auto next = drained;
+                     if (drain)
+                       next.insert(node);
+                     else
+                       next.erase(node);
+                     nlohmann::json doc = next;
+                     if (auto w = writeFileAtomically(drained_path, dumpJson(doc, 2) + "\n"); !w)
+                       return w.error();
+                     drained = next;
+                     now = drained;
+                   }
+                   spdlog::warn("gateway {} {} by an operator", node,
+                                drain ? "drained" : "undrained");
+                   if (wake) wake();
+                   return now;
                  }};
   const Router router = apiRouter(api, metrics_listen.empty());
   const Router metrics_router = metricsRouter(api);

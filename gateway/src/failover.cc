@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "nsegress/gateway/ct_sync.h"
 #include "nsegress/gateway/metrics.h"
 
@@ -103,8 +105,13 @@ void Failover::step() {
   const auto live = member_.live(now);
   if (sync_ && !takeovers.empty()) {
     auto c = sync_->commit({takeovers.begin(), takeovers.end()});
-    spdlog::info("failover: committed {} synced flows ({} replaced a local entry, {} failed)",
-                 c.created + c.replaced, c.replaced, c.failed);
+    if (c.failed)
+      spdlog::error(
+          "failover: committed {} synced flows ({} replaced a local entry), {} failed: {}",
+          c.created + c.replaced, c.replaced, c.failed, strerror(c.first_error));
+    else
+      spdlog::info("failover: committed {} synced flows ({} replaced a local entry)",
+                   c.created + c.replaced, c.replaced);
   }
   if (applyFence(live, now)) {
     // What the kernel no longer uses may be reported released (handover).

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <map>
+#include <set>
 #include <vector>
 
 #include "ct_util.h"
@@ -141,8 +142,13 @@ Result<std::unique_ptr<ConntrackSync>> ConntrackSync::open(int rcvbuf) {
           MNL_SOCKET_AUTOPID) != 0)
     return sysError("subscribe to events");
   if (mnl_socket_bind(impl->cmd.get(), 0, MNL_SOCKET_AUTOPID) != 0) return sysError("bind");
-  const int one = 1;
-  setsockopt(mnl_socket_get_fd(impl->cmd.get()), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  const int one = 1, cmd_buf = 4 << 20;
+  const int cfd = mnl_socket_get_fd(impl->cmd.get());
+  setsockopt(cfd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  if (setsockopt(cfd, SOL_SOCKET, SO_RCVBUFFORCE, &cmd_buf, sizeof cmd_buf) != 0)
+    setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &cmd_buf, sizeof cmd_buf);
+  const timeval tv{1, 0};  // never wait forever for the kernel
+  setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return std::unique_ptr<ConntrackSync>(new ConntrackSync(std::move(impl)));
 }
 
@@ -201,12 +207,14 @@ std::vector<int> ConntrackSync::Impl::run(
   std::vector<char> rx(1 << 18);
   size_t next = 0;
   while (next < count) {
-    // A batch: as many messages as fit in 64 KiB.
+    // A batch: at most kBatch messages (their acknowledgements, queued by
+    // the kernel while it handles the send, must fit the receive buffer).
+    constexpr size_t kBatch = 128;
     std::vector<char> tx(1 << 16);
     mnl_nlmsg_batch* b = mnl_nlmsg_batch_start(tx.data(), tx.size() - 4096);
     std::map<uint32_t, size_t> index;
     const uint32_t first = seq;
-    while (next < count) {
+    while (next < count && index.size() < kBatch) {
       fill(static_cast<char*>(mnl_nlmsg_batch_current(b)), next, seq);
       if (!mnl_nlmsg_batch_next(b)) break;  // did not fit: first of the next batch
       index[seq++] = next++;
@@ -219,10 +227,15 @@ std::vector<int> ConntrackSync::Impl::run(
     }
     mnl_nlmsg_batch_stop(b);
     size_t acked = 0;
+    std::set<uint32_t> acked_seq;
     while (acked < sent) {
       const ssize_t n = mnl_socket_recvfrom(cmd.get(), rx.data(), rx.size());
       if (n < 0) {
-        for (auto& [s, i] : index) result[i] = result[i] ? result[i] : errno;
+        // Lost acknowledgements (or none within the timeout): what was not
+        // acknowledged counts as failed, never as done.
+        const int e = errno == EAGAIN ? ETIMEDOUT : errno;
+        for (auto& [s, i] : index)
+          if (!acked_seq.count(s)) result[i] = e;
         break;
       }
       int len = static_cast<int>(n);
@@ -232,6 +245,7 @@ std::vector<int> ConntrackSync::Impl::run(
         auto it = index.find(nlh->nlmsg_seq);
         if (it == index.end() || nlh->nlmsg_seq < first) continue;
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+        if (!acked_seq.insert(nlh->nlmsg_seq).second) continue;
         result[it->second] = -err->error;
         ++acked;
       }
@@ -272,7 +286,10 @@ Result<gateway::CommitCount> ConntrackSync::commit(const std::vector<ctsync::Flo
       return nlh;
     });
     auto again = create(clash);
-    for (int r : again) (r == 0 ? count.replaced : count.failed)++;
+    for (int r : again) {
+      (r == 0 ? count.replaced : count.failed)++;
+      if (r != 0 && !count.first_error) count.first_error = r;
+    }
   }
   return count;
 }

@@ -6,6 +6,7 @@
 #include "nsegress/gateway/table_provider.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
+#include "nsegress/netlink/ct_sync.h"
 #include "nsegress/netlink/nft.h"
 #include "privileged_test.h"
 
@@ -181,6 +182,64 @@ TEST_F(NetlinkKernel, ConntrackFlushIsExactAndCountsPerEgress) {
   counts = (*ct)->countByEgress();
   EXPECT_EQ((*counts)[ip("203.0.113.10")], 0u);
   EXPECT_EQ((*counts)[ip("203.0.113.11")], 5u) << "no collateral";
+}
+
+// Conntrack sync's kernel side on the real kernel: the event socket reports
+// each source-NATed flow; a dump of one address returns its flows; after
+// they are deleted, a commit recreates every one (several netlink batches)
+// with the same translation, and a second commit of the same flows replaces
+// them (EEXIST handled), never fails.
+TEST_F(NetlinkKernel, ConntrackSyncSeesDumpsAndRecreatesSourceNatedFlows) {
+  lab->addPod("a1", "10.244.1.2");
+  lab->writeState(stateJson({{"team-a", "203.0.113.10", {"10.244.1.2"}}}));
+  lab->startServers();
+  auto& gw = lab->startGateway(lab->statePath());
+  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; }))
+      << gw.log();
+  std::unique_ptr<netlink::ConntrackSync> sync;
+  {
+    lab::NetnsEnter in(lab->gw());
+    auto s = netlink::ConntrackSync::open();
+    ASSERT_TRUE(s) << s.error().message;
+    sync = std::move(*s);
+  }
+  lab->send("a1", "udp", "cs", 600, 0, true);  // 600 flows, one each
+  lab->send("a1", "tcp", "ct", 3, 1, true);
+  size_t news = 0;
+  ASSERT_TRUE(lab::eventually([&] {
+    auto ev = sync->readEvents();
+    EXPECT_TRUE(ev) << (ev ? "" : ev.error().message);
+    if (ev)
+      for (const auto& c : *ev)
+        news += c.op == ctsync::Op::kUpsert && c.flow.egress == ip("203.0.113.10") &&
+                c.flow.proto == 17;
+    return news >= 500;
+  })) << news;
+  lab::NetnsEnter in(lab->gw());
+  auto flows = sync->dump({ip("203.0.113.10")});
+  ASSERT_TRUE(flows) << flows.error().message;
+  ASSERT_GE(flows->size(), 500u);  // more than one netlink batch
+  auto ct = netlink::Conntrack::open();
+  ASSERT_TRUE(ct);
+  ASSERT_TRUE((*ct)->flush(gateway::ConntrackFlush{"team-a", ip("203.0.113.10"), {}}));
+  auto left = (*ct)->countByEgress();
+  ASSERT_TRUE(left);
+  EXPECT_EQ((*left)[ip("203.0.113.10")], 0u);
+  auto c = sync->commit(*flows);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->created, flows->size())
+      << "failed " << c->failed << ": " << strerror(c->first_error);
+  EXPECT_EQ(c->failed, 0u);
+  auto back = sync->dump({ip("203.0.113.10")});
+  ASSERT_TRUE(back);
+  std::set<std::tuple<uint8_t, IpAddress, uint16_t, uint16_t>> want, got;
+  for (const auto& f : *flows) want.insert({f.proto, f.src, f.sport, f.nat_port});
+  for (const auto& f : *back) got.insert({f.proto, f.src, f.sport, f.nat_port});
+  EXPECT_EQ(got, want) << "the same flows with the same translated ports";
+  auto again = sync->commit(*flows);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->replaced, flows->size());
+  EXPECT_EQ(again->failed, 0u);
 }
 
 }  // namespace

@@ -99,7 +99,17 @@ struct Node {
   // first of each family): where steered traffic to this node is sent.
   std::optional<IpAddress> ipv4;
   std::optional<IpAddress> ipv6;
+  // Drained by an operator (nsegressctl drain, or the label
+  // nsegress.io/drain=true): no new placement; its addresses are handed
+  // over (planned, conntrack carried) — see isDrained().
+  bool drained = false;
 };
+
+inline constexpr const char* kDrainLabel = "nsegress.io/drain";
+inline bool isDrained(const Node& n) {
+  auto it = n.labels.find(kDrainLabel);
+  return n.drained || (it != n.labels.end() && it->second == "true");
+}
 
 // Why addresses of `r` can never be egress addresses (loopback, multicast,
 // link-local, unspecified, reserved), or nullopt.

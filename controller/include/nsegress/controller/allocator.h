@@ -49,6 +49,9 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
 // (another ready node its pool may use; rendezvous-hashed: sticky and spread
 // evenly) and epoch (the lease book's).
 std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger& ledger);
+// Planned moves: each address whose lease owner is drained goes to its
+// standby (a drained node is never a standby, never a new owner).
+std::map<IpAddress, std::string> plannedHandovers(const World& world, const Ledger& ledger);
 std::string chooseStandby(const IpAddress& ip, const std::string& owner,
                           const std::vector<std::string>& candidates);
 

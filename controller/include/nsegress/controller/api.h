@@ -18,6 +18,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 
 #include "nsegress/controller/controller.h"
@@ -36,6 +37,9 @@ struct ApiContext {
   std::function<std::string()> not_serving;
   // Confirms held releases (POST /api/v1/hold/confirm?token=T); unset: 501.
   std::function<Status(const std::string& token)> confirm_release;
+  // Drains or undrains a gateway node (POST /api/v1/drain?node=N[&undo=1]);
+  // returns the drained set after the change. Unset: 501.
+  std::function<Result<std::set<std::string>>(const std::string& node, bool drain)> drain;
 
   // A context over a fixed snapshot (tests).
   static ApiContext fixed(std::shared_ptr<const View> v, LedgerStore* store = nullptr,

@@ -36,6 +36,9 @@ class LeaseService {
 
   std::map<IpAddress, LeaseView> leases() const;
   void designate(const std::map<IpAddress, AddressRole>& roles);
+  // Planned moves wanted now (address → target node); a handover no longer
+  // wanted and not yet released is cancelled.
+  void handover(const std::map<IpAddress, std::string>& wanted);
   uint64_t refused() const { return refused_; }
   uint64_t takeovers() const { return takeovers_; }
 
@@ -53,6 +56,8 @@ class LeaseService {
   std::array<char, 65536> rx_{};
   boost::asio::ip::udp::endpoint from_;
   std::thread thread_;
+  std::map<std::string, boost::asio::ip::udp::endpoint> nodes_;  // last seen, by node name
+  bool dirty_ = false;  // the book is ahead of the lease file: grant nothing until written
   std::atomic<uint64_t> refused_{0}, takeovers_{0};
 };
 

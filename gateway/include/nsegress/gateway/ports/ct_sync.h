@@ -16,6 +16,7 @@ struct CommitCount {
   size_t created = 0;
   size_t replaced = 0;  // a local entry of the same flow (a steered one) gave way
   size_t failed = 0;
+  int first_error = 0;  // errno of the first failure
 };
 
 class ConntrackSyncKernel {
