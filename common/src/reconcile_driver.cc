@@ -12,12 +12,15 @@ DriverCore::DriverCore(DriverOptions o, TimePoint now)
   change_full_ = true;
 }
 
-void DriverCore::trigger(TimePoint now, bool full) {
+void DriverCore::trigger(TimePoint now, bool full, bool urgent) {
   if (stopped_) return;
   change_full_ = change_full_ || full;
   // The window starts with the first trigger of a burst, so a steady stream
-  // of events cannot postpone a run forever.
-  if (!change_due_) change_due_ = now + o_.debounce;
+  // of events cannot postpone a run forever. An urgent change waits for none.
+  if (urgent)
+    change_due_ = now;
+  else if (!change_due_)
+    change_due_ = now + o_.debounce;
 }
 
 std::optional<DriverCore::TimePoint> DriverCore::nextWake() const {
@@ -94,9 +97,9 @@ void ReconcileDriver::start() {
   boost::asio::post(io_, [this] { wake(); });
 }
 
-void ReconcileDriver::trigger(bool full) {
-  boost::asio::post(io_, [this, full] {
-    core_.trigger(clock_.now(), full);
+void ReconcileDriver::trigger(bool full, bool urgent) {
+  boost::asio::post(io_, [this, full, urgent] {
+    core_.trigger(clock_.now(), full, urgent);
     wake();
   });
 }

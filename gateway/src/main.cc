@@ -302,7 +302,7 @@ int main(int argc, char** argv) {
     failover = std::make_unique<gateway::Failover>(
         io, SystemClock::instance(), fo_cfg, *fence, **garp,
         [&agent_ptr] {
-          if (agent_ptr) agent_ptr->trigger();
+          if (agent_ptr) agent_ptr->triggerNow();
         },
         &metrics);
     if (auto r = failover->start(); !r) {

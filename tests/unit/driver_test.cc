@@ -52,6 +52,21 @@ TEST(DriverCore, ABurstOfTriggersRunsOnceAfterTheWindowOfTheFirst) {
   EXPECT_FALSE(c.poll(at(200))) << "the burst ran once";
 }
 
+TEST(DriverCore, AnUrgentTriggerRunsAtOnceEvenInsideAWindow) {
+  DriverCore c(opts(), at(0));
+  ASSERT_TRUE(c.poll(at(0)));
+  c.finished(at(1), RunResult::ok());
+  c.trigger(at(100));
+  EXPECT_FALSE(c.poll(at(105)));
+  c.trigger(at(106), false, /*urgent=*/true);  // an ownership change
+  EXPECT_EQ(*c.nextWake(), at(106));
+  auto r = c.poll(at(106));
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->full);
+  c.finished(at(107), RunResult::ok());
+  EXPECT_FALSE(c.poll(at(120))) << "the debounced trigger was served by the same run";
+}
+
 TEST(DriverCore, ATriggerDuringARunRunsAgainAfterIt) {
   DriverCore c(opts(), at(0));
   ASSERT_TRUE(c.poll(at(0)));

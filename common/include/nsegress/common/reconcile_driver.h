@@ -64,7 +64,8 @@ class DriverCore {
   DriverCore(DriverOptions o, TimePoint now);
 
   // A change: run after the debounce window (or with the pending retry).
-  void trigger(TimePoint now, bool full = false);
+  // `urgent`: no debounce (an ownership change the data path must follow now).
+  void trigger(TimePoint now, bool full = false, bool urgent = false);
   // Stop: no run is due after this.
   void shutdown() { stopped_ = true; }
   bool stopped() const { return stopped_; }
@@ -106,7 +107,7 @@ class ReconcileDriver {
   // Runs a full reconcile at once (on the io_context), then follows triggers.
   void start();
   // Thread-safe: may be called from any thread (informers, electors).
-  void trigger(bool full = false);
+  void trigger(bool full = false, bool urgent = false);
   // Thread-safe: no more runs; `then` runs on the io_context (after any run
   // in progress), for the process's own shutdown steps.
   void shutdown(std::function<void()> then = {});

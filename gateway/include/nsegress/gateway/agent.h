@@ -24,6 +24,8 @@ class Agent {
   void start();
   // Something changed (any thread): run soon.
   void trigger() { driver_.trigger(); }
+  // An ownership change (failover, handover): reconcile without debounce.
+  void triggerNow() { driver_.trigger(false, true); }
   // Stops reconciling; `then` runs on the loop afterwards.
   void shutdown(std::function<void()> then) { driver_.shutdown(std::move(then)); }
   // The last desired state that parsed and validated ("last good").
