@@ -97,6 +97,16 @@ void Failover::handle(const ownership::Message& m, const udp::endpoint& from) {
 
 void Failover::step() {
   const Time now = clock_.now();
+  if (uplink_) {
+    const bool up = uplink_->up();
+    if (up != member_.healthy()) {
+      if (up)
+        spdlog::warn("failover: uplink up again: this node may own and stand by again");
+      else
+        spdlog::error("failover: uplink down: using no egress address, claiming none");
+      member_.setHealthy(up);
+    }
+  }
   // Takeovers granted since the last step: their synced flows go in before
   // the fence opens (the first reply from outside finds its entry, never a
   // reset from a table without it).

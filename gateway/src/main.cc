@@ -309,6 +309,7 @@ int main(int argc, char** argv) {
       spdlog::error("start-up: {}", r.error().message);
       return 1;
     }
+    failover->setUplink(addrs->get());
     if (!no_ct_sync) {
       auto k = netlink::ConntrackSync::open();
       if (!k) {

@@ -56,6 +56,15 @@ Result<std::unique_ptr<UplinkAddresses>> UplinkAddresses::open(const std::string
   return std::unique_ptr<UplinkAddresses>(new UplinkAddresses(ifname, ifindex, std::move(impl)));
 }
 
+bool UplinkAddresses::up() {
+  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (s.get() < 0) return true;  // cannot tell: no change of health on a local error
+  ifreq r{};
+  std::strncpy(r.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
+  if (ioctl(s.get(), SIOCGIFFLAGS, &r) != 0) return false;  // gone
+  return (r.ifr_flags & IFF_UP) && (r.ifr_flags & IFF_RUNNING);
+}
+
 UplinkAddresses::UplinkAddresses(std::string ifname, int ifindex, std::unique_ptr<Impl> impl)
     : ifname_(std::move(ifname)), ifindex_(ifindex), impl_(std::move(impl)) {}
 UplinkAddresses::~UplinkAddresses() = default;

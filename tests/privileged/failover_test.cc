@@ -337,6 +337,28 @@ TEST_F(Failover, ADrainHandsTheAddressOverAndEveryEstablishedFlowSurvives) {
   EXPECT_NE(lab->ctl("undrain " + owner).find("\"drained\": false"), std::string::npos);
 }
 
+// The owner's uplink is cut (its switch port: the far end of its link goes
+// down, the node and its agent live on): it stops using and claiming the
+// address, its standby takes it over within the bound, flows carried.
+TEST_F(Failover, ACutUplinkMovesTheAddressToTheStandbyWithinOneSecond) {
+  std::thread prober([&] { lab->send("pay-w1", "udp", "cut", 300, 10, true, 100); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  lab->exec(lab->outside(), "ip link set u-" + owner + " down");
+  prober.join();
+  const auto p = probe("cut", 300);
+  std::cout << "uplink cut: probe gap " << p.gap_ms << " ms, " << p.arrived << "/300 arrived\n";
+  EXPECT_EQ(p.sources, std::set<std::string>{egress});
+  EXPECT_GT(p.arrived, 150u);
+  EXPECT_LT(p.gap_ms, 1500) << logs();
+  EXPECT_NE(agents[owner]->log().find("uplink down"), std::string::npos) << logs();
+  EXPECT_NE(agents[standby]->log().find("took over"), std::string::npos) << logs();
+  // Back: the old owner stands by again, and nothing flaps back.
+  lab->exec(lab->outside(), "ip link set u-" + owner + " up");
+  EXPECT_TRUE(lab::eventually(
+      [&] { return agents[owner]->log().find("uplink up again") != std::string::npos; }));
+  EXPECT_TRUE(lab::eventually([&] { return ownerOf("w1") == standby; }, std::chrono::seconds(5)));
+}
+
 TEST_F(Failover, AKilledAgentsNodeStopsUsingTheAddressByItselfAndTheStandbyTakesOver) {
   // Only the agent dies: the node, its address and its SNAT maps stay. The
   // kernel fence closes when the proof runs out, without the agent.

@@ -20,6 +20,7 @@
 #include "nsegress/common/peer_wire.h"
 #include "nsegress/gateway/ports/address.h"
 #include "nsegress/gateway/ports/fence.h"
+#include "nsegress/gateway/ports/link.h"
 
 namespace nsegress::gateway {
 
@@ -54,6 +55,9 @@ class Failover {
   const FailoverStats& stats() const { return stats_; }
   // Conntrack sync (optional): committed before the fence opens for a taken
   // over address; told every change of roles.
+  // The uplink's state, read at every tick: down, this node uses and claims
+  // nothing (its standby takes over after the promise).
+  void setUplink(LinkState* uplink) { uplink_ = uplink; }
   void setSync(class CtSync* sync, uint16_t port) {
     sync_ = sync;
     sync_port_ = port;
@@ -86,6 +90,7 @@ class Failover {
   std::map<IpAddress, ownership::Member::Owner> owners_;  // as last acted on
   FailoverStats stats_;
   class CtSync* sync_ = nullptr;
+  LinkState* uplink_ = nullptr;
   uint16_t sync_port_ = 0;
   std::map<IpAddress, ownership::Member::Role> roles_;
   std::map<std::string, std::pair<uint64_t, bool>> hb_;  // peer → (last heartbeat seq, acked)

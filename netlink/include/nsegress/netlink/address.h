@@ -15,10 +15,11 @@
 #include "nsegress/common/clock.h"
 #include "nsegress/common/fd.h"
 #include "nsegress/gateway/ports/address.h"
+#include "nsegress/gateway/ports/link.h"
 
 namespace nsegress::netlink {
 
-class UplinkAddresses final : public gateway::AddressKernel {
+class UplinkAddresses final : public gateway::AddressKernel, public gateway::LinkState {
  public:
   // Resolves `ifname` in the calling thread's network namespace.
   static Result<std::unique_ptr<UplinkAddresses>> open(const std::string& ifname);
@@ -27,6 +28,8 @@ class UplinkAddresses final : public gateway::AddressKernel {
   Status add(const IpAddress& a) override;
   Status remove(const IpAddress& a) override;
   int ifindex() const { return ifindex_; }
+  // Up with carrier (IFF_UP and IFF_RUNNING); false also when it vanished.
+  bool up() override;
 
  private:
   struct Impl;
