@@ -26,6 +26,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -162,6 +163,8 @@ void udpFlowServer(int port) {
 }
 
 int serve(int udp_port, int tcp_port, int bulk_port) {
+  // A client that goes away must not take the server with it.
+  signal(SIGPIPE, SIG_IGN);
   int u = listenOn(SOCK_DGRAM, udp_port);
   int t = listenOn(SOCK_STREAM, tcp_port);
   std::thread(bulkSink, bulk_port).detach();

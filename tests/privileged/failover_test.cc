@@ -359,6 +359,22 @@ TEST_F(Failover, ACutUplinkMovesTheAddressToTheStandbyWithinOneSecond) {
   EXPECT_TRUE(lab::eventually([&] { return ownerOf("w1") == standby; }, std::chrono::seconds(5)));
 }
 
+// The lost node comes back (links up, agent restarted): it stands by, and
+// new flows of every pod keep working through the new owner.
+TEST_F(Failover, ALostNodeThatComesBackStandsByAndNewFlowsWork) {
+  agents[owner]->signal(SIGKILL);
+  lab->exec(lab->node(owner), "ip link set up0 down; ip link set eth0 down");
+  ASSERT_TRUE(lab::eventually([&] { return ownerOf("w1") == standby; }, std::chrono::seconds(5)));
+  lab->exec(lab->node(owner), "ip link set up0 up; ip link set eth0 up");
+  agents[owner] = &startAgent(owner);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  for (const char* pod : {"pay-w1", "pay-w2"}) {
+    const std::string tag = std::string("back-") + pod;
+    lab->send(pod, "tcp", tag, 3, 10, true, 1000);
+    EXPECT_EQ(lab->peersOf(tag), std::set<std::string>{egress}) << pod << "\n" << logs();
+  }
+}
+
 TEST_F(Failover, AKilledAgentsNodeStopsUsingTheAddressByItselfAndTheStandbyTakesOver) {
   // Only the agent dies: the node, its address and its SNAT maps stay. The
   // kernel fence closes when the proof runs out, without the agent.
