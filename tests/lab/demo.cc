@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -117,6 +119,99 @@ spec:
             << indent(spoofed());
   check(lab.peersOf("forged").empty() && spoofed().find("packets 3") != std::string::npos,
         "a node sending as another node's pod is dropped and counted");
+}
+
+// Chapter 9: a gateway dies during established connections. Its standby
+// takes the address over within a second, with the flows' conntrack state
+// (synced beforehand): the streams go on with the same address and port.
+void failover() {
+  lab::Lab lab("demo9", lab::ClusterOptions{});
+  std::cout << "\n9. Failover: the same four nodes; the controller is also the lease server, "
+               "every agent\n   runs the ownership protocol and conntrack sync (--peer-key).\n";
+  lab.addPodOn("w1", "pay-w1", "10.244.3.2", "fd00:244:3::2");
+  const std::string key = lab.dir() + "/peer.key";
+  lab.exec(lab.outside(), "sh -c 'echo demo-peer-key-0123456789abcdef > " + key + "'");
+  // The upstream router keeps its neighbour entries for hours.
+  lab.exec(lab.outside(),
+           "sysctl -qw net.ipv4.neigh.br-up.base_reachable_time_ms=14400000 "
+           "net.ipv4.neigh.br-up.gc_stale_time=14400");
+  lab.writeManifest("00-nodes.yaml", lab::Lab::nodeManifests());
+  lab.writeManifest("10-pay.yaml", R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: dmz}
+spec:
+  addresses: ["203.0.113.10-203.0.113.19"]
+  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pay-w1, namespace: pay}
+spec: {nodeName: w1}
+status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
+)");
+  lab.startServers();
+  lab.startController({"--lease-listen", "192.0.2.1:4795", "--peer-key", key});
+  std::map<std::string, lab::Process*> agents;
+  for (const char* n : lab::Lab::kNodes)
+    agents[n] = &lab.startNodeAgent(
+        n, {"--node-name", n, "--peer-key", key, "--lease-server", "192.0.2.1:4795"});
+  std::string owner;
+  lab::eventually(
+      [&] {
+        std::ifstream in(lab.nodeStatePath("w1"));
+        const std::string st((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto at = st.find("\"owner\"");
+        const auto g = at == std::string::npos ? at : st.find("gw", at);
+        if (g == std::string::npos) return false;
+        owner = st.substr(g, 3);
+        lab.send("pay-w1", "udp", "ready", 1, 1, true, 300);
+        return lab.peersOf("ready") == std::set<std::string>{"203.0.113.10"};
+      },
+      std::chrono::seconds(30));
+  const std::string standby = owner == "gw1" ? "gw2" : "gw1";
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::cout << "   203.0.113.10 (namespace pay) is owned by " << owner << ", standby " << standby
+            << ". Pod pay-w1 on w1 opens 4 TCP connections (2 that talk, 2 downloads\n"
+               "   where only the server sends) and 2 UDP flows, and probes with a new flow "
+               "every 10 ms.\n";
+  std::string streams;
+  std::thread client([&] {
+    streams = lab.exec(lab.pod("pay-w1"),
+                       lab::labtoolPath() + " streams --dst " + std::string(lab::Lab::kOutsideIp) +
+                           " --talk 2 --down 2 --udp 2 --seconds 7");
+  });
+  std::thread prober([&] { lab.send("pay-w1", "udp", "fo", 500, 10, true, 100); });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::cout << "   kill -9 of " << owner << "'s agent, and its links cut (the node is gone).\n";
+  agents[owner]->signal(SIGKILL);
+  lab.exec(lab.node(owner), "sh -c 'ip link set up0 down; ip link set eth0 down'");
+  prober.join();
+  client.join();
+  std::vector<bool> got(500, false);
+  for (const auto& l : lab.serverLines()) {
+    std::istringstream in(l);
+    std::string proto, peer, t;
+    int seq = -1;
+    in >> proto >> peer >> t >> seq;
+    if (t == "fo" && seq >= 0 && seq < 500) got[static_cast<size_t>(seq)] = true;
+  }
+  int run = 0, gap = 0;
+  for (bool g : got) gap = std::max(gap, run = g ? 0 : run + 1);
+  std::cout << "   probe: the longest gap was " << gap * 10 << " ms; sources seen outside: "
+            << join(lab.peersOf("fo")) << "\n";
+  std::cout << indent(streams);
+  for (const auto& l : {"talk 2/2", "down 2/2", "udp 2/2"})
+    check(streams.find(l) != std::string::npos,
+          std::string("established flows survived: ") + l);
+  check(gap * 10 < 1000, "packets flow again in under a second");
+  check(lab.peersOf("fo") == std::set<std::string>{"203.0.113.10"},
+        "always the same source address, before and after");
+  check(agents[standby]->log().find("took over 203.0.113.10") != std::string::npos,
+        standby + " took 203.0.113.10 over (its log)");
 }
 
 }  // namespace
@@ -300,6 +395,7 @@ spec:
   }
   try {
     everyNode();
+    failover();
   } catch (const std::exception& e) {
     std::cerr << "demo error: " << e.what() << "\n";
     return 1;
