@@ -102,8 +102,9 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
   }
 
   void start(const std::string& n) {
-    std::vector<std::string> args = {"--node-name", n,          "--peer-key",
-                                     key_,          "--lease-server", "192.0.2.1:4795",
+    std::vector<std::string> args = {"--node-name",       n,
+                                     "--peer-key",        key_,
+                                     "--lease-server",    "192.0.2.1:4795",
                                      "--metrics-address", "127.0.0.1:9100"};
     if (!sync_) args.push_back("--no-ct-sync");
     agents_[n] = &lab_->startNodeAgent(n, args);
@@ -124,7 +125,8 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
   // The owner's sync lag p99 (ms) from its metrics, 0 if none observed.
   double lagP99(const std::string& node) {
     const auto text = lab_->exec(lab_->node(node), "curl -s http://127.0.0.1:9100/metrics");
-    static const std::regex re(R"re(nsegress_gateway_ct_sync_lag_seconds_bucket\{le="([^"]+)"\} (\d+))re");
+    static const std::regex re(
+        R"re(nsegress_gateway_ct_sync_lag_seconds_bucket\{le="([^"]+)"\} (\d+))re");
     std::vector<std::pair<double, double>> buckets;
     for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it) {
       const std::string le = (*it)[1];
@@ -146,11 +148,11 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
     std::vector<std::thread> clients;
     for (size_t i = 0; i < 2; ++i)
       clients.emplace_back([&, i] {
-        outputs[i] = lab_->exec(lab_->pod(i == 0 ? "pay-w1" : "pay-w2"),
-                                lab::labtoolPath() + " streams --dst " +
-                                    std::string(lab::Lab::kOutsideIp) +
-                                    " --talk 5 --down 5 --udp 4 --seconds 5 --base-port " +
-                                    std::to_string(base) + " 2>&1");
+        outputs[i] =
+            lab_->exec(lab_->pod(i == 0 ? "pay-w1" : "pay-w2"),
+                       lab::labtoolPath() + " streams --dst " + std::string(lab::Lab::kOutsideIp) +
+                           " --talk 5 --down 5 --udp 4 --seconds 5 --base-port " +
+                           std::to_string(base) + " 2>&1");
       });
     constexpr int kProbes = 400;
     std::thread prober([&] { lab_->send("pay-w1", "udp", tag, kProbes, 10, true, 100); });
@@ -205,7 +207,8 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
       lab_->ctl("undrain " + owner);
     }
     lab::eventually([&] { return ownerOf() == standby; }, std::chrono::seconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(restore_wait_ms));  // quiet period, resync
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(restore_wait_ms));  // quiet period, resync
   }
 
  private:
@@ -227,7 +230,8 @@ int main(int argc, char** argv) {
   app.add_option("--nosync-cycles", nosync_cycles, "kill -9 failovers without sync");
   app.add_option("--scenarios", scenarios);
   app.add_option("--out", out_dir);
-  app.add_option("--restore-wait-ms", restore_wait_ms, "after restoring a node, before the next cycle");
+  app.add_option("--restore-wait-ms", restore_wait_ms,
+                 "after restoring a node, before the next cycle");
   CLI11_PARSE(app, argc, argv);
   if (geteuid() != 0) {
     std::cerr << "needs root (network namespaces)\n";
@@ -266,14 +270,15 @@ int main(int argc, char** argv) {
       return fmt(total ? 100.0 * ok / total : 0, 1) + " % (" + std::to_string(ok) + "/" +
              std::to_string(total) + ")";
     };
-    const std::string name = s == "kill" ? "kill -9 + node lost" : s == "uplink" ? "uplink cut" : "drain (planned)";
+    const std::string name = s == "kill"     ? "kill -9 + node lost"
+                             : s == "uplink" ? "uplink cut"
+                                             : "drain (planned)";
     md << "| " << name << " | " << (sync ? "on" : "off") << " | " << n << " | "
-       << fmt(bench::stats(r.gaps).median) << " ms | " << fmt(percentile(r.gaps, 0.99))
-       << " ms | " << fmt(bench::stats(r.gaps).max) << " ms | " << fmt(bench::stats(r.lost).median)
-       << " | " << pct("talk") << " | " << pct("down") << " | " << pct("udp") << " |\n";
-    raw[name + (sync ? "" : " (no sync)")] = {{"gaps_ms", r.gaps},
-                                              {"lost", r.lost},
-                                              {"survived", r.survived}};
+       << fmt(bench::stats(r.gaps).median) << " ms | " << fmt(percentile(r.gaps, 0.99)) << " ms | "
+       << fmt(bench::stats(r.gaps).max) << " ms | " << fmt(bench::stats(r.lost).median) << " | "
+       << pct("talk") << " | " << pct("down") << " | " << pct("udp") << " |\n";
+    raw[name + (sync ? "" : " (no sync)")] = {
+        {"gaps_ms", r.gaps}, {"lost", r.lost}, {"survived", r.survived}};
     lags.insert(lags.end(), r.lag_p99_ms.begin(), r.lag_p99_ms.end());
   }
   md << "\nPeers (PERFORMANCE.md, benchmark 5): Cilium OSS none (minutes); Calico Enterprise "

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "nsegress/common/desired_state.h"
 #include "nsegress/common/file.h"
 #include "nsegress/common/json.h"
 #include "nsegress/common/peer_wire.h"
@@ -10,6 +11,29 @@ namespace nsegress::controller {
 
 namespace asio = boost::asio;
 using udp = asio::ip::udp;
+
+Result<std::set<std::string>> readDrained(const std::string& path) {
+  std::set<std::string> out;
+  auto text = readFileBounded(path, 1u << 20);
+  if (!text) {
+    if (text.error().code == ENOENT) return out;
+    return text.error();
+  }
+  auto doc = parseJson(text->text, JsonLimits{1u << 20, 2, 100'000});
+  if (!doc || !doc->is_array())
+    return makeError(EINVAL, path + ": not a list of drained nodes; fix or remove it");
+  for (const auto& n : *doc) {
+    if (!n.is_string() || !isDnsSubdomain(n.get<std::string>()))
+      return makeError(EINVAL, path + ": an entry is not a node name; fix or remove it");
+    out.insert(n.get<std::string>());
+  }
+  return out;
+}
+
+Status writeDrained(const std::string& path, const std::set<std::string>& nodes) {
+  nlohmann::json doc = nodes;
+  return writeFileAtomically(path, dumpJson(doc, 2) + "\n");
+}
 
 LeaseService::LeaseService(Options o, std::function<void()> changed)
     : o_(std::move(o)), changed_(std::move(changed)) {}

@@ -146,22 +146,11 @@ int main(int argc, char** argv) {
   std::mutex drained_mu;
   std::set<std::string> drained;
   const std::string drained_path = state_dir + "/drained.json";
-  if (auto text = readFileBounded(drained_path, 1u << 20)) {
-    auto doc = parseJson(text->text, JsonLimits{1u << 20, 2, 100'000});
-    if (!doc || !doc->is_array()) {
-      spdlog::error("{}: not a list of drained nodes; fix or remove it", drained_path);
-      return 1;
-    }
-    for (const auto& n : *doc) {
-      if (!n.is_string() || !isDnsSubdomain(n.get<std::string>())) {
-        spdlog::error("{}: an entry is not a node name; fix or remove it", drained_path);
-        return 1;
-      }
-      drained.insert(n.get<std::string>());
-    }
-  } else if (text.error().code != ENOENT) {
-    spdlog::error("{}", text.error().message);
+  if (auto d = readDrained(drained_path); !d) {
+    spdlog::error("{}", d.error().message);
     return 1;
+  } else {
+    drained = std::move(*d);
   }
   std::unique_ptr<LeaseService> leases;
   std::function<void()> wake;  // set once the driver exists
@@ -247,9 +236,7 @@ int main(int argc, char** argv) {
                        next.insert(node);
                      else
                        next.erase(node);
-                     nlohmann::json doc = next;
-                     if (auto w = writeFileAtomically(drained_path, dumpJson(doc, 2) + "\n"); !w)
-                       return w.error();
+                     if (auto w = writeDrained(drained_path, next); !w) return w.error();
                      drained = next;
                      now = drained;
                    }

@@ -163,7 +163,8 @@ status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
   lab::eventually(
       [&] {
         std::ifstream in(lab.nodeStatePath("w1"));
-        const std::string st((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string st((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
         const auto at = st.find("\"owner\"");
         const auto g = at == std::string::npos ? at : st.find("gw", at);
         if (g == std::string::npos) return false;
@@ -180,9 +181,9 @@ status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
                "every 10 ms.\n";
   std::string streams;
   std::thread client([&] {
-    streams = lab.exec(lab.pod("pay-w1"),
-                       lab::labtoolPath() + " streams --dst " + std::string(lab::Lab::kOutsideIp) +
-                           " --talk 2 --down 2 --udp 2 --seconds 7");
+    streams = lab.exec(lab.pod("pay-w1"), lab::labtoolPath() + " streams --dst " +
+                                              std::string(lab::Lab::kOutsideIp) +
+                                              " --talk 2 --down 2 --udp 2 --seconds 7");
   });
   std::thread prober([&] { lab.send("pay-w1", "udp", "fo", 500, 10, true, 100); });
   std::this_thread::sleep_for(std::chrono::seconds(2));
@@ -201,12 +202,11 @@ status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
   }
   int run = 0, gap = 0;
   for (bool g : got) gap = std::max(gap, run = g ? 0 : run + 1);
-  std::cout << "   probe: the longest gap was " << gap * 10 << " ms; sources seen outside: "
-            << join(lab.peersOf("fo")) << "\n";
+  std::cout << "   probe: the longest gap was " << gap * 10
+            << " ms; sources seen outside: " << join(lab.peersOf("fo")) << "\n";
   std::cout << indent(streams);
   for (const auto& l : {"talk 2/2", "down 2/2", "udp 2/2"})
-    check(streams.find(l) != std::string::npos,
-          std::string("established flows survived: ") + l);
+    check(streams.find(l) != std::string::npos, std::string("established flows survived: ") + l);
   check(gap * 10 < 1000, "packets flow again in under a second");
   check(lab.peersOf("fo") == std::set<std::string>{"203.0.113.10"},
         "always the same source address, before and after");

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -21,6 +22,12 @@
 #include "nsegress/common/result.h"
 
 namespace nsegress::controller {
+
+// Nodes drained by an operator (`<state-dir>/drained.json`: a JSON list of
+// node names). Missing: none. Anything else that is not exactly that is an
+// error naming the file (the caller refuses to start).
+Result<std::set<std::string>> readDrained(const std::string& path);
+Status writeDrained(const std::string& path, const std::set<std::string>& nodes);
 
 class LeaseService {
  public:
