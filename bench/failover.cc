@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "bench_common.h"
+#include "flood.h"
 #include "lab.h"
 
 using namespace nsegress;
@@ -139,6 +140,24 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
     return 0;
   }
 
+  // New flows per second through the owner (raw UDP from pay-w1, every
+  // packet a new flow, steered to the owner and SNATed there), with the
+  // owner's sync lag p99 after it.
+  std::pair<double, double> flood(double secs) {
+    if (!sink_) bench::installSink(*lab_), sink_ = true;
+    const std::string owner = ownerOf();
+    lab_->exec(lab_->node(owner), "conntrack -F");
+    lab_->exec(lab_->node("w1"), "conntrack -F");
+    const uint64_t before = bench::sinkCount(*lab_);
+    {
+      lab::NetnsEnter in(lab_->pod("pay-w1"));
+      bench::generate("10.244.3.2", secs);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const double rate = static_cast<double>(bench::sinkCount(*lab_) - before) / secs;
+    return {rate, sync_ ? lagP99(owner) : 0};
+  }
+
   void cycle(int c, Result& r) {
     const std::string owner = ownerOf();
     const std::string standby = owner == "gw1" ? "gw2" : "gw1";
@@ -217,18 +236,20 @@ status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
   std::unique_ptr<lab::Lab> lab_;
   std::string key_;
   std::map<std::string, lab::Process*> agents_;
+  bool sink_ = false;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"failover benchmark"};
-  int cycles = 50, nosync_cycles = 10;
+  int cycles = 50, nosync_cycles = 10, cost_rounds = 3;
   std::string out_dir = "bench/results";
   std::vector<std::string> scenarios = {"kill", "uplink", "drain"};
   app.add_option("--cycles", cycles, "failovers per scenario (with sync)");
   app.add_option("--nosync-cycles", nosync_cycles, "kill -9 failovers without sync");
   app.add_option("--scenarios", scenarios);
+  app.add_option("--cost-rounds", cost_rounds, "rounds of 1 s of new flows, sync on and off");
   app.add_option("--out", out_dir);
   app.add_option("--restore-wait-ms", restore_wait_ms,
                  "after restoring a node, before the next cycle");
@@ -290,6 +311,28 @@ int main(int argc, char** argv) {
        << fmt(bench::stats(lags).median, 1) << " ms, max " << fmt(bench::stats(lags).max, 1)
        << " ms (the histogram's bucket bounds; the flows here are few, see the note).\n";
   raw["sync_lag_p99_ms"] = lags;
+  if (cost_rounds > 0) {
+    std::map<bool, std::vector<double>> rates, flood_lags;
+    for (bool sync : {true, false}) {
+      Bench b("kill", sync);
+      for (int i = 0; i < cost_rounds; ++i) {
+        auto [rate, lag] = b.flood(1.0);
+        rates[sync].push_back(rate);
+        if (sync) flood_lags[sync].push_back(lag);
+      }
+    }
+    const double on = bench::stats(rates[true]).median, off = bench::stats(rates[false]).median;
+    md << "\nThe sync's cost: new flows per second through the owner (raw UDP from a pod on a "
+          "worker, every packet a new flow: conntrack, steering, SNAT, and with sync one NEW and "
+          "one DESTROY event each to read, filter, batch and send), median of "
+       << cost_rounds << " rounds of 1 s:\n\n| conntrack sync | new flows/s | vs off | owner's "
+                          "sync lag p99 after the burst |\n|---|---:|---:|---:|\n"
+       << "| off | " << fmt(off) << " | 1.00 | - |\n"
+       << "| on | " << fmt(on) << " | " << fmt(off > 0 ? on / off : 0, 2) << " | "
+       << fmt(bench::stats(flood_lags[true]).max, 0) << " ms |\n";
+    raw["new_flows_per_s"] = {{"sync_on", rates[true]}, {"sync_off", rates[false]}};
+    raw["flood_sync_lag_p99_ms"] = flood_lags[true];
+  }
   std::cout << md.str();
   bench::writeFile(out_dir + "/failover.md", md.str());
   bench::writeFile(out_dir + "/failover.json", raw.dump(2) + "\n");

@@ -121,8 +121,10 @@ Result<SteerPlan> planSteering(const SteerView& want, const ObservedRoutes& rout
     if (it != nft.steer.end() && it->second == mark) continue;
     if (it != nft.steer.end()) {
       dels.push_back(NftOp{K::kDelSteer, "", pod, {}, {}, it->second});
+      const uint32_t from = it->second;
+      const Family family = pod.family();
       auto rp = std::find_if(p.repins.begin(), p.repins.end(), [&](const ConntrackRepin& r) {
-        return r.from == it->second && r.to == mark && r.sources.front().family() == pod.family();
+        return r.from == from && r.to == mark && r.sources.front().family() == family;
       });
       if (rp == p.repins.end())
         p.repins.push_back({{pod}, it->second, mark, kSteerMarkMask | kReturnFlag});
