@@ -331,7 +331,9 @@ TEST_F(Failover, ADrainHandsTheAddressOverAndEveryEstablishedFlowSurvives) {
     ASSERT_EQ(s.ok[k].second, k == std::string("udp") ? 20 : 30) << s.raw;
     EXPECT_EQ(s.ok[k].first, s.ok[k].second) << k << "\n" << s.raw << logs();
   }
-  EXPECT_GE(p.arrived, 495u) << "the switch costs at most a few probes";
+  // The switch waits for no lease (an unplanned takeover's gap is ~500 ms):
+  // a few probes at most (the precise figures are in bench/results).
+  EXPECT_LT(p.gap_ms, 300) << "a drain waits for no lease";
   EXPECT_NE(agents[owner]->log().find("handing"), std::string::npos) << logs();
   // The drained node hosts nothing new: undrain lets it stand by again.
   EXPECT_NE(lab->ctl("undrain " + owner).find("\"drained\": false"), std::string::npos);
