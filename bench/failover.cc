@@ -325,8 +325,9 @@ int main(int argc, char** argv) {
     md << "\nThe sync's cost: new flows per second through the owner (raw UDP from a pod on a "
           "worker, every packet a new flow: conntrack, steering, SNAT, and with sync one NEW and "
           "one DESTROY event each to read, filter, batch and send), median of "
-       << cost_rounds << " rounds of 1 s:\n\n| conntrack sync | new flows/s | vs off | owner's "
-                          "sync lag p99 after the burst |\n|---|---:|---:|---:|\n"
+       << cost_rounds
+       << " rounds of 1 s:\n\n| conntrack sync | new flows/s | vs off | owner's "
+          "sync lag p99 after the burst |\n|---|---:|---:|---:|\n"
        << "| off | " << fmt(off) << " | 1.00 | - |\n"
        << "| on | " << fmt(on) << " | " << fmt(off > 0 ? on / off : 0, 2) << " | "
        << fmt(bench::stats(flood_lags[true]).max, 0) << " ms |\n";

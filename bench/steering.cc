@@ -33,8 +33,6 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-
-
 struct Result {
   std::vector<double> rate, gbps;
 };
