@@ -65,35 +65,7 @@ class Bench {
     lab_ = std::make_unique<lab::Lab>("bfo", lab::ClusterOptions{});
     lab_->addPodOn("w1", "pay-w1", "10.244.3.2", "fd00:244:3::2");
     lab_->addPodOn("w2", "pay-w2", "10.244.4.2", "fd00:244:4::2");
-    key_ = lab_->dir() + "/peer.key";
-    std::ofstream(key_) << "bench-peer-key-0123456789abcdef\n";
-    lab_->exec(lab_->outside(),
-               "sysctl -qw net.ipv4.neigh.br-up.base_reachable_time_ms=14400000 "
-               "net.ipv4.neigh.br-up.gc_stale_time=14400");
-    lab_->writeManifest("00-nodes.yaml", lab::Lab::nodeManifests());
-    lab_->writeManifest("10-pay.yaml", R"(apiVersion: nsegress.io/v1alpha1
-kind: EgressPool
-metadata: {name: dmz}
-spec:
-  addresses: ["203.0.113.10-203.0.113.19"]
-  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pay-w1, namespace: pay}
-spec: {nodeName: w1}
-status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pay-w2, namespace: pay}
-spec: {nodeName: w2}
-status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
-)");
+    key_ = lab_->prepareFailover({{"pay-w1", "w1", "10.244.3.2"}, {"pay-w2", "w2", "10.244.4.2"}});
     lab_->startServers();
     lab_->startController({"--lease-listen", "192.0.2.1:4795", "--peer-key", key_});
     for (const char* n : lab::Lab::kNodes) start(n);

@@ -134,30 +134,7 @@ void failover() {
   std::cout << "\n9. Failover: the same four nodes; the controller is also the lease server, "
                "every agent\n   runs the ownership protocol and conntrack sync (--peer-key).\n";
   lab.addPodOn("w1", "pay-w1", "10.244.3.2", "fd00:244:3::2");
-  const std::string key = lab.dir() + "/peer.key";
-  lab.exec(lab.outside(), "sh -c 'echo demo-peer-key-0123456789abcdef > " + key + "'");
-  // The upstream router keeps its neighbour entries for hours.
-  lab.exec(lab.outside(),
-           "sysctl -qw net.ipv4.neigh.br-up.base_reachable_time_ms=14400000 "
-           "net.ipv4.neigh.br-up.gc_stale_time=14400");
-  lab.writeManifest("00-nodes.yaml", lab::Lab::nodeManifests());
-  lab.writeManifest("10-pay.yaml", R"(apiVersion: nsegress.io/v1alpha1
-kind: EgressPool
-metadata: {name: dmz}
-spec:
-  addresses: ["203.0.113.10-203.0.113.19"]
-  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pay-w1, namespace: pay}
-spec: {nodeName: w1}
-status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
-)");
+  const std::string key = lab.prepareFailover({{"pay-w1", "w1", "10.244.3.2"}});
   lab.startServers();
   lab.startController({"--lease-listen", "192.0.2.1:4795", "--peer-key", key});
   std::map<std::string, lab::Process*> agents;

@@ -324,6 +324,38 @@ Process& Lab::startNodeAgent(const std::string& name, std::vector<std::string> e
   return spawn(node(name), argv, "agent-" + name + "-" + std::to_string(procs_.size()) + ".log");
 }
 
+std::string Lab::payManifests(const std::vector<PodSpec>& pods) {
+  std::string y = R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: dmz}
+spec:
+  addresses: ["203.0.113.10-203.0.113.19"]
+  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
+)";
+  for (const auto& p : pods)
+    y += "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " + p.name +
+         ", namespace: pay}\nspec: {nodeName: " + p.node +
+         "}\nstatus: {phase: Running, podIPs: [{ip: " + p.ip + "}]}\n";
+  return y;
+}
+
+std::string Lab::prepareFailover(const std::vector<PodSpec>& pods) {
+  const std::string key = dir() + "/peer.key";
+  std::ofstream(key) << "lab-peer-key-0123456789abcdef\n";
+  // The upstream router keeps its neighbour entries for hours: only an
+  // announcement moves them (as the switches of ovn-kubernetes#6553 did).
+  exec(outside(),
+       "sysctl -qw net.ipv4.neigh.br-up.base_reachable_time_ms=14400000 "
+       "net.ipv4.neigh.br-up.gc_stale_time=14400");
+  writeManifest("00-nodes.yaml", nodeManifests());
+  writeManifest("10-pay.yaml", payManifests(pods));
+  return key;
+}
+
 std::string Lab::nodeManifests() {
   std::string out;
   for (const char* name : kNodes) {

@@ -123,6 +123,15 @@ class Lab {
   }
   // The Node objects of the cluster lab (gateways labelled nsegress.io/gateway).
   static std::string nodeManifests();
+  // Failover labs (tests, demo, bench): pool dmz (203.0.113.10-19 on the
+  // gateway nodes), namespace pay and its pods (name, node, IPv4); and the
+  // set-up they share: the nodes' manifests, a peer key file (returned), the
+  // outside router keeping its neighbour entries for hours.
+  struct PodSpec {
+    std::string name, node, ip;
+  };
+  static std::string payManifests(const std::vector<PodSpec>& pods);
+  std::string prepareFailover(const std::vector<PodSpec>& pods);
   const ClusterOptions& clusterOptions() const { return cluster_; }
   // Moves a pod to a new address (as after a pod restart).
   std::string exec(const std::string& netns, const std::string& cmd);

@@ -22,32 +22,6 @@
 namespace nsegress::testing {
 namespace {
 
-std::string manifests() {
-  return R"(apiVersion: nsegress.io/v1alpha1
-kind: EgressPool
-metadata: {name: dmz}
-spec:
-  addresses: ["203.0.113.10-203.0.113.19"]
-  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pay-w1, namespace: pay}
-spec: {nodeName: w1}
-status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pay-w2, namespace: pay}
-spec: {nodeName: w2}
-status: {phase: Running, podIPs: [{ip: 10.244.4.2}]}
-)";
-}
-
 class Failover : public ::testing::Test {
  public:
   void SetUp() override {
@@ -59,15 +33,7 @@ class Failover : public ::testing::Test {
     lab = std::make_unique<lab::Lab>(tag, lab::ClusterOptions{});
     lab->addPodOn("w1", "pay-w1", "10.244.3.2", "fd00:244:3::2");
     lab->addPodOn("w2", "pay-w2", "10.244.4.2", "fd00:244:4::2");
-    key = lab->dir() + "/peer.key";
-    std::ofstream(key) << "lab-peer-key-0123456789abcdef\n";
-    // The upstream router keeps its neighbour entries for hours: only an
-    // announcement moves them.
-    lab->exec(lab->outside(),
-              "sysctl -qw net.ipv4.neigh.br-up.base_reachable_time_ms=14400000 "
-              "net.ipv4.neigh.br-up.gc_stale_time=14400");
-    lab->writeManifest("00-nodes.yaml", lab::Lab::nodeManifests());
-    lab->writeManifest("10-pay.yaml", manifests());
+    key = lab->prepareFailover({{"pay-w1", "w1", "10.244.3.2"}, {"pay-w2", "w2", "10.244.4.2"}});
     lab->startServers();
     lab->startController({"--lease-listen", "192.0.2.1:4795", "--peer-key", key});
     for (const char* n : lab::Lab::kNodes) agents[n] = &startAgent(n);
