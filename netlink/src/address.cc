@@ -57,11 +57,12 @@ Result<std::unique_ptr<UplinkAddresses>> UplinkAddresses::open(const std::string
 }
 
 bool UplinkAddresses::up() {
-  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (s.get() < 0) return true;  // cannot tell: no change of health on a local error
+  // Read at every failover tick: one socket for the agent's life.
+  if (flags_sock_.get() < 0) flags_sock_ = Fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (flags_sock_.get() < 0) return true;  // cannot tell: no change of health on a local error
   ifreq r{};
   std::strncpy(r.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
-  if (ioctl(s.get(), SIOCGIFFLAGS, &r) != 0) return false;  // gone
+  if (ioctl(flags_sock_.get(), SIOCGIFFLAGS, &r) != 0) return false;  // gone
   return (r.ifr_flags & IFF_UP) && (r.ifr_flags & IFF_RUNNING);
 }
 

@@ -37,6 +37,7 @@ class UplinkAddresses final : public gateway::AddressKernel, public gateway::Lin
   std::string ifname_;
   int ifindex_;
   std::unique_ptr<Impl> impl_;
+  Fd flags_sock_;  // for up()
 };
 
 // A raw ARP frame announcing `ip` at `mac` (RFC 5227 announcement: an ARP
