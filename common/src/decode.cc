@@ -331,4 +331,61 @@ Result<AddressRecord> decodeEgressIP(const json& o) {
   return guarded([&] { return egressIpOf(o); });
 }
 
+Result<EgressLease> decodeEgressLease(const json& o) {
+  return guarded([&] {
+    const std::string name = nameOf(o);
+    const json& meta = member(o, "metadata");
+    const std::string text = str(member(meta, "annotations"), kEgressLeaseAddress);
+    auto ip = IpAddress::parse(text);
+    if (!ip)
+      throw FieldError{std::string("metadata.annotations.") + kEgressLeaseAddress + ": \"" +
+                       text.substr(0, 64) + "\" is not an IP address"};
+    if (egressLeaseName(*ip) != name)
+      throw FieldError{"metadata.name: \"" + name.substr(0, 64) + "\" does not name " + ip->str()};
+    const json& spec = member(o, "spec");
+    EgressLease l;
+    l.ip = *ip;
+    l.owner = str(spec, "holderIdentity");
+    if (!isDnsSubdomain(l.owner))
+      throw FieldError{"spec.holderIdentity: \"" + l.owner.substr(0, 64) +
+                       "\" is not a valid node name"};
+    const json& t = member(spec, "leaseTransitions");
+    if (!t.is_number_integer() || t.get<int64_t>() < 1)
+      throw FieldError{"spec.leaseTransitions: must be an epoch (an integer ≥ 1)"};
+    l.epoch = static_cast<uint64_t>(t.get<int64_t>());
+    l.version = str(meta, "resourceVersion");
+    return l;
+  });
+}
+
+Result<std::string> decodeLeaseServer(const json& o) {
+  return guarded([&]() -> std::string {
+    nameOf(o);
+    const json& subsets = member(o, "subsets");
+    if (subsets.is_null()) return "";
+    if (!subsets.is_array()) throw FieldError{"subsets: must be a list"};
+    std::string out;
+    for (const auto& sub : subsets) {
+      const json& addrs = member(sub, "addresses");
+      const json& ports = member(sub, "ports");
+      if (!addrs.is_array() || !ports.is_array()) continue;
+      int port = 0;
+      for (const auto& p : ports)
+        if (str(p, "name") == "lease" && str(p, "protocol") == "UDP" &&
+            member(p, "port").is_number_integer())
+          port = member(p, "port").get<int>();
+      if (port <= 0 || port > 65535) continue;
+      for (const auto& a : addrs) {
+        auto ip = IpAddress::parse(str(a, "ip"));
+        if (!ip || !ip->isV4()) continue;
+        // One leader lists itself alone; several addresses are a
+        // hand-over in progress: renew at none until it settles.
+        if (!out.empty()) return "";
+        out = ip->str() + ":" + std::to_string(port);
+      }
+    }
+    return out;
+  });
+}
+
 }  // namespace nsegress

@@ -322,4 +322,11 @@ Result<Pod> podFrom(std::string ns, std::string name, std::string node, std::str
   return p;
 }
 
+std::string egressLeaseName(const IpAddress& ip) {
+  std::string s = ip.str();
+  for (char& c : s)
+    if (c == '.' || c == ':') c = '-';
+  return "nsegress-egress-" + s;
+}
+
 }  // namespace nsegress

@@ -1,5 +1,6 @@
 #include "nsegress/controller/allocator.h"
 
+#include "nsegress/common/failover_roles.h"
 #include "nsegress/common/gateway_view.h"
 
 #include <algorithm>
@@ -444,57 +445,7 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
       world.failover ? failoverRoles(world, a.ledger) : std::map<IpAddress, AddressRole>{};
   for (const auto& g : gateways) {
     out[g] = views.forNode(g).state;
-    if (roles.empty()) continue;
-    std::set<std::string> listed;
-    for (const auto& ns : out[g].namespaces) listed.insert(ns.name);
-    for (const auto& [ip, role] : roles)
-      if (listed.count(role.ns)) out[g].addresses.push_back(role);
-  }
-  return out;
-}
-
-std::string chooseStandby(const IpAddress& ip, const std::string& owner,
-                          const std::vector<std::string>& candidates) {
-  // Rendezvous hashing: sticky (a node's arrival or departure moves only the
-  // addresses whose standby it becomes or was) and spread evenly.
-  std::string best;
-  uint64_t best_score = 0;
-  for (const auto& n : candidates) {
-    if (n == owner) continue;
-    uint64_t h = 1469598103934665603ULL;  // FNV-1a of "ip/node"
-    for (char c : ip.str() + "/" + n) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-    if (best.empty() || h > best_score) best = n, best_score = h;
-  }
-  return best;
-}
-
-std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger& ledger) {
-  std::map<IpAddress, AddressRole> out;
-  for (const auto& [ip, r] : ledger) {
-    if (r.state != AddressState::kAssigned || r.node.empty()) continue;
-    std::vector<std::string> candidates;
-    auto pit = world.pools.find(r.pool);
-    for (const auto& [name, n] : world.nodes)
-      if (n.ready && !isDrained(n) && pit != world.pools.end() && !pit->second.invalid &&
-          pit->second.node_selector.matches(n.labels))
-        candidates.push_back(name);
-    auto lo = world.leases.find(ip);
-    out[ip] = AddressRole{ip, r.ns, r.node, chooseStandby(ip, r.node, candidates),
-                          lo != world.leases.end() ? lo->second.epoch : 1};
-  }
-  return out;
-}
-
-std::map<IpAddress, std::string> plannedHandovers(const World& world, const Ledger& ledger) {
-  std::map<IpAddress, std::string> out;
-  const auto roles = failoverRoles(world, ledger);
-  for (const auto& [ip, role] : roles) {
-    auto lo = world.leases.find(ip);
-    if (lo == world.leases.end() || lo->second.owner.empty()) continue;
-    auto n = world.nodes.find(lo->second.owner);
-    if (n == world.nodes.end() || !isDrained(n->second)) continue;
-    // To its standby: the node that has been receiving its flows.
-    if (!role.standby.empty() && role.standby != lo->second.owner) out[ip] = role.standby;
+    attachRoles(out[g], roles);
   }
   return out;
 }

@@ -35,29 +35,49 @@ Status writeDrained(const std::string& path, const std::set<std::string>& nodes)
   return writeFileAtomically(path, dumpJson(doc, 2) + "\n");
 }
 
-LeaseService::LeaseService(Options o, std::function<void()> changed)
-    : o_(std::move(o)), changed_(std::move(changed)) {}
-
-Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o, std::function<void()> changed) {
-  std::unique_ptr<LeaseService> s(new LeaseService(std::move(o), std::move(changed)));
-  s->book_ = std::make_unique<ownership::LeaseBook>(s->o_.timing, std::chrono::steady_clock::now());
-  // Owners and epochs of past takeovers.
-  if (auto text = readFileBounded(s->o_.persist_path, 16u << 20)) {
-    auto doc = parseJson(text->text, JsonLimits{16u << 20, 4, 1'000'000});
-    if (!doc || !doc->is_object())
-      return makeError(EINVAL, s->o_.persist_path +
-                                   ": not a lease file; refusing to start "
-                                   "(move it away only if no gateway runs)");
-    for (auto& [k, v] : doc->items()) {
-      auto ip = IpAddress::parse(k);
-      if (!ip || !v.is_object() || !v.contains("owner") || !v["owner"].is_string() ||
-          !v.contains("epoch") || !v["epoch"].is_number_unsigned())
-        return makeError(EINVAL, s->o_.persist_path + ": bad entry " + k.substr(0, 64));
-      s->book_->restore(*ip, v["owner"].get<std::string>(), v["epoch"].get<uint64_t>());
-    }
-  } else if (text.error().code != ENOENT) {
+Result<std::map<IpAddress, LeaseView>> LeaseFile::load() {
+  std::map<IpAddress, LeaseView> out;
+  auto text = readFileBounded(path_, 16u << 20);
+  if (!text) {
+    if (text.error().code == ENOENT) return out;
     return makeError(text.error().code, text.error().message);
   }
+  auto doc = parseJson(text->text, JsonLimits{16u << 20, 4, 1'000'000});
+  if (!doc || !doc->is_object())
+    return makeError(EINVAL, path_ +
+                                 ": not a lease file; refusing to start "
+                                 "(move it away only if no gateway runs)");
+  for (auto& [k, v] : doc->items()) {
+    auto ip = IpAddress::parse(k);
+    if (!ip || !v.is_object() || !v.contains("owner") || !v["owner"].is_string() ||
+        !v.contains("epoch") || !v["epoch"].is_number_unsigned())
+      return makeError(EINVAL, path_ + ": bad entry " + k.substr(0, 64));
+    out[*ip] = LeaseView{v["owner"].get<std::string>(), v["epoch"].get<uint64_t>()};
+  }
+  return out;
+}
+
+Status LeaseFile::save(const std::map<IpAddress, LeaseView>& all, const std::set<IpAddress>&) {
+  nlohmann::json doc = nlohmann::json::object();
+  for (const auto& [ip, r] : all)
+    if (r.epoch > 1) doc[ip.str()] = {{"owner", r.owner}, {"epoch", r.epoch}};
+  return writeFileAtomically(path_, dumpJson(doc, 2) + "\n");
+}
+
+LeaseService::LeaseService(Options o, std::unique_ptr<LeaseRecords> records,
+                           std::function<void()> changed)
+    : o_(std::move(o)), records_(std::move(records)), changed_(std::move(changed)) {}
+
+Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o,
+                                                         std::unique_ptr<LeaseRecords> records,
+                                                         std::function<void()> changed) {
+  std::unique_ptr<LeaseService> s(
+      new LeaseService(std::move(o), std::move(records), std::move(changed)));
+  s->book_ = std::make_unique<ownership::LeaseBook>(s->o_.timing, std::chrono::steady_clock::now());
+  // Owners and epochs of past takeovers.
+  auto past = s->records_->load();
+  if (!past) return past.error();
+  for (const auto& [ip, v] : *past) s->book_->restore(ip, v.owner, v.epoch);
   const auto colon = s->o_.listen.rfind(':');
   boost::system::error_code ec;
   auto addr = asio::ip::make_address_v4(s->o_.listen.substr(0, colon), ec);
@@ -86,6 +106,9 @@ void LeaseService::receive() {
           auto* req = m ? std::get_if<ownership::LeaseRequest>(&*m) : nullptr;
           if (!req) {
             refused_++;
+          } else if (stale_ || (o_.may_serve && !o_.may_serve())) {
+            // Not (or no longer) the store: silence. The gateways keep
+            // their addresses on their standbys' promises meanwhile.
           } else {
             ownership::LeaseReply reply;
             std::vector<std::pair<udp::endpoint, ownership::LeaseReply>> pushes;
@@ -96,23 +119,25 @@ void LeaseService::receive() {
               reply = book_->handle(*req, std::chrono::steady_clock::now());
               auto changes = book_->takeChanges();
               moved = !changes.empty();
+              for (const auto& [ip, rec] : changes) unsaved_.insert(ip);
               for (const auto& [ip, rec] : changes)
                 spdlog::warn("failover: {} {} {} (epoch {})", ip.str(),
                              rec.handed ? "handed over to" : "taken over by", rec.owner, rec.epoch);
               for (auto& p : book_->takePushes())
                 if (auto it = nodes_.find(p.node); it != nodes_.end())
                   pushes.emplace_back(it->second, std::move(p));
-              if (moved || dirty_) {
+              if (!unsaved_.empty()) {
                 // Durable before anyone hears of it; if it cannot be written,
                 // nothing is granted to anyone until it is (the book is
-                // ahead of the file, and a restart would read the file).
+                // ahead of its records, and a restart would read those).
                 if (auto p = persist(); !p) {
-                  dirty_ = true;
-                  spdlog::error("failover: lease file: {}", p.error().message);
-                } else {
-                  dirty_ = false;
+                  if (p.error().code == ESTALE) stale_ = true;
+                  spdlog::error("failover: lease records ({}): {}{}", records_->describe(),
+                                p.error().message,
+                                stale_ ? "; this lease book stops granting" : "");
                 }
               }
+              dirty_ = !unsaved_.empty();
               if (dirty_) {
                 reply.leases.clear();
                 pushes.clear();
@@ -135,10 +160,17 @@ void LeaseService::receive() {
 }
 
 Status LeaseService::persist() {
-  nlohmann::json doc = nlohmann::json::object();
-  for (const auto& [ip, r] : book_->records())
-    if (r.epoch > 1) doc[ip.str()] = {{"owner", r.owner}, {"epoch", r.epoch}};
-  return writeFileAtomically(o_.persist_path, dumpJson(doc, 2) + "\n");
+  std::map<IpAddress, LeaseView> all;
+  for (const auto& [ip, r] : book_->records()) all[ip] = LeaseView{r.owner, r.epoch};
+  auto s = records_->save(all, unsaved_);
+  if (s) unsaved_.clear();
+  return s;
+}
+
+uint16_t LeaseService::port() const {
+  boost::system::error_code ec;
+  auto ep = sock_.local_endpoint(ec);
+  return ec ? 0 : ep.port();
 }
 
 std::map<IpAddress, LeaseView> LeaseService::leases() const {

@@ -99,8 +99,9 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
   app.add_option("--lease-listen", lease_listen,
-                 "Standalone failover: IPv4:port of the lease server gateways renew ownership "
-                 "with (UDP; empty: no failover)");
+                 "Failover: IPv4:port of the lease server gateways renew ownership with (UDP; "
+                 "empty: no failover). Cluster mode: the leader listens there and lists the "
+                 "port in its Endpoints as \"lease\"");
   app.add_option("--peer-key", peer_key_file,
                  "Failover: file with the key shared by the gateways and the lease server");
   app.add_option("--lease-ms", lease_ms, "Failover: lease length (as the gateways')")
@@ -116,6 +117,17 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ controller: %v");
   if (kubernetes) {
+    if (!lease_listen.empty()) {
+      auto key = ownership::readKeyFile(peer_key_file);
+      if (!key) {
+        spdlog::error("--peer-key: {}", key.error().message);
+        return 2;
+      }
+      km.lease_listen = lease_listen;
+      km.peer_key = *key;
+      km.lease_ms = lease_ms;
+      km.promise_ms = promise_ms;
+    }
     km.listen = listen;
     km.metrics_listen = metrics_listen;
     km.gateway_state_dir = state_dir;
@@ -160,12 +172,13 @@ int main(int argc, char** argv) {
       spdlog::error("--peer-key: {}", key.error().message);
       return 2;
     }
-    LeaseService::Options lo{lease_listen, *key, state_dir + "/leases.json", {}};
+    LeaseService::Options lo{lease_listen, *key, {}, {}};
     lo.timing.lease = std::chrono::milliseconds(lease_ms);
     lo.timing.promise = std::chrono::milliseconds(promise_ms);
-    auto l = LeaseService::open(lo, [&wake] {
-      if (wake) wake();
-    });
+    auto l =
+        LeaseService::open(lo, std::make_unique<LeaseFile>(state_dir + "/leases.json"), [&wake] {
+          if (wake) wake();
+        });
     if (!l) {
       spdlog::error("{}", l.error().message);
       return 1;

@@ -131,7 +131,7 @@ void Failover::step() {
     member_.setFenced(closed);
   }
   auto out = member_.tick(now);
-  if (out.request) send(*out.request, cfg_.store);
+  if (out.request && cfg_.store.port() != 0) send(*out.request, cfg_.store);
   for (auto& [to, hb] : out.heartbeats)
     if (auto it = peers_.find(to); it != peers_.end()) {
       auto& [seq, acked] = hb_[to];
@@ -237,6 +237,18 @@ bool Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
 }
 
 void Failover::setDesired(const DesiredState& d) {
+  if (!d.lease_server.empty()) {
+    // Cluster mode: the leader's lease server as the API lists it.
+    const auto colon = d.lease_server.rfind(':');
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address_v4(d.lease_server.substr(0, colon), ec);
+    const int port = std::atoi(d.lease_server.c_str() + colon + 1);
+    const udp::endpoint ep(addr, static_cast<uint16_t>(port));
+    if (!ec && colon != std::string::npos && port > 0 && port < 65536 && ep != cfg_.store) {
+      spdlog::info("failover: lease server {}", d.lease_server);
+      cfg_.store = ep;
+    }
+  }
   std::map<IpAddress, ownership::Member::Role> roles;
   std::set<IpAddress> hostable;
   for (const auto& r : d.addresses) {

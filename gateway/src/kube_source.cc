@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include "nsegress/common/decode.h"
+#include "nsegress/common/failover_roles.h"
 #include "nsegress/common/gateway_view.h"
 
 namespace nsegress::gateway {
 
-KubeStateSource::KubeStateSource(kube::Api& api, Clock& clock, std::string node)
-    : node_(std::move(node)), event_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+KubeStateSource::KubeStateSource(kube::Api& api, Clock& clock, std::string node,
+                                 KubeSourceOptions o)
+    : node_(std::move(node)),
+      event_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      o_(std::move(o)) {
   auto changed = [this] {
     const uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
@@ -21,20 +25,35 @@ KubeStateSource::KubeStateSource(kube::Api& api, Clock& clock, std::string node)
                                                             decodeNamespace, changed);
   pods_ = std::make_unique<kube::Informer<Pod>>(api, clock, "/api/v1/pods", decodePod, changed);
   nodes_ = std::make_unique<kube::Informer<Node>>(api, clock, "/api/v1/nodes", decodeNode, changed);
+  if (o_.failover) {
+    pools_ = std::make_unique<kube::Informer<Pool>>(
+        api, clock, "/apis/nsegress.io/v1alpha1/egresspools", decodePool, changed);
+    leases_ = std::make_unique<kube::Informer<EgressLease>>(
+        api, clock,
+        "/apis/coordination.k8s.io/v1/namespaces/" + o_.controller_namespace +
+            "/leases?labelSelector=" + kEgressLeaseLabel + "%3Dtrue",
+        decodeEgressLease, changed);
+    leader_ = std::make_unique<kube::Informer<std::string>>(
+        api, clock,
+        "/api/v1/namespaces/" + o_.controller_namespace +
+            "/endpoints?fieldSelector=metadata.name%3D" + o_.controller_service,
+        decodeLeaseServer, changed);
+  }
+}
+
+std::vector<kube::InformerBase*> KubeStateSource::informers() const {
+  std::vector<kube::InformerBase*> all{egressips_.get(), namespaces_.get(), pods_.get(),
+                                       nodes_.get()};
+  if (o_.failover) all.insert(all.end(), {pools_.get(), leases_.get(), leader_.get()});
+  return all;
 }
 
 KubeStateSource::~KubeStateSource() {
-  egressips_->stop();
-  namespaces_->stop();
-  pods_->stop();
-  nodes_->stop();
+  for (auto* i : informers()) i->stop();
 }
 
 void KubeStateSource::start() {
-  egressips_->start();
-  namespaces_->start();
-  pods_->start();
-  nodes_->start();
+  for (auto* i : informers()) i->start();
 }
 
 void KubeStateSource::drain() {
@@ -49,10 +68,7 @@ std::string KubeStateSource::describe() const {
 SourceHealth KubeStateSource::health() const {
   SourceHealth h;
   h.warnings = warning_count_;
-  for (const kube::InformerBase* i : {static_cast<kube::InformerBase*>(egressips_.get()),
-                                      static_cast<kube::InformerBase*>(namespaces_.get()),
-                                      static_cast<kube::InformerBase*>(pods_.get()),
-                                      static_cast<kube::InformerBase*>(nodes_.get())}) {
+  for (const kube::InformerBase* i : informers()) {
     const auto st = i->stats();
     h.synced = h.synced && i->connected();
     h.errors += st.errors;
@@ -63,12 +79,8 @@ SourceHealth KubeStateSource::health() const {
 
 Result<DesiredState> KubeStateSource::load() {
   std::string waiting;
-  for (auto [name, inf] :
-       {std::pair<const char*, kube::InformerBase*>{"egressips", egressips_.get()},
-        {"namespaces", namespaces_.get()},
-        {"pods", pods_.get()},
-        {"nodes", nodes_.get()}})
-    if (!inf->synced()) waiting += waiting.empty() ? name : std::string(", ") + name;
+  for (const kube::InformerBase* inf : informers())
+    if (!inf->synced()) waiting += (waiting.empty() ? "" : ", ") + inf->path();
   if (!waiting.empty())
     return makeError(EAGAIN, "waiting for the first list from the API server: " + waiting);
   // Computed on the caches in place (no copies of 100k pods per load). Each
@@ -87,11 +99,31 @@ Result<DesiredState> KubeStateSource::load() {
     for (const auto& [k, n] : m) views.addNode(n);
   });
   GatewayView v = views.forNode(node_);
+  if (o_.failover) {
+    // Roles by the controller's rules, over the same objects it reads.
+    World w;
+    w.failover = true;
+    pools_->read([&](const auto& m) {
+      for (const auto& [k, p] : m) w.pools[p.name] = p;
+    });
+    markOverlappingPools(w.pools);
+    nodes_->read([&](const auto& m) {
+      for (const auto& [k, n] : m) w.nodes[n.name] = n;
+    });
+    leases_->read([&](const auto& m) {
+      for (const auto& [k, l] : m) w.leases[l.ip] = LeaseView{l.owner, l.epoch};
+    });
+    std::map<IpAddress, AddressRecord> ledger;
+    egressips_->read([&](const auto& m) {
+      for (const auto& [k, r] : m) ledger[r.ip] = r;
+    });
+    attachRoles(v.state, failoverRoles(w, ledger));
+    leader_->read([&](const auto& m) {
+      for (const auto& [k, server] : m) v.state.lease_server = server;
+    });
+  }
   // Objects skipped because they did not decode are warnings too.
-  for (const kube::InformerBase* i : {static_cast<kube::InformerBase*>(egressips_.get()),
-                                      static_cast<kube::InformerBase*>(namespaces_.get()),
-                                      static_cast<kube::InformerBase*>(pods_.get()),
-                                      static_cast<kube::InformerBase*>(nodes_.get())})
+  for (const kube::InformerBase* i : informers())
     for (const auto& [key, why] : i->malformed())
       v.warnings.push_back(i->path() + " " + key + ": skipped: " + why);
   std::set<std::string> now(v.warnings.begin(), v.warnings.end());
@@ -101,7 +133,9 @@ Result<DesiredState> KubeStateSource::load() {
   warning_count_ = last_warnings_.size();
   // The generation counts changes of content, so an unchanged view is not
   // reported as a new state.
-  if (!last_ || !(last_->namespaces == v.state.namespaces && last_->nodes == v.state.nodes))
+  if (!last_ ||
+      !(last_->namespaces == v.state.namespaces && last_->nodes == v.state.nodes &&
+        last_->addresses == v.state.addresses && last_->lease_server == v.state.lease_server))
     ++generation_;
   v.state.generation = generation_;
   last_ = v.state;

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> cluster_cidrs;
   bool uplink_dedicated = false;
   gateway::SteerConfig steer_cfg;
-  std::string peer_key_file, lease_server;
+  std::string peer_key_file, lease_server, controller_ns = "nsegress-system";
   int peer_port = 4794, lease_ms = 500, promise_ms = 500, ct_sync_port = 4796;
   bool no_ct_sync = false;
   size_t ct_sync_max = 262144;
@@ -114,7 +114,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   app.add_option("--lease-server", lease_server,
                  "host:port (IPv4) of the lease server (the standalone controller's "
-                 "--lease-listen)");
+                 "--lease-listen). With --kubernetes and without it: the controller leader's, "
+                 "as its Endpoints list it");
+  app.add_option("--controller-namespace", controller_ns,
+                 "With --kubernetes --peer-key: namespace of the controller's Service, "
+                 "Endpoints and ownership Leases");
   app.add_option("--lease-ms", lease_ms, "Lease length (must match the lease server's)")
       ->check(CLI::Range(100, 60000));
   app.add_option("--promise-ms", promise_ms,
@@ -216,7 +220,9 @@ int main(int argc, char** argv) {
                     ? boost::asio::ip::address_v4()
                     : boost::asio::ip::make_address_v4(lease_server.substr(0, colon), ec);
     int port = colon == std::string::npos ? 0 : std::atoi(lease_server.c_str() + colon + 1);
-    if (ec || colon == std::string::npos || port <= 0 || port > 65535) {
+    if (lease_server.empty() && kubernetes) {
+      port = 0;  // learnt from the controller leader's Endpoints
+    } else if (ec || colon == std::string::npos || port <= 0 || port > 65535) {
       spdlog::error("--lease-server {}: expected IPv4:port", lease_server);
       return 2;
     }
@@ -257,8 +263,11 @@ int main(int argc, char** argv) {
     }
     kube_api = std::make_unique<kube::Client>(
         *cfg, kube::ClientOptions{50, 100, std::chrono::seconds(30)});  // lists in pages
-    auto k =
-        std::make_unique<gateway::KubeStateSource>(*kube_api, SystemClock::instance(), node_name);
+    gateway::KubeSourceOptions ko;
+    ko.failover = !peer_key_file.empty();
+    ko.controller_namespace = controller_ns;
+    auto k = std::make_unique<gateway::KubeStateSource>(*kube_api, SystemClock::instance(),
+                                                        node_name, ko);
     k->start();
     source_ptr = std::move(k);
   } else {

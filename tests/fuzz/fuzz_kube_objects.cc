@@ -22,6 +22,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto p = decodePod(*j)) views.addPod(*p);
   if (auto n = decodeNode(*j)) views.addNode(*n);
   if (auto p = decodePool(*j)) (void)p->size();
+  // Failover in cluster mode: ownership Leases and the leader's Endpoints.
+  if (auto l = decodeEgressLease(*j)) {
+    if (egressLeaseName(l->ip) != describeObject(*j).substr(describeObject(*j).find(' ') + 1))
+      __builtin_trap();  // a Lease decodes only under its address's name
+  }
+  if (auto s = decodeLeaseServer(*j); s && !s->empty()) {
+    if (s->find(':') == std::string::npos) __builtin_trap();
+  }
   // A list of objects, as a page of a list response carries them.
   if (j->is_object() && j->contains("items") && (*j)["items"].is_array())
     for (const auto& item : (*j)["items"]) {

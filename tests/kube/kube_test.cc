@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "kube_env.h"
@@ -196,7 +197,18 @@ TEST_F(KubeApi, RbacDeniesWhatTheManifestsDoNotGrant) {
   EXPECT_EQ(status(gw.request("PATCH", "/api/v1/nodes/any", "{}", "application/merge-patch+json")),
             403)
       << "read only";
-  EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egresspools")), 403);
+  EXPECT_EQ(status(gw.request("GET", "/apis/nsegress.io/v1alpha1/egresspools")), 200)
+      << "failover: pools choose the standbys";
+  EXPECT_EQ(
+      status(gw.request("GET", "/apis/coordination.k8s.io/v1/namespaces/nsegress-system/leases")),
+      200)
+      << "failover: the ownership Leases";
+  EXPECT_EQ(status(gw.request("PUT",
+                              "/apis/coordination.k8s.io/v1/namespaces/nsegress-system/leases/"
+                              "nsegress-egress-203-0-113-1",
+                              "{}")),
+            403)
+      << "read only";
   EXPECT_EQ(status(gw.request("GET", "/api/v1/namespaces/kube-system/secrets")), 403);
   EXPECT_EQ(status(gw.request("POST", "/apis/nsegress.io/v1alpha1/egressips", eip)), 403)
       << "the gateway only reads";
@@ -260,17 +272,25 @@ TEST_F(KubeApi, EachServiceAccountMayMakeItsOwnRequestsAndNoEscalation) {
            {"POST", ns + "/configmaps", "{}"},
            {"GET", ns + "/configmaps/nsegress-controller-state"},
            {"PATCH", ns + "/configmaps/nsegress-controller-state", "{}", merge},
+           {"GET", lease + "?labelSelector=nsegress.io%2Fegress-lease%3Dtrue"},
+           {"PUT", lease + "/nsegress-egress-203-0-113-1", "{}"},
            {"GET", ns + "/endpoints/nsegress-controller"},
            {"PUT", ns + "/endpoints/nsegress-controller", "{}"}}) {
     const int st = status(ctl.request(r.verb, r.path, r.body, r.type));
     EXPECT_TRUE(st != 401 && st != 403 && st > 0)
         << "controller " << r.verb << " " << r.path << ": " << st;
   }
-  for (const std::string& path :
-       std::vector<std::string>{"/apis/nsegress.io/v1alpha1/egressips", "/api/v1/namespaces",
-                                "/api/v1/pods", "/api/v1/nodes"})
+  for (const std::string& path : std::vector<std::string>{
+           "/apis/nsegress.io/v1alpha1/egressips", "/api/v1/namespaces", "/api/v1/pods",
+           "/api/v1/nodes", "/apis/nsegress.io/v1alpha1/egresspools",
+           lease + "?labelSelector=nsegress.io%2Fegress-lease%3Dtrue",
+           ns + "/endpoints?fieldSelector=metadata.name%3Dnsegress-controller"})
     for (const std::string& q : std::vector<std::string>{"", watch})
-      EXPECT_EQ(status(gw.request("GET", path + q)), 200) << "gateway GET " << path + q;
+      EXPECT_EQ(status(gw.request("GET", path + (q.empty() || path.find('?') == std::string::npos
+                                                     ? q
+                                                     : "&" + q.substr(1)))),
+                200)
+          << "gateway GET " << path + q;
   // Escalations and grants nobody uses: denied.
   const std::string image_patch =
       R"({"spec":{"containers":[{"name":"gateway","image":"evil/image"}]}})";
@@ -289,7 +309,6 @@ TEST_F(KubeApi, EachServiceAccountMayMakeItsOwnRequestsAndNoEscalation) {
            {"PATCH", "/apis/events.k8s.io/v1/namespaces/default/events/x", "{}", merge},
            {"POST", "/api/v1/namespaces/default/events", "{}"},
            {"PUT", ns + "/endpoints/nsegress-gateway-metrics", "{}"},
-           {"PUT", lease + "/someone-else", "{}"},
            {"PATCH", ns + "/configmaps/other", "{}", merge},
            {"POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "{}"},
            {"PATCH", "/apis/apps/v1/namespaces/nsegress-system/daemonsets/nsegress-gateway", "{}",
@@ -955,17 +974,26 @@ spec:
 
 // A Pod object with its status as a kubelet would report it.
 void createPod(kube::Client& c, const std::string& ns, const std::string& name,
-               const std::string& ip) {
-  json pod{
-      {"apiVersion", "v1"},
-      {"kind", "Pod"},
-      {"metadata", {{"name", name}, {"namespace", ns}}},
-      {"spec", {{"nodeName", "worker-1"}, {"containers", {{{"name", "app"}, {"image", "app"}}}}}}};
+               const std::string& ip, const std::string& node = "worker-1") {
+  json pod{{"apiVersion", "v1"},
+           {"kind", "Pod"},
+           {"metadata", {{"name", name}, {"namespace", ns}}},
+           {"spec", {{"nodeName", node}, {"containers", {{{"name", "app"}, {"image", "app"}}}}}}};
   auto r = c.request("POST", "/api/v1/namespaces/" + ns + "/pods", pod.dump());
   ASSERT_TRUE(r && r->status == 201) << (r ? r->body : r.error().message);
   json st{{"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}};
   r = c.request("PATCH", "/api/v1/namespaces/" + ns + "/pods/" + name + "/status", st.dump(),
                 "application/merge-patch+json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+}
+
+// A Node's status as its kubelet would report it: Ready, one InternalIP.
+void setNodeStatus(kube::Client& c, const std::string& node, const std::string& ip) {
+  json st{{"status",
+           {{"addresses", {{{"type", "InternalIP"}, {"address", ip}}}},
+            {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
+  auto r = c.request("PATCH", "/api/v1/nodes/" + node + "/status", st.dump(),
+                     "application/merge-patch+json");
   ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
 }
 
@@ -1112,6 +1140,30 @@ metadata: {name: shop, annotations: {nsegress.io/pool: edge}}
   EXPECT_EQ(gw->wait(), 0);
 }
 
+// A node agent in cluster mode (the lab's node `node`, the API server at
+// `server`); gateways own the uplink up0.
+std::vector<std::string> clusterAgentArgv(const KubeEnv& env, const std::string& node,
+                                          const std::string& server, bool gateway) {
+  std::vector<std::string> argv = {lab::gatewayPath(),
+                                   "--uplink",
+                                   gateway ? lab::Lab::kUplink : "eth0",
+                                   "--underlay",
+                                   "eth0",
+                                   "--cluster-cidr",
+                                   "10.244.0.0/16",
+                                   "--kubernetes",
+                                   "--kubeconfig",
+                                   env.writeKubeconfig("gateway-token", server),
+                                   "--node-name",
+                                   node,
+                                   "--resync-seconds",
+                                   "600",
+                                   "--garp-interval-ms",
+                                   "50"};
+  if (gateway) argv.push_back("--uplink-dedicated");
+  return argv;
+}
+
 // Last: it uninstalls.
 // Cluster mode with steering: a worker's pod leaves with its namespace's
 // address through the gateway node that hosts it, both agents deriving
@@ -1146,46 +1198,12 @@ metadata: {name: shop2, annotations: {nsegress.io/pool: steer}}
   std::string out;
   ASSERT_EQ(env->kubectl("apply -f " + d + "/steer.yaml", &out), 0) << out;
   auto admin = client();
-  for (const auto& [node, addr] : std::vector<std::pair<std::string, std::string>>{
-           {"gw1", "192.0.2.11"}, {"w1", "192.0.2.13"}}) {
-    json st{{"status",
-             {{"addresses", {{{"type", "InternalIP"}, {"address", addr}}}},
-              {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
-    auto r = admin.request("PATCH", "/api/v1/nodes/" + node + "/status", st.dump(),
-                           "application/merge-patch+json");
-    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
-  }
-  json pod{{"apiVersion", "v1"},
-           {"kind", "Pod"},
-           {"metadata", {{"name", "web"}, {"namespace", "shop2"}}},
-           {"spec", {{"nodeName", "w1"}, {"containers", {{{"name", "app"}, {"image", "app"}}}}}}};
-  auto r = admin.request("POST", "/api/v1/namespaces/shop2/pods", pod.dump());
-  ASSERT_TRUE(r && r->status == 201) << (r ? r->body : r.error().message);
-  json pst{{"status",
-            {{"phase", "Running"}, {"podIP", "10.244.3.2"}, {"podIPs", {{{"ip", "10.244.3.2"}}}}}}};
-  r = admin.request("PATCH", "/api/v1/namespaces/shop2/pods/web/status", pst.dump(),
-                    "application/merge-patch+json");
-  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+  for (const char* n : {"gw1", "w1"}) setNodeStatus(admin, n, lab::Lab::nodeIp(n));
+  createPod(admin, "shop2", "web", "10.244.3.2", "w1");
 
   auto agent = [&](const std::string& node, const std::string& server, bool gateway) {
-    std::vector<std::string> argv = {lab::gatewayPath(),
-                                     "--uplink",
-                                     gateway ? lab::Lab::kUplink : "eth0",
-                                     "--underlay",
-                                     "eth0",
-                                     "--cluster-cidr",
-                                     "10.244.0.0/16",
-                                     "--kubernetes",
-                                     "--kubeconfig",
-                                     env->writeKubeconfig("gateway-token", server),
-                                     "--node-name",
-                                     node,
-                                     "--resync-seconds",
-                                     "600",
-                                     "--garp-interval-ms",
-                                     "50"};
-    if (gateway) argv.push_back("--uplink-dedicated");
-    return &lab.spawn(lab.node(node), argv, "agent-" + node + ".log");
+    return &lab.spawn(lab.node(node), clusterAgentArgv(*env, node, server, gateway),
+                      "agent-" + node + ".log");
   };
   lab::Process* gw = agent("gw1", to_gw, true);
   lab::Process* w1 = agent("w1", to_w1, false);
@@ -1214,6 +1232,186 @@ metadata: {name: shop2, annotations: {nsegress.io/pool: steer}}
   EXPECT_NE(ct.find("dst=203.0.113.50"), std::string::npos) << ct;
   EXPECT_NE(lab.exec(lab.node("w1"), "nft list map inet nsegress steer4").find("10.244.3.2"),
             std::string::npos);
+  ctl->signal(SIGTERM);
+  ctl->wait();
+}
+
+// A cluster-mode controller in the API server's namespace with the lease
+// book on 10.255.0.1:4795 (the API server's side of every lab link, also
+// its "Pod IP" in the Endpoints).
+std::unique_ptr<lab::Process> failoverController(const std::string& id, const std::string& pod,
+                                                 const std::string& key, const std::string& log) {
+  return std::make_unique<lab::Process>(
+      std::vector<std::string>{"/usr/bin/ip",
+                               "netns",
+                               "exec",
+                               env->netns(),
+                               NSEGRESS_CONTROLLER_BIN,
+                               "--kubernetes",
+                               "--kubeconfig",
+                               env->writeKubeconfig("controller-token"),
+                               "--identity",
+                               id,
+                               "--resync-seconds",
+                               "2",
+                               "--lease-listen",
+                               "10.255.0.1:4795",
+                               "--peer-key",
+                               key,
+                               "--pod-ip",
+                               "10.255.0.1",
+                               "--pod-name",
+                               pod},
+      env->dir() + log);
+}
+
+// Failover in cluster mode (issue 12): two gateways and a worker on the
+// real API server. The leading controller runs the lease book and lists its
+// lease port in its Endpoints; the gateways find it there and take their
+// roles from the API (pools, nodes, the ownership Leases). The owner node is
+// lost during a probe: the standby takes over within the bound, the
+// ownership Lease records it (etcd arbitrated, epoch 2), the EgressIP and an
+// Event say so, and `kubectl get egressips` shows the new node.
+TEST_F(KubeApi, ClusterModeFailoverMovesTheAddressAndTheApiSaysSo) {
+  applyManifests();
+  // (Pod addresses of its own: the API server is shared with the tests before.)
+  lab::Lab lab("kfo", lab::ClusterOptions{});
+  lab.addPodOn("w1", "pay-w1", "10.244.3.7", "fd00:244:3::7");
+  const std::string key = lab.prepareFailover({});
+  lab.startServers();
+  std::map<std::string, std::string> server;
+  int idx = 0;
+  for (const char* n : {"gw1", "gw2", "w1"}) server[n] = env->linkTo(lab.node(n), idx++);
+  const std::string d = env->dir();
+  std::string nodes;
+  for (const char* n : {"gw1", "gw2", "w1"})
+    nodes +=
+        std::string("---\napiVersion: v1\nkind: Node\nmetadata: {name: ") + n +
+        (std::string(n).rfind("gw", 0) == 0 ? ", labels: {nsegress.io/gateway: \"true\"}" : "") +
+        "}\n";
+  std::ofstream(d + "/failover.yaml") << lab::Lab::payManifests({}) << nodes;
+  std::string out;
+  ASSERT_EQ(env->kubectl("apply -f " + d + "/failover.yaml", &out), 0) << out;
+  auto admin = client();
+  for (const char* n : {"gw1", "gw2", "w1"}) setNodeStatus(admin, n, lab::Lab::nodeIp(n));
+  createPod(admin, "pay", "pay-w1", "10.244.3.7", "w1");
+
+  auto ctl = failoverController("fo", "ctl-0", key, "/controller-failover.log");
+  std::map<std::string, lab::Process*> agents;
+  for (const char* n : {"gw1", "gw2", "w1"}) {
+    const bool gateway = std::string(n).rfind("gw", 0) == 0;
+    auto argv = clusterAgentArgv(*env, n, server[n], gateway);
+    argv.insert(argv.end(), {"--peer-key", key});
+    agents[n] = &lab.spawn(lab.node(n), argv, std::string("agent-") + n + ".log");
+  }
+  auto logs = [&] {
+    std::string all = "controller:\n" + ctl->log();
+    for (auto& [n, p] : agents) all += "\n--- agent " + n + "\n" + p->log();
+    return all;
+  };
+  int n = 0;
+  auto leavesAs = [&] {
+    const std::string tag = "fo" + std::to_string(++n);
+    lab.send("pay-w1", "udp", tag, 1, 1, true, 300);
+    auto peers = lab.peersOf(tag);
+    return peers.empty() ? std::string("(nothing arrived)") : *peers.begin();
+  };
+  const std::string egress = "203.0.113.10";
+  auto egressNode = [&] {
+    std::string node;
+    env->kubectl("get egressip " + egress + " -o jsonpath='{.status.node}'", &node);
+    return node;
+  };
+  ASSERT_TRUE(lab::eventually([&] { return leavesAs() == egress && !egressNode().empty(); },
+                              std::chrono::seconds(60)))
+      << "last: " << leavesAs() << "\n"
+      << logs();
+  const std::string owner = egressNode(), standby = owner == "gw1" ? "gw2" : "gw1";
+  // Every gateway found the leader's lease server in its Endpoints.
+  ASSERT_TRUE(lab::eventually(
+      [&] {
+        return agents["gw1"]->log().find("lease server 10.255.0.1:4795") != std::string::npos &&
+               agents["gw2"]->log().find("lease server 10.255.0.1:4795") != std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << logs();
+  // The standby holds the owner's promise: give the book its quiet period
+  // and the first heartbeats before the loss.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_EQ(leavesAs(), egress);
+
+  // 4 s of probes (a new flow every 10 ms); the owner's node is lost after
+  // 1 s: its agent killed, its links cut (to the API server too).
+  std::thread prober([&] { lab.send("pay-w1", "udp", "probe", 400, 10, true, 100); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  agents[owner]->signal(SIGKILL);
+  for (const char* dev : {"up0", "eth0", "kapi0"})
+    lab.exec(lab.node(owner), std::string("ip link set ") + dev + " down");
+  prober.join();
+  std::vector<bool> got(400, false);
+  std::set<std::string> sources;
+  for (const auto& l : lab.serverLines()) {
+    std::istringstream in(l);
+    std::string proto, peer, t;
+    int seq = -1;
+    in >> proto >> peer >> t >> seq;
+    if (t != "probe" || seq < 0 || seq >= 400) continue;
+    got[static_cast<size_t>(seq)] = true;
+    sources.insert(peer.substr(0, peer.rfind(':')));
+  }
+  int64_t gap = 0, run = 0, arrived = 0;
+  for (bool g : got) {
+    run = g ? 0 : run + 1;
+    gap = std::max(gap, run * 10);
+    arrived += g;
+  }
+  std::cout << "cluster-mode failover: probe gap " << gap << " ms, " << arrived << "/400 arrived, "
+            << owner << " -> " << standby << "\n";
+  EXPECT_EQ(sources, std::set<std::string>{egress}) << "only ever the namespace's address";
+  EXPECT_GT(arrived, 200);
+  EXPECT_LT(gap, 1500) << logs();  // generous; bench/ has the precise figures
+
+  // The store of record: the ownership Lease (written before the grant).
+  std::string holder, epoch;
+  env->kubectl(
+      "-n nsegress-system get lease nsegress-egress-203-0-113-10 -o "
+      "jsonpath='{.spec.holderIdentity}'",
+      &holder);
+  env->kubectl(
+      "-n nsegress-system get lease nsegress-egress-203-0-113-10 -o "
+      "jsonpath='{.spec.leaseTransitions}'",
+      &epoch);
+  EXPECT_EQ(holder, standby);
+  EXPECT_EQ(epoch, "2");
+  // The ledger follows: the EgressIP, `kubectl get egressips`, an Event.
+  EXPECT_TRUE(lab::eventually([&] { return egressNode() == standby; }, std::chrono::seconds(20)))
+      << logs();
+  env->kubectl("get egressips", &out);
+  std::cout << out;
+  EXPECT_NE(out.find(standby), std::string::npos) << out;
+  EXPECT_TRUE(lab::eventually(
+      [&] {
+        env->kubectl("-n pay get events.events.k8s.io -o jsonpath='{.items[*].note}'", &out);
+        return out.find("failed over from gateway " + owner + " to " + standby) !=
+               std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << out;
+  EXPECT_EQ(leavesAs(), egress);
+
+  // A new leader term reads the Leases back: the controller restarted keeps
+  // the moved owner (epoch 2) and nothing moves again.
+  ctl->signal(SIGTERM);
+  EXPECT_EQ(ctl->wait(), 0);
+  ctl = failoverController("fo2", "ctl-1", key, "/controller-failover-2.log");
+  EXPECT_TRUE(lab::eventually(
+      [&] { return ctl->log().find("failover: lease book on") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << ctl->log();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(egressNode(), standby);
+  EXPECT_EQ(leavesAs(), egress);
+  EXPECT_EQ(ctl->log().find("taken over by"), std::string::npos) << ctl->log();
   ctl->signal(SIGTERM);
   ctl->wait();
 }

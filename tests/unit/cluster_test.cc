@@ -9,6 +9,8 @@
 
 #include "fake_clock.h"
 #include "fake_kube_api.h"
+#include "nsegress/common/decode.h"
+#include "nsegress/controller/cluster/lease_records.h"
 #include "nsegress/controller/cluster/write_back.h"
 #include "nsegress/kube/leader.h"
 #include "nsegress/kube/request_queue.h"
@@ -334,3 +336,143 @@ TEST(WriteBack, TheLeadersEndpointsListItAloneAndItLeavesOnlyItsOwnEntry) {
 
 }  // namespace
 }  // namespace nsegress::testing
+
+// ---- failover in cluster mode: the ownership Leases and the leader's lease server ----
+
+namespace nsegress {
+namespace {
+
+using nlohmann::json;
+using testing::FakeKubeApi;
+
+json egressLease(const std::string& name, const std::string& ip, const json& holder,
+                 const json& transitions, const std::string& rv = "7") {
+  return json{
+      {"apiVersion", "coordination.k8s.io/v1"},
+      {"kind", "Lease"},
+      {"metadata",
+       {{"name", name}, {"resourceVersion", rv}, {"annotations", {{kEgressLeaseAddress, ip}}}}},
+      {"spec", {{"holderIdentity", holder}, {"leaseTransitions", transitions}}}};
+}
+
+TEST(ClusterFailover, AnOwnershipLeaseDecodesOnlyUnderItsAddressesNameWithAnEpochAndANode) {
+  auto good =
+      decodeEgressLease(egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", "gw2", 3));
+  ASSERT_TRUE(good) << good.error().message;
+  EXPECT_EQ(good->ip.str(), "203.0.113.10");
+  EXPECT_EQ(good->owner, "gw2");
+  EXPECT_EQ(good->epoch, 3u);
+  EXPECT_EQ(good->version, "7");
+  EXPECT_EQ(egressLeaseName(*IpAddress::parse("fd00::1")), "nsegress-egress-fd00--1");
+  const std::vector<std::pair<json, std::string>> bad = {
+      {egressLease("nsegress-egress-203-0-113-11", "203.0.113.10", "gw2", 3), "metadata.name"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.300", "gw2", 3),
+       "nsegress.io/address"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", "GW 2", 3), "holderIdentity"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", 7, 3), "holderIdentity"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", "gw2", 0), "leaseTransitions"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", "gw2", -4), "leaseTransitions"},
+      {egressLease("nsegress-egress-203-0-113-10", "203.0.113.10", "gw2", "3"), "leaseTransitions"},
+      {json::array(), "metadata"},
+  };
+  for (const auto& [doc, field] : bad) {
+    auto r = decodeEgressLease(doc);
+    ASSERT_FALSE(r) << doc.dump();
+    EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(ClusterFailover, TheLeaseServerIsTheOneLeadersAddressAndItsUdpLeasePort) {
+  auto endpoints = [](const json& subsets) {
+    json e{{"metadata", {{"name", "nsegress-controller"}}}};
+    if (!subsets.is_null()) e["subsets"] = subsets;
+    return e;
+  };
+  const json http = {{"name", "http"}, {"port", 8080}, {"protocol", "TCP"}};
+  const json lease = {{"name", "lease"}, {"port", 4795}, {"protocol", "UDP"}};
+  auto one = [&](const std::string& ip, const json& ports) {
+    return json::array({{{"addresses", {{{"ip", ip}}}}, {"ports", ports}}});
+  };
+  EXPECT_EQ(*decodeLeaseServer(endpoints(one("10.0.0.5", {http, lease}))), "10.0.0.5:4795");
+  EXPECT_EQ(*decodeLeaseServer(endpoints(nullptr)), "");                  // no leader listed
+  EXPECT_EQ(*decodeLeaseServer(endpoints(one("10.0.0.5", {http}))), "");  // failover off
+  EXPECT_EQ(*decodeLeaseServer(endpoints(one("fd00::5", {http, lease}))), "");
+  json tcp_lease = lease;
+  tcp_lease["protocol"] = "TCP";
+  EXPECT_EQ(*decodeLeaseServer(endpoints(one("10.0.0.5", {tcp_lease}))), "");
+  json two = one("10.0.0.5", {http, lease});
+  two[0]["addresses"].push_back({{"ip", "10.0.0.6"}});
+  EXPECT_EQ(*decodeLeaseServer(endpoints(two)), "");  // a hand-over in progress: none
+  EXPECT_FALSE(decodeLeaseServer(endpoints("nope")));
+  EXPECT_FALSE(decodeLeaseServer(json{{"subsets", json::array()}}));  // no name
+}
+
+// Leases as the API server keeps them: create-if-absent, update only at the
+// version read.
+class FakeLeases {
+ public:
+  Result<kube::Response> operator()(const FakeKubeApi::Call& c) {
+    std::lock_guard l(mu_);
+    if (c.verb == "GET") {
+      json list{{"items", json::array()}};
+      for (const auto& [n, o] : objects_) list["items"].push_back(o);
+      return kube::Response{200, list.dump()};
+    }
+    auto body = json::parse(c.body);
+    const std::string name = body["metadata"]["name"];
+    auto it = objects_.find(name);
+    if (c.verb == "POST" && it != objects_.end()) return kube::Response{409, "{}"};
+    if (c.verb == "PUT" && (it == objects_.end() || it->second["metadata"]["resourceVersion"] !=
+                                                        body["metadata"]["resourceVersion"]))
+      return kube::Response{409, "{}"};
+    body["metadata"]["resourceVersion"] = std::to_string(++rv_);
+    objects_[name] = body;
+    return kube::Response{c.verb == "POST" ? 201 : 200, body.dump()};
+  }
+  std::mutex mu_;
+  std::map<std::string, json> objects_;
+  int rv_ = 100;
+};
+
+TEST(ClusterFailover, OwnerChangesAreWrittenConditionallyAndAnotherWriterMakesTheBookStale) {
+  FakeLeases server;
+  FakeKubeApi api, other;
+  api.on_request = [&](const auto& c) { return server(c); };
+  other.on_request = [&](const auto& c) { return server(c); };
+  const auto a = *IpAddress::parse("203.0.113.10"), b = *IpAddress::parse("203.0.113.11");
+  controller::cluster::KubeLeaseRecords mine(api, "nsegress-system"),
+      theirs(other, "nsegress-system");
+  ASSERT_TRUE(mine.load());
+  ASSERT_TRUE(theirs.load());
+  // Epoch 1 (never moved) is not written; a move is created, the next one updated.
+  std::map<IpAddress, LeaseView> book{{a, {"gw1", 1}}, {b, {"gw2", 2}}};
+  ASSERT_TRUE(mine.save(book, {a, b}));
+  EXPECT_EQ(server.objects_.size(), 1u);
+  book[b] = {"gw1", 3};
+  ASSERT_TRUE(mine.save(book, {b}));
+  auto back = mine.load();
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->count(b), 1u);
+  EXPECT_EQ(back->at(b).owner, "gw1");
+  EXPECT_EQ(back->at(b).epoch, 3u);
+  // A second book that read nothing (or read before the write) loses: ESTALE.
+  auto s = theirs.save({{b, {"gw3", 3}}}, {b});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ESTALE);
+  EXPECT_EQ(server.objects_["nsegress-egress-203-0-113-11"]["spec"]["holderIdentity"], "gw1");
+  // A Lease that does not decode stops the load, naming it.
+  server.objects_["nsegress-egress-203-0-113-12"] =
+      egressLease("nsegress-egress-203-0-113-12", "203.0.113.99", "gw1", 2);
+  auto broken = mine.load();
+  ASSERT_FALSE(broken);
+  EXPECT_NE(broken.error().message.find("nsegress-egress-203-0-113-12"), std::string::npos)
+      << broken.error().message;
+  // An API error is an error (retried), not a conflict.
+  api.on_request = [](const auto&) { return Result<kube::Response>(kube::Response{500, "boom"}); };
+  auto e = mine.save({{a, {"gw2", 2}}}, {a});
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().code, ESTALE);
+}
+
+}  // namespace
+}  // namespace nsegress

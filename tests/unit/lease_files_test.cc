@@ -14,8 +14,8 @@ using namespace nsegress::controller;
 namespace {
 
 Result<std::unique_ptr<LeaseService>> openWith(const std::string& dir) {
-  LeaseService::Options o{"127.0.0.1:47951", "lease-files-test-key-0123", dir + "/leases.json", {}};
-  return LeaseService::open(o, {});
+  LeaseService::Options o{"127.0.0.1:47951", "lease-files-test-key-0123", {}, {}};
+  return LeaseService::open(o, std::make_unique<LeaseFile>(dir + "/leases.json"), {});
 }
 
 }  // namespace

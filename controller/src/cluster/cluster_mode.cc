@@ -8,11 +8,14 @@
 #include <thread>
 
 #include "nsegress/common/decode.h"
+#include "nsegress/common/failover_roles.h"
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
+#include "nsegress/controller/cluster/lease_records.h"
 #include "nsegress/controller/cluster/ledger_store.h"
 #include "nsegress/controller/cluster/write_back.h"
 #include "nsegress/controller/http_server.h"
+#include "nsegress/controller/lease_service.h"
 #include "nsegress/controller/metrics.h"
 #include "nsegress/kube/client.h"
 #include "nsegress/kube/informer.h"
@@ -186,6 +189,31 @@ int runClusterMode(const ClusterModeOptions& o) {
          }});
   });
 
+  // Failover: the lease book, for the leader's term only (a new term reads
+  // the Leases again and waits out the quiet period before any takeover).
+  std::unique_ptr<LeaseService> leases;
+  auto openLeases = [&]() -> bool {
+    if (o.lease_listen.empty()) return true;
+    if (leases && !leases->stale()) return true;
+    if (leases) spdlog::error("failover: the lease book is stale (another writer); reopening");
+    leases.reset();
+    LeaseService::Options lo{
+        o.lease_listen, o.peer_key, {}, [&elector] { return elector.isLeader(); }};
+    lo.timing.lease = std::chrono::milliseconds(o.lease_ms);
+    lo.timing.promise = std::chrono::milliseconds(o.promise_ms);
+    auto l = LeaseService::open(lo, std::make_unique<KubeLeaseRecords>(api, o.lease_namespace),
+                                [&] { driver->trigger(); });
+    if (!l) {
+      spdlog::error("failover: lease book: {}", l.error().message);
+      return false;
+    }
+    leases = std::move(*l);
+    endpoint.lease_port = leases->port();
+    published = -1;  // the Endpoints gain the lease port
+    spdlog::info("failover: lease book on {} (port {})", o.lease_listen, endpoint.lease_port);
+    return true;
+  };
+
   auto run = [&](const RunRequest&) -> RunResult {
     const bool leader = elector.isLeader();
     metrics.leader.Set(leader ? 1 : 0);
@@ -199,6 +227,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     if (!leader) {
       serving = false;
       label(false);
+      leases.reset();   // grants nothing outside a term
       started = false;  // a new term starts from the API server's ledger
       pool_status.clear();
       return RunResult::idle();
@@ -211,10 +240,19 @@ int runClusterMode(const ClusterModeOptions& o) {
       }
       started = true;
     }
+    if (!openLeases()) return RunResult::error();
     std::vector<ManifestError> errors;
     std::map<std::string, Namespace> all_namespaces;
     auto world = buildWorld(src, errors, all_namespaces);
+    if (leases) {
+      world.failover = true;
+      world.leases = leases->leases();
+    }
     auto r = ctl.reconcile(world, errors);
+    if (r && leases) {
+      leases->designate(failoverRoles(world, ctl.ledger()));
+      leases->handover(plannedHandovers(world, ctl.ledger()));
+    }
     if (!r) {
       spdlog::warn("reconcile: {} (retrying)", r.error().message);
       return RunResult::error();
@@ -279,6 +317,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     // is released.
     driver->shutdown([&] {
       serving = false;
+      leases.reset();
       label(false);
       loop.stop();
     });

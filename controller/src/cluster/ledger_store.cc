@@ -1,5 +1,7 @@
 #include "nsegress/controller/cluster/ledger_store.h"
+
 #include "nsegress/common/json.h"
+#include "nsegress/common/parallel.h"
 
 #include <spdlog/spdlog.h>
 
@@ -168,26 +170,8 @@ Status KubeLedgerStore::commit(std::vector<AddressRecord>& changed,
     std::vector<AddressRecord*> todo;
     for (auto& r : changed)
       if ((r.state == AddressState::kAssigned) == (pass == 1)) todo.push_back(&r);
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::optional<Error> first_error;
-    std::mutex err_mu;
-    auto worker = [&] {
-      for (size_t i; !failed && (i = next++) < todo.size();)
-        if (auto s = writeRecord(*todo[i]); !s) {
-          std::lock_guard el(err_mu);
-          if (!first_error) first_error = s.error();
-          failed = true;
-        }
-    };
-    const size_t n = std::min(kParallelWrites, todo.size());
-    if (n <= 1) {
-      worker();
-    } else {
-      std::vector<std::thread> threads;
-      for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
-      for (auto& t : threads) t.join();
-    }
+    auto first_error =
+        runParallel(todo.size(), kParallelWrites, [&](size_t i) { return writeRecord(*todo[i]); });
     if (first_error) return *first_error;
   }
   for (const auto& e : events) {

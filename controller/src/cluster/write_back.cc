@@ -99,11 +99,14 @@ bool publishLeaderEndpoint(kube::Api& api, const LeaderEndpoint& e, bool want) {
     auto cur = parseJsonOrDiscarded(got->body);
     if (!cur.is_object()) return false;
     const json& subsets = cur.contains("subsets") ? cur["subsets"] : json();
+    json ports = json::array({{{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}}});
+    if (e.lease_port)
+      ports.push_back({{"name", "lease"}, {"port", e.lease_port}, {"protocol", "UDP"}});
     json mine =
         json::array({{{"addresses",
                        {{{"ip", e.ip},
                          {"targetRef", {{"kind", "Pod"}, {"namespace", e.ns}, {"name", e.pod}}}}}},
-                      {"ports", {{{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}}}}}});
+                      {"ports", ports}}});
     bool listed = false;
     if (subsets.is_array())
       for (const auto& s : subsets)

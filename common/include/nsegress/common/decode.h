@@ -35,6 +35,14 @@ Result<Pool> decodePool(const nlohmann::json& o);
 // resourceVersion as the record's storage version.
 Result<AddressRecord> decodeEgressIP(const nlohmann::json& o);
 
+// A per-address ownership Lease (objects.h EgressLease). Its name must be
+// egressLeaseName of its address, its epoch ≥ 1, its holder a node name.
+Result<EgressLease> decodeEgressLease(const nlohmann::json& o);
+// The controller leader's lease server from the Endpoints it publishes: the
+// IPv4 address of its one listed address and the port named "lease"
+// ("IPv4:port"); "" when the Endpoints list no such leader.
+Result<std::string> decodeLeaseServer(const nlohmann::json& o);
+
 // "Kind name" of an object, for messages ("" parts when absent).
 std::string describeObject(const nlohmann::json& o);
 

@@ -70,6 +70,10 @@ struct DesiredState {
   std::vector<NodeEntry> nodes;
   // With failover: every egress address of a listed namespace (any node).
   std::vector<AddressRole> addresses;
+  // Cluster mode with failover: the controller leader's lease server
+  // ("IPv4:port", from the Endpoints it publishes; "" none known). Not in
+  // the file format: standalone gateways are given --lease-server.
+  std::string lease_server;
   bool operator==(const DesiredState&) const = default;
 
   // This state's own node entry (named by `gateway`), or nullptr.

@@ -127,6 +127,24 @@ struct LeaseView {
   uint64_t epoch = 0;
 };
 
+// Cluster mode's failover store: an address's owner and epoch, kept in a
+// coordination.k8s.io Lease named egressLeaseName(ip) in the controller's
+// namespace (holderIdentity: the owner; leaseTransitions: the epoch;
+// annotation nsegress.io/address: the address). Written by the leader's
+// lease book only when an address changes owner, conditional on `version`
+// (its resourceVersion): etcd arbitrates, one writer wins.
+struct EgressLease {
+  IpAddress ip;
+  std::string owner;
+  uint64_t epoch = 0;
+  std::string version;
+  bool operator==(const EgressLease&) const = default;
+};
+// "nsegress-egress-203-0-113-10", "nsegress-egress-fd00--1" (':' → '-').
+std::string egressLeaseName(const IpAddress& ip);
+inline constexpr const char* kEgressLeaseLabel = "nsegress.io/egress-lease";
+inline constexpr const char* kEgressLeaseAddress = "nsegress.io/address";
+
 struct World {
   std::map<std::string, Pool> pools;
   std::map<std::string, Namespace> namespaces;

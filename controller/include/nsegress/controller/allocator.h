@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nsegress/common/desired_state.h"
+#include "nsegress/common/failover_roles.h"
 #include "nsegress/common/objects.h"
 
 namespace nsegress::controller {
@@ -45,15 +46,7 @@ Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
 // both modes share (common/gateway_view.h).
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
 
-// Failover: each assigned address's owner (its node), designated standby
-// (another ready node its pool may use; rendezvous-hashed: sticky and spread
-// evenly) and epoch (the lease book's).
-std::map<IpAddress, AddressRole> failoverRoles(const World& world, const Ledger& ledger);
-// Planned moves: each address whose lease owner is drained goes to its
-// standby (a drained node is never a standby, never a new owner).
-std::map<IpAddress, std::string> plannedHandovers(const World& world, const Ledger& ledger);
-std::string chooseStandby(const IpAddress& ip, const std::string& owner,
-                          const std::vector<std::string>& candidates);
+// Failover roles, planned handovers: common/failover_roles.h.
 
 // Per pool: usable addresses and how many of them the ledger holds. `free`
 // is what a new namespace could still get. An invalid pool reports size 0

@@ -28,7 +28,7 @@ struct FailoverConfig {
   std::string node;
   std::string key;                       // shared by every node and the store
   uint16_t port = 4794;                  // peers' UDP port (the same on every node)
-  boost::asio::ip::udp::endpoint store;  // the lease server
+  boost::asio::ip::udp::endpoint store;  // the lease server (port 0: learnt from the state)
   ownership::Timing timing;
   std::chrono::milliseconds tick{10};
 };

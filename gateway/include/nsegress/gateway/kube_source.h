@@ -21,9 +21,19 @@
 
 namespace nsegress::gateway {
 
+struct KubeSourceOptions {
+  // Failover: also read pools, the per-address ownership Leases and the
+  // controller leader's Endpoints (in `controller_namespace`), to give the
+  // state its address roles (common/failover_roles.h, the controller's
+  // rules) and the leader's lease server.
+  bool failover = false;
+  std::string controller_namespace = "nsegress-system";
+  std::string controller_service = "nsegress-controller";
+};
+
 class KubeStateSource final : public DesiredStateSource {
  public:
-  KubeStateSource(kube::Api& api, Clock& clock, std::string node);
+  KubeStateSource(kube::Api& api, Clock& clock, std::string node, KubeSourceOptions o = {});
   ~KubeStateSource() override;
   void start();
   Result<DesiredState> load() override;
@@ -39,6 +49,11 @@ class KubeStateSource final : public DesiredStateSource {
   std::unique_ptr<kube::Informer<Namespace>> namespaces_;
   std::unique_ptr<kube::Informer<Pod>> pods_;
   std::unique_ptr<kube::Informer<Node>> nodes_;
+  KubeSourceOptions o_;
+  std::unique_ptr<kube::Informer<Pool>> pools_;          // failover only
+  std::unique_ptr<kube::Informer<EgressLease>> leases_;  // failover only
+  std::unique_ptr<kube::Informer<std::string>> leader_;  // failover only
+  std::vector<kube::InformerBase*> informers() const;
   std::set<std::string> last_warnings_;  // each warning is logged once, not per load
   std::atomic<uint64_t> warning_count_{0};
   uint64_t generation_ = 0;

@@ -29,6 +29,13 @@ struct ClusterModeOptions {
   int renew_deadline_ms = 10000;
   int retry_period_ms = 2000;
   ReleaseGuard guard;
+  // Failover (docs/architecture.md "Failover in cluster mode"): while it
+  // leads, this replica runs the lease book on `lease_listen` (UDP,
+  // "IPv4:port"; port 0 picks one) and lists its port as "lease" in the
+  // Endpoints; changes of owner are written to per-address Leases. Empty: off.
+  std::string lease_listen;
+  std::string peer_key;  // the key itself (read from --peer-key)
+  int lease_ms = 500, promise_ms = 500;
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit status.

@@ -68,6 +68,7 @@ struct LeaderEndpoint {
   std::string pod;                           // this replica's Pod name (targetRef)
   std::string ip;                            // this replica's Pod IP
   uint16_t port = 8080;                      // the API/feeds port
+  uint16_t lease_port = 0;                   // failover: the lease book's UDP port (0: none)
 };
 // want=true: the Endpoints list this replica alone. want=false: removes this
 // replica if listed (a successor's entry is never touched). Each write is
