@@ -118,6 +118,12 @@ TEST_F(KubeApi, ManifestsAreAcceptedByTheRealApiServer) {
       env->kubectl("apply --dry-run=server -f " NSEGRESS_SOURCE_DIR "/manifests/examples/", &out),
       0)
       << out;
+  // The failover overlay (deploy/failover) too.
+  EXPECT_EQ(
+      env->kubectl(
+          "apply --server-side --dry-run=server -k " NSEGRESS_SOURCE_DIR "/deploy/failover", &out),
+      0)
+      << out;
   // The CRD's validation rejects a malformed pool.
   const std::string bad = "/tmp/nsegress-bad-pool-" + std::to_string(getpid()) + ".yaml";
   std::ofstream(bad)
