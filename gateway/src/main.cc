@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
       spdlog::error("--peer-key needs --node-name (or $NODE_NAME)");
       return 2;
     }
-    auto f = netlink::Fence::open();
+    auto f = netlink::Fence::open(uplink);
     if (!f) {
       spdlog::error("start-up: {}", f.error().message);
       return 1;

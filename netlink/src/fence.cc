@@ -12,6 +12,9 @@
 #include <linux/netfilter_arp.h>
 #include <netinet/in.h>
 
+#include <linux/if_ether.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -39,11 +42,14 @@ struct SetDef {
   bool timeout;
   uint32_t id;
 };
-// The inet table's sets, then the arp table's.
+// The inet table's sets, then the arp table's, then the netdev table's (on
+// the uplink's egress hook: the last point before the wire).
 constexpr SetDef kSets[] = {
-    {NFPROTO_INET, "hostable4", true, false, 1},  {NFPROTO_INET, "live4", true, true, 2},
-    {NFPROTO_INET, "hostable6", false, false, 3}, {NFPROTO_INET, "live6", false, true, 4},
-    {NFPROTO_ARP, "hostable4", true, false, 5},   {NFPROTO_ARP, "live4", true, true, 6},
+    {NFPROTO_INET, "hostable4", true, false, 1},    {NFPROTO_INET, "live4", true, true, 2},
+    {NFPROTO_INET, "hostable6", false, false, 3},   {NFPROTO_INET, "live6", false, true, 4},
+    {NFPROTO_ARP, "hostable4", true, false, 5},     {NFPROTO_ARP, "live4", true, true, 6},
+    {NFPROTO_NETDEV, "hostable4", true, false, 7},  {NFPROTO_NETDEV, "live4", true, true, 8},
+    {NFPROTO_NETDEV, "hostable6", false, false, 9}, {NFPROTO_NETDEV, "live6", false, true, 10},
 };
 
 // One nftables batch (one kernel transaction).
@@ -96,6 +102,19 @@ void meta(nftnl_rule* r, uint32_t key, uint8_t want) {
     nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, &want, 1);
   });
 }
+// The frame's ethertype (netdev family).
+void etherType(nftnl_rule* r, uint16_t type) {
+  addExpr(r, "meta", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_PROTOCOL);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+  });
+  const uint16_t be = htons(type);
+  addExpr(r, "cmp", [&](nftnl_expr* e) {
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, &be, 2);
+  });
+}
 void lookup(nftnl_rule* r, const SetDef& s, bool invert) {
   addExpr(r, "lookup", [&](nftnl_expr* e) {
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
@@ -123,6 +142,12 @@ struct Fence::Impl {
   MnlPtr sock;
   uint32_t seq = static_cast<uint32_t>(time(nullptr)) << 8;
   std::string table;
+  std::string uplink;  // "" no netdev table
+  std::vector<uint16_t> families() const {
+    std::vector<uint16_t> f{NFPROTO_INET, NFPROTO_ARP};
+    if (!uplink.empty()) f.push_back(NFPROTO_NETDEV);
+    return f;
+  }
   std::vector<char> rx = std::vector<char>(1 << 16);
 
   Status send(Batch& b) {
@@ -183,6 +208,7 @@ struct Fence::Impl {
   }
   void addChain(Batch& b, uint16_t family, const char* name, uint32_t hook, int prio) {
     ChainPtr c(nftnl_chain_alloc());
+    if (family == NFPROTO_NETDEV) nftnl_chain_set_str(c.get(), NFTNL_CHAIN_DEV, uplink.c_str());
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name);
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, "filter");
@@ -218,9 +244,9 @@ struct Fence::Impl {
   }
 
   void create(Batch& b) {
-    addTable(b, NFPROTO_INET);
-    addTable(b, NFPROTO_ARP);
+    for (uint16_t f : families()) addTable(b, f);
     for (const auto& s : kSets) {
+      if (s.family == NFPROTO_NETDEV && uplink.empty()) continue;
       SetPtr st(nftnl_set_alloc());
       nftnl_set_set_str(st.get(), NFTNL_SET_TABLE, table.c_str());
       nftnl_set_set_str(st.get(), NFTNL_SET_NAME, s.name);
@@ -259,19 +285,34 @@ struct Fence::Impl {
     // ARP over Ethernet: sender IP at 14, target IP at 24.
     fenceRule(b, NFPROTO_ARP, "out", true, NFT_PAYLOAD_NETWORK_HEADER, 14);
     fenceRule(b, NFPROTO_ARP, "in", true, NFT_PAYLOAD_NETWORK_HEADER, 24);
+    if (uplink.empty()) return;
+    // On the uplink's egress hook, the last point before the wire: a packet
+    // that passed the postrouting fence while the address was live but was
+    // held afterwards (in the neighbour queue while the next hop was being
+    // resolved, e.g. during a cut uplink) is dropped if the address is
+    // fenced by the time it is sent.
+    addChain(b, NFPROTO_NETDEV, "egress", NF_NETDEV_EGRESS, 0);
+    fenceRule(b, NFPROTO_NETDEV, "egress", true, NFT_PAYLOAD_NETWORK_HEADER, 12,
+              [](nftnl_rule* r) { etherType(r, ETH_P_IP); });
+    fenceRule(b, NFPROTO_NETDEV, "egress", false, NFT_PAYLOAD_NETWORK_HEADER, 8,
+              [](nftnl_rule* r) { etherType(r, ETH_P_IPV6); });
+    fenceRule(b, NFPROTO_NETDEV, "egress", true, NFT_PAYLOAD_NETWORK_HEADER, 14,
+              [](nftnl_rule* r) { etherType(r, ETH_P_ARP); });
   }
 };
 
-Result<std::unique_ptr<Fence>> Fence::open(std::string table) {
+Result<std::unique_ptr<Fence>> Fence::open(std::string uplink, std::string table) {
   auto impl = std::make_unique<Impl>();
   impl->table = std::move(table);
+  impl->uplink = std::move(uplink);
   impl->sock.reset(mnl_socket_open(NETLINK_NETFILTER));
   if (!impl->sock) return makeError(errno, std::string("fence: socket: ") + strerror(errno));
   if (mnl_socket_bind(impl->sock.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return makeError(errno, std::string("fence: bind: ") + strerror(errno));
   std::unique_ptr<Fence> f(new Fence(std::move(impl)));
   auto& i = *f->impl_;
-  if (!i.exists(NFPROTO_INET) || !i.exists(NFPROTO_ARP)) {
+  const auto fam = i.families();
+  if (!std::all_of(fam.begin(), fam.end(), [&](uint16_t f) { return i.exists(f); })) {
     // Half a fence (one table removed by hand): both are built again, closed
     // (the safe direction) until the agent's first proof.
     if (auto r = f->destroy(); !r) return r.error();
@@ -289,6 +330,7 @@ Status Fence::apply(const std::set<IpAddress>& hostable,
                     const std::map<IpAddress, std::optional<std::chrono::milliseconds>>& live) {
   Batch b(impl_->seq);
   for (const auto& s : kSets) {
+    if (s.family == NFPROTO_NETDEV && impl_->uplink.empty()) continue;
     // Flush (a delete without elements), then the new elements.
     SetPtr flush(nftnl_set_alloc());
     nftnl_set_set_str(flush.get(), NFTNL_SET_TABLE, impl_->table.c_str());
@@ -322,7 +364,7 @@ Status Fence::apply(const std::set<IpAddress>& hostable,
 }
 
 Status Fence::destroy() {
-  for (uint16_t family : {NFPROTO_INET, NFPROTO_ARP}) {
+  for (uint16_t family : {NFPROTO_INET, NFPROTO_ARP, NFPROTO_NETDEV}) {
     Batch b(impl_->seq);
     TablePtr t(nftnl_table_alloc());
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, impl_->table.c_str());

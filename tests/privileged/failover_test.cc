@@ -383,5 +383,118 @@ TEST_F(Failover, AnOutageOfTheControllerAloneNeitherStopsNorMovesAnything) {
   EXPECT_NE(routerMac().find(macOf(owner)), std::string::npos);
 }
 
+// The partition matrix of property 1, on the owner of the address: cut off
+// from the store only, from its peers only, from both (its uplink still
+// up: the dangerous one), and from everything. During each, the outside
+// router's bridge watches the two gateways' ports: a packet or an ARP
+// message with the egress address from one port within 50 ms of one from
+// the other port is counted as an overlap (two owners seen from outside;
+// a legitimate move leaves a gap of hundreds of ms). Expected: no overlap
+// ever, only the namespace's address; no move while either proof holds
+// (store only, peers only), a move to the standby otherwise.
+TEST_F(Failover, ThePartitionMatrixNeverShowsTwoOwnersFromOutside) {
+  std::string watch =
+      "table bridge nse_watch {\n"
+      "  set r1 { type ipv4_addr; flags timeout, dynamic; }\n"
+      "  set r2 { type ipv4_addr; flags timeout, dynamic; }\n"
+      "  counter ip1 {}\n  counter ip2 {}\n  counter arp1 {}\n  counter arp2 {}\n"
+      "  counter seen1 {}\n  counter seen2 {}\n"
+      "  counter udp1 {}\n  counter udp2 {}\n  counter tcp1 {}\n  counter tcp2 {}\n"
+      "  counter icmp1 {}\n  counter icmp2 {}\n"
+      "  chain pre {\n"
+      "    type filter hook prerouting priority -300; policy accept;\n";
+  for (const std::string n : {"1", "2"}) {
+    const std::string port = "iifname \"u-gw" + n + "\" ";
+    const std::string other = n == "1" ? "@r2" : "@r1";
+    watch += "    " + port + "ip saddr " + other + " counter name ip" + n + "\n";
+    watch += "    " + port + "arp saddr ip " + other + " counter name arp" + n + "\n";
+    if (std::getenv("NSEGRESS_WATCH_DEBUG"))
+      for (const std::string proto : {"udp", "tcp", "icmp"})
+        watch += "    " + port + "ip saddr " + other + " ip protocol " + proto + " counter name " +
+                 proto + n + "\n";
+    watch += "    " + port + "ip saddr " + egress + " counter name seen" + n + "\n";
+    watch +=
+        "    " + port + "ip saddr " + egress + " update @r" + n + " { ip saddr timeout 50ms }\n";
+    watch += "    " + port + "arp saddr ip " + egress + " update @r" + n +
+             " { arp saddr ip timeout 50ms }\n";
+  }
+  watch += "  }\n}\n";
+  std::ofstream(lab->dir() + "/watch.nft") << watch;
+  lab->exec(lab->outside(), "nft -f " + lab->dir() + "/watch.nft");
+  auto counter = [&](const std::string& name) {
+    const auto out = lab->exec(lab->outside(), "nft list counter bridge nse_watch " + name);
+    const auto at = out.find("packets ");
+    return at == std::string::npos ? -1 : std::atoll(out.c_str() + at + 8);
+  };
+  // IP packets or ARP messages of the address from one port while the other
+  // port sent some within 50 ms.
+  auto overlaps = [&] {
+    return counter("ip1") + counter("ip2") + counter("arp1") + counter("arp2");
+  };
+  ASSERT_EQ(overlaps(), 0) << "the watch is in place";
+  struct Case {
+    const char* name;
+    bool store, peers, uplink, moves;
+  };
+  int i = 0;
+  for (const Case& c :
+       {Case{"store", true, false, false, false}, Case{"peers", false, true, false, false},
+        Case{"store+peers", true, true, false, true}, Case{"everything", true, true, true, true}}) {
+    const std::string tag = "part" + std::to_string(i++);
+    std::string rules =
+        "table inet nse_part {\n"
+        "  chain in { type filter hook input priority -400; policy accept;\n";
+    std::string out_rules = "  chain out { type filter hook output priority -400; policy accept;\n";
+    if (c.store) {
+      rules += "    ip saddr 192.0.2.1 udp sport 4795 drop\n";
+      out_rules += "    ip daddr 192.0.2.1 udp dport 4795 drop\n";
+    }
+    if (c.peers) {
+      const std::string peer = lab::Lab::nodeIp(standby);
+      rules += "    ip saddr " + peer + " udp sport { 4794, 4796 } drop\n";
+      out_rules += "    ip daddr " + peer + " udp dport { 4794, 4796 } drop\n";
+    }
+    rules += "  }\n" + out_rules + "  }\n}\n";
+    std::ofstream(lab->dir() + "/partition.nft") << rules;
+    std::thread prober([&] { lab->send("pay-w1", "udp", tag, 300, 10, true, 100); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    lab->exec(lab->node(owner), "nft -f " + lab->dir() + "/partition.nft");
+    if (c.uplink) lab->exec(lab->outside(), "ip link set u-" + owner + " down");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+    lab->exec(lab->node(owner), "nft delete table inet nse_part");
+    if (c.uplink) lab->exec(lab->outside(), "ip link set u-" + owner + " up");
+    prober.join();
+    const auto p = probe(tag, 300);
+    std::cout << "partition " << c.name << " of " << owner << ": probe gap " << p.gap_ms << " ms, "
+              << p.arrived << "/300 arrived, overlaps " << overlaps() << " (ip " << counter("ip1")
+              << "/" << counter("ip2") << ", arp " << counter("arp1") << "/" << counter("arp2")
+              << ")\n";
+    if (std::getenv("NSEGRESS_WATCH_DEBUG"))
+      for (const std::string k : {"udp", "tcp", "icmp"})
+        std::cout << "  " << k << " " << counter(k + "1") << "/" << counter(k + "2") << "\n";
+    EXPECT_EQ(overlaps(), 0) << c.name << ": two owners seen from outside\n" << logs();
+    EXPECT_EQ(p.sources, std::set<std::string>{egress}) << c.name;
+    if (!c.moves) {
+      EXPECT_LT(p.gap_ms, 300) << c.name << ": one proof holds, nothing stops\n" << logs();
+      EXPECT_EQ(ownerOf("w1"), owner) << c.name;
+      continue;
+    }
+    EXPECT_LT(p.gap_ms, 1500) << c.name << "\n" << logs();
+    EXPECT_TRUE(lab::eventually([&] { return ownerOf("w1") == standby; }, std::chrono::seconds(5)))
+        << c.name << "\n"
+        << logs();
+    std::swap(owner, standby);
+    // Healed: the old owner stands by again; let heartbeats settle.
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    ASSERT_TRUE(lab::eventually([&] { return reaches("pay-w1"); }, std::chrono::seconds(5)))
+        << c.name << "\n"
+        << logs();
+  }
+  // The watch saw the address from both ports (it moved there and back):
+  // it would have seen an overlap.
+  EXPECT_GT(counter("seen1"), 50);
+  EXPECT_GT(counter("seen2"), 50);
+}
+
 }  // namespace
 }  // namespace nsegress::testing

@@ -12,6 +12,12 @@
 //   table arp nsegress-fence
 //     chain out { type filter hook output: arp sender ip fenced → drop }
 //     chain in  { type filter hook input:  arp target ip fenced → drop }
+//   table netdev nsegress-fence (with an uplink)
+//     chain egress { type filter hook egress device <uplink>
+//       ip/ip6 saddr fenced → drop; arp sender ip fenced → drop }
+//     (the last point before the wire: catches a packet that passed the
+//     postrouting fence while live and was held, e.g. in the neighbour
+//     queue of a cut uplink, until after the address was fenced)
 #pragma once
 
 #include <memory>
@@ -26,11 +32,13 @@ class Fence final : public gateway::FenceKernel {
   // Opens a netfilter socket in the calling thread's network namespace and
   // creates both tables unless they exist (an existing fence is adopted: its
   // live addresses keep their timeouts across an agent restart).
-  static Result<std::unique_ptr<Fence>> open(std::string table = "nsegress-fence");
+  // `uplink` ("" none): the device whose egress hook carries the last fence.
+  static Result<std::unique_ptr<Fence>> open(std::string uplink = "",
+                                             std::string table = "nsegress-fence");
   ~Fence() override;
   Status apply(const std::set<IpAddress>& hostable,
                const std::map<IpAddress, std::optional<std::chrono::milliseconds>>& live) override;
-  // Removes both tables (--cleanup, tests); absent is success.
+  // Removes the tables (--cleanup, tests); absent is success.
   Status destroy();
 
   struct Impl;
