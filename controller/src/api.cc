@@ -1,6 +1,7 @@
 #include "nsegress/controller/api.h"
 #include "nsegress/common/desired_state.h"
 #include "nsegress/common/json.h"
+#include "nsegress/controller/feeds.h"
 
 #include <charconv>
 #include <ctime>
@@ -150,18 +151,25 @@ HttpResponse errors(const HttpRequest&, const View& v) {
   return jsonResp(arr);
 }
 
-HttpResponse edl(const HttpRequest& r, const View& v) {
-  const std::string& pool = r.rest;
-  if (!safePathPart(pool)) return error(400, "malformed pool name");
-  if (!v.pools.count(pool)) {
-    bool in_ledger = false;
-    for (const auto& [ip, rec] : v.ledger) in_ledger |= rec.pool == pool;
-    if (!in_ledger) return error(404, "no pool " + pool);
-  }
-  std::string body;
-  for (const auto& [ip, rec] : v.ledger)
-    if (rec.pool == pool && rec.state == AddressState::kAssigned) body += ip.str() + "\n";
-  return {200, "text/plain", {}, body};
+// /feeds/<format>/<pool>[.sha256][?labels=k=v,…] (feeds.h).
+Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
+  return data(ctx, [format](const HttpRequest& r, const View& v) {
+    std::string pool = r.rest;
+    const bool checksum = pool.size() > 7 && pool.compare(pool.size() - 7, 7, ".sha256") == 0;
+    if (checksum) pool.resize(pool.size() - 7);
+    if (!safePathPart(pool)) return error(400, "malformed pool name");
+    auto labels = r.query.find("labels");
+    auto f = renderFeed(v, pool, labels == r.query.end() ? "" : labels->second, format);
+    if (!f) return error(f.error().code == ENOENT ? 404 : 400, f.error().message);
+    if (checksum) {
+      Feed sum = *f;
+      sum.body = sha256Hex(f->body);
+      sum.content_type = "text/plain";
+      sum.etag = "\"" + sum.body.substr(0, 32) + "\"";
+      return conditionalFeed(r, std::move(sum));
+    }
+    return conditionalFeed(r, std::move(*f));
+  });
 }
 
 HttpResponse assignmentsJson(const HttpRequest&, const View& v) {
@@ -318,7 +326,8 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     if (!r) return error(500, r.error().message);
     return jsonResp(json{{"node", n->second}, {"drained", !undo}, {"drainedNodes", *r}});
   });
-  r.get("/feeds/edl/*", data(ctx, edl));
+  for (const char* name : {"edl", "panos", "fortigate", "checkpoint"})
+    r.get(std::string("/feeds/") + name + "/*", feedRoute(ctx, *feedFormat(name)));
   r.get("/feeds/assignments.json", data(ctx, assignmentsJson));
   r.get("/feeds/assignments.csv", data(ctx, assignmentsCsv));
   r.get("/audit",

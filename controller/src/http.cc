@@ -16,6 +16,28 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// RFC 3986 percent-decoding ("%3D" → "="); a malformed escape stays as sent
+// (the handler then refuses the value). '+' is not a space here.
+std::string percentDecode(std::string_view s) {
+  auto hexval = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      out += static_cast<char>(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 std::map<std::string, std::string> parseQuery(const std::string& q) {
   std::map<std::string, std::string> out;
   std::istringstream in(q);
@@ -24,7 +46,7 @@ std::map<std::string, std::string> parseQuery(const std::string& q) {
     auto eq = kv.find('=');
     std::string k = eq == std::string::npos ? kv : kv.substr(0, eq);
     std::string v = eq == std::string::npos ? "" : kv.substr(eq + 1);
-    out.emplace(std::move(k), std::move(v));  // the first value wins
+    out.emplace(percentDecode(k), percentDecode(v));  // the first value wins
   }
   return out;
 }

@@ -95,6 +95,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     res_.body() = head_ ? std::string() : std::move(r.body);
     res_.keep_alive(false);
     res_.prepare_payload();
+    // A 304 has no content, and no length that would describe the feed's.
+    if (r.status == 304) res_.erase(http::field::content_length);
     beast::get_lowest_layer(stream_).expires_after(server_->opts.timeout);
     http::async_write(stream_, res_, [self = this->shared_from_this()](beast::error_code, size_t) {
       beast::error_code ignored;

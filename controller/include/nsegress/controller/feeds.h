@@ -1,0 +1,51 @@
+// The firewall feeds (docs/firewall-team-guide.md): the live addresses of one
+// pool, optionally narrowed to namespaces with given labels, in each
+// firewall's own format, with a checksum beside each and the validators of
+// conditional requests. Pure: a View in, bytes out (routes in api.cc).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "nsegress/common/objects.h"
+#include "nsegress/common/result.h"
+#include "nsegress/controller/controller.h"
+#include "nsegress/controller/http.h"
+
+namespace nsegress::controller {
+
+enum class FeedFormat {
+  kEdl,         // PAN-OS External Dynamic List: one address a line
+  kPanos,       // the same, each line with a comment naming the namespace
+  kFortigate,   // FortiGate external threat feed: one address a line
+  kCheckpoint,  // Check Point Generic Data Center JSON
+};
+std::optional<FeedFormat> feedFormat(std::string_view name);
+
+struct Feed {
+  std::string content_type;
+  std::string body;
+  std::string etag;           // strong: "<sha-256 of the body, 32 hex digits>"
+  Seconds last_modified = 0;  // the newest change of the pool's records (0 unknown)
+  bool empty = false;         // the pool exists and has no live address here
+};
+
+// `labels`: "" (every namespace of the pool) or "key=value[,key=value…]".
+// Errors: EINVAL (a malformed selection: 400), ENOENT (no such pool: 404).
+Result<Feed> renderFeed(const View& v, const std::string& pool, const std::string& labels,
+                        FeedFormat format);
+// The checksum file beside a feed: the body's SHA-256, hex, and a newline.
+std::string sha256Hex(std::string_view data);
+// A namespace's stable id in Check Point objects: a name-based UUID
+// (version 5, RFC 9562) of the namespace's name in nsegress's own UUID
+// namespace — the same name, the same id, on every controller, forever.
+std::string namespaceUuid(const std::string& ns);
+// HTTP dates (RFC 9110 IMF-fixdate): "Thu, 26 Nov 2026 15:00:00 GMT".
+std::string httpDate(Seconds t);
+std::optional<Seconds> parseHttpDate(std::string_view s);
+// The answer to `r` for `feed`: 304 when If-None-Match matches the ETag (or,
+// without If-None-Match, If-Modified-Since is not older than Last-Modified),
+// else 200; ETag, Last-Modified and Cache-Control: no-cache either way.
+HttpResponse conditionalFeed(const HttpRequest& r, Feed feed);
+
+}  // namespace nsegress::controller
