@@ -1291,16 +1291,26 @@ TEST_F(KubeApi, ClusterModeFailoverMovesTheAddressAndTheApiSaysSo) {
   const std::string d = env->dir();
   std::string nodes;
   for (const char* n : {"gw1", "gw2", "w1"})
-    nodes +=
-        std::string("---\napiVersion: v1\nkind: Node\nmetadata: {name: ") + n +
-        (std::string(n).rfind("gw", 0) == 0 ? ", labels: {nsegress.io/gateway: \"true\"}" : "") +
-        "}\n";
-  std::ofstream(d + "/failover.yaml") << lab::Lab::payManifests({}) << nodes;
+    nodes += std::string("---\napiVersion: v1\nkind: Node\nmetadata: {name: ") + n +
+             (std::string(n).rfind("gw", 0) == 0 ? ", labels: {lab: failover}" : "") + "}\n";
+  // A pool, nodes and a namespace of its own (the API server keeps what the
+  // tests before created: pools, namespaces, gateway nodes).
+  std::ofstream(d + "/failover.yaml") << R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: fopool}
+spec:
+  addresses: ["203.0.113.60-203.0.113.63"]
+  nodeSelector: {matchLabels: {lab: failover}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: fopay, annotations: {nsegress.io/pool: fopool}}
+)" << nodes;
   std::string out;
   ASSERT_EQ(env->kubectl("apply -f " + d + "/failover.yaml", &out), 0) << out;
   auto admin = client();
   for (const char* n : {"gw1", "gw2", "w1"}) setNodeStatus(admin, n, lab::Lab::nodeIp(n));
-  createPod(admin, "pay", "pay-w1", "10.244.3.7", "w1");
+  createPod(admin, "fopay", "pay-w1", "10.244.3.7", "w1");
 
   auto ctl = failoverController("fo", "ctl-0", key, "/controller-failover.log");
   std::map<std::string, lab::Process*> agents;
@@ -1322,16 +1332,23 @@ TEST_F(KubeApi, ClusterModeFailoverMovesTheAddressAndTheApiSaysSo) {
     auto peers = lab.peersOf(tag);
     return peers.empty() ? std::string("(nothing arrived)") : *peers.begin();
   };
-  const std::string egress = "203.0.113.10";
+  const std::string egress = "203.0.113.60";
   auto egressNode = [&] {
     std::string node;
     env->kubectl("get egressip " + egress + " -o jsonpath='{.status.node}'", &node);
     return node;
   };
+  auto apiState = [&] {
+    std::string a, b;
+    env->kubectl("get egressips,egresspools,nodes --show-labels", &a);
+    env->kubectl("-n nsegress-system get endpoints,leases -o yaml", &b);
+    return a + "\n" + b;
+  };
   ASSERT_TRUE(lab::eventually([&] { return leavesAs() == egress && !egressNode().empty(); },
                               std::chrono::seconds(60)))
       << "last: " << leavesAs() << "\n"
-      << logs();
+      << logs() << "\n"
+      << apiState();
   const std::string owner = egressNode(), standby = owner == "gw1" ? "gw2" : "gw1";
   // Every gateway found the leader's lease server in its Endpoints.
   ASSERT_TRUE(lab::eventually(
@@ -1380,11 +1397,11 @@ TEST_F(KubeApi, ClusterModeFailoverMovesTheAddressAndTheApiSaysSo) {
   // The store of record: the ownership Lease (written before the grant).
   std::string holder, epoch;
   env->kubectl(
-      "-n nsegress-system get lease nsegress-egress-203-0-113-10 -o "
+      "-n nsegress-system get lease nsegress-egress-203-0-113-60 -o "
       "jsonpath='{.spec.holderIdentity}'",
       &holder);
   env->kubectl(
-      "-n nsegress-system get lease nsegress-egress-203-0-113-10 -o "
+      "-n nsegress-system get lease nsegress-egress-203-0-113-60 -o "
       "jsonpath='{.spec.leaseTransitions}'",
       &epoch);
   EXPECT_EQ(holder, standby);
@@ -1397,7 +1414,7 @@ TEST_F(KubeApi, ClusterModeFailoverMovesTheAddressAndTheApiSaysSo) {
   EXPECT_NE(out.find(standby), std::string::npos) << out;
   EXPECT_TRUE(lab::eventually(
       [&] {
-        env->kubectl("-n pay get events.events.k8s.io -o jsonpath='{.items[*].note}'", &out);
+        env->kubectl("-n fopay get events.events.k8s.io -o jsonpath='{.items[*].note}'", &out);
         return out.find("failed over from gateway " + owner + " to " + standby) !=
                std::string::npos;
       },

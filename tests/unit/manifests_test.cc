@@ -130,8 +130,12 @@ TEST_F(Manifests, TheControllerCanWriteNoPodAndReadersFindTheLeaderByEndpoints) 
 TEST_F(Manifests, EveryPortNamesItsProtocolForServerSideApply) {
   for (const auto& d : docs) {
     if (d["kind"].as<std::string>() != "Service") continue;
-    for (const auto& port : d["spec"]["ports"])
-      EXPECT_EQ(port["protocol"].as<std::string>(""), "TCP") << d["metadata"]["name"];
+    for (const auto& port : d["spec"]["ports"]) {
+      const auto proto = port["protocol"].as<std::string>("");
+      // UDP only for the failover lease book's port.
+      EXPECT_EQ(proto, port["name"].as<std::string>("") == "lease" ? "UDP" : "TCP")
+          << d["metadata"]["name"];
+    }
   }
   auto metrics = find("Service", "nsegress-controller-metrics");
   EXPECT_EQ(metrics["spec"]["ports"][0]["targetPort"].as<std::string>(), "metrics")
