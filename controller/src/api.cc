@@ -151,24 +151,48 @@ HttpResponse errors(const HttpRequest&, const View& v) {
   return jsonResp(arr);
 }
 
-// /feeds/<format>/<pool>[.sha256][?labels=k=v,…] (feeds.h).
+// /feeds/<format>/<pool>[.sha256][?labels=k=v,…] (feeds.h). A pool whose
+// own name ends in .sha256 is served as itself; its checksum is
+// <pool>.sha256.sha256.
 Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
   return data(ctx, [format](const HttpRequest& r, const View& v) {
+    // Only `labels`, at most once: a typo or a second selection must not
+    // silently widen the list.
+    const auto q = r.target.find('?');
+    if (q != std::string::npos) {
+      int seen = 0;
+      const std::string query = r.target.substr(q + 1);
+      for (size_t i = 0; i <= query.size();) {
+        const size_t amp = std::min(query.find('&', i), query.size());
+        const std::string kv = query.substr(i, amp - i);
+        const std::string key = kv.substr(0, kv.find('='));
+        if (!kv.empty() && key != "labels")
+          return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only labels)");
+        seen += key == "labels";
+        i = amp + 1;
+      }
+      if (seen > 1) return error(400, "query parameter labels: given more than once");
+    }
     std::string pool = r.rest;
-    const bool checksum = pool.size() > 7 && pool.compare(pool.size() - 7, 7, ".sha256") == 0;
-    if (checksum) pool.resize(pool.size() - 7);
+    bool checksum = false;
+    if (!v.pools.count(pool) && pool.size() > 7 &&
+        pool.compare(pool.size() - 7, 7, ".sha256") == 0) {
+      checksum = true;
+      pool.resize(pool.size() - 7);
+    }
     if (!safePathPart(pool)) return error(400, "malformed pool name");
     auto labels = r.query.find("labels");
-    auto f = renderFeed(v, pool, labels == r.query.end() ? "" : labels->second, format);
+    auto f = renderFeed(
+        v, pool, labels == r.query.end() ? std::nullopt : std::optional(labels->second), format);
     if (!f) return error(f.error().code == ENOENT ? 404 : 400, f.error().message);
     if (checksum) {
       Feed sum = *f;
       sum.body = sha256Hex(f->body);
       sum.content_type = "text/plain";
       sum.etag = "\"" + sum.body.substr(0, 32) + "\"";
-      return conditionalFeed(r, std::move(sum));
+      return conditionalFeed(r, std::move(sum), v.at);
     }
-    return conditionalFeed(r, std::move(*f));
+    return conditionalFeed(r, std::move(*f), v.at);
   });
 }
 

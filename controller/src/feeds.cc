@@ -31,20 +31,24 @@ std::string hex(std::string_view bytes) {
   return out;
 }
 
-// A label key or value as Kubernetes allows them (a prefix/name key; a
-// value of up to 63 characters of [A-Za-z0-9._-]).
-bool labelPart(std::string_view s, bool key) {
-  if (s.empty() || s.size() > (key ? 253 + 1 + 63 : 63)) return key ? false : s.empty();
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
-          (key && c == '/')))
-      return false;
-  return true;
+// Kubernetes label syntax: a name is 1-63 characters of [A-Za-z0-9._-]
+// beginning and ending alphanumeric; a key is an optional DNS-subdomain
+// prefix and '/' then a name; a value is empty or a name.
+bool labelName(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+bool labelKey(std::string_view k) {
+  const auto slash = k.find('/');
+  if (slash == std::string_view::npos) return labelName(k);
+  return isDnsSubdomain(k.substr(0, slash)) && labelName(k.substr(slash + 1));
 }
 
 Result<Labels> parseLabels(const std::string& text) {
   Labels out;
-  if (text.empty()) return out;
   if (text.size() > 1024) return makeError(EINVAL, "labels: longer than 1024 characters");
   size_t start = 0;
   while (start <= text.size()) {
@@ -54,9 +58,10 @@ Result<Labels> parseLabels(const std::string& text) {
     if (eq == std::string::npos)
       return makeError(EINVAL, "labels: \"" + item.substr(0, 64) + "\" is not key=value");
     const std::string k = item.substr(0, eq), val = item.substr(eq + 1);
-    if (!labelPart(k, true) || !labelPart(val, false))
+    if (!labelKey(k) || !(val.empty() || labelName(val)))
       return makeError(EINVAL, "labels: \"" + item.substr(0, 64) + "\" is not a label key=value");
-    out[k] = val;
+    if (!out.emplace(k, val).second)
+      return makeError(EINVAL, "labels: the key " + k + " is given twice (no namespace has both)");
     start = comma + 1;
   }
   return out;
@@ -134,11 +139,14 @@ std::optional<Seconds> parseHttpDate(std::string_view s) {
   return static_cast<Seconds>(t);
 }
 
-Result<Feed> renderFeed(const View& v, const std::string& pool, const std::string& labels,
-                        FeedFormat format) {
-  auto want = parseLabels(labels);
+Result<Feed> renderFeed(const View& v, const std::string& pool,
+                        const std::optional<std::string>& labels, FeedFormat format) {
+  Labels none;
+  auto want = labels ? parseLabels(*labels) : Result<Labels>(none);
   if (!want) return want.error();
-  bool known = v.pools.count(pool) > 0;
+  // A pool exists while its definition does: the ledger's records of a pool
+  // that was removed make no list (404, not an empty one).
+  if (!v.pools.count(pool)) return makeError(ENOENT, "no pool " + pool);
   Feed f;
   struct Entry {
     IpAddress ip;
@@ -147,7 +155,6 @@ Result<Feed> renderFeed(const View& v, const std::string& pool, const std::strin
   std::vector<Entry> live;
   for (const auto& [ip, r] : v.ledger) {
     if (r.pool != pool) continue;
-    known = true;
     f.last_modified = std::max({f.last_modified, r.assigned_at, r.released_at});
     if (r.state != AddressState::kAssigned) continue;
     if (!want->empty()) {
@@ -162,7 +169,6 @@ Result<Feed> renderFeed(const View& v, const std::string& pool, const std::strin
     }
     live.push_back({ip, r.ns});
   }
-  if (!known) return makeError(ENOENT, "no pool " + pool);
   // Last-Modified only where it is exact: a selection by labels can change
   // without a record changing (a namespace relabelled), and a change in the
   // same second as the last reconcile could follow unseen (one-second
@@ -189,10 +195,10 @@ Result<Feed> renderFeed(const View& v, const std::string& pool, const std::strin
                            {"id", namespaceUuid(ns)},
                            {"description", "egress addresses of namespace " + ns},
                            {"ranges", ips}});
-      nlohmann::json doc{{"version", "1.0"},
-                         {"description", "nsegress pool " + pool +
-                                             (labels.empty() ? "" : " (labels " + labels + ")")},
-                         {"objects", objects}};
+      nlohmann::json doc{
+          {"version", "1.0"},
+          {"description", "nsegress pool " + pool + (labels ? " (labels " + *labels + ")" : "")},
+          {"objects", objects}};
       f.content_type = "application/json";
       f.body = dumpJson(doc, 2) + "\n";
       break;
@@ -202,7 +208,7 @@ Result<Feed> renderFeed(const View& v, const std::string& pool, const std::strin
   return f;
 }
 
-HttpResponse conditionalFeed(const HttpRequest& r, Feed feed) {
+HttpResponse conditionalFeed(const HttpRequest& r, Feed feed, Seconds now) {
   HttpResponse out{200, feed.content_type, {}, std::move(feed.body)};
   out.headers.add("ETag", feed.etag);
   if (feed.last_modified > 0) out.headers.add("Last-Modified", httpDate(feed.last_modified));
@@ -214,7 +220,8 @@ HttpResponse conditionalFeed(const HttpRequest& r, Feed feed) {
     not_modified = inm->size() <= 8192 && noneMatch(*inm, feed.etag);
   } else if (auto ims = r.headers.get("if-modified-since"); ims && feed.last_modified > 0) {
     auto t = parseHttpDate(*ims);
-    not_modified = t && *t >= feed.last_modified;
+    // A date later than the server's time is not a valid validator.
+    not_modified = t && *t >= feed.last_modified && *t <= now;
   }
   if (not_modified) {
     out.status = 304;

@@ -92,16 +92,23 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     res_.set(http::field::content_type, r.content_type);
     res_.set(http::field::server, "nsegress-controller");
     for (const auto& [k, v] : r.headers.items()) res_.set(k, v);
-    res_.body() = head_ ? std::string() : std::move(r.body);
+    res_.body() = std::move(r.body);
     res_.keep_alive(false);
-    res_.prepare_payload();
+    res_.prepare_payload();  // HEAD too: the length GET would send
     // A 304 has no content, and no length that would describe the feed's.
     if (r.status == 304) res_.erase(http::field::content_length);
     beast::get_lowest_layer(stream_).expires_after(server_->opts.timeout);
-    http::async_write(stream_, res_, [self = this->shared_from_this()](beast::error_code, size_t) {
+    auto done = [self = this->shared_from_this()](beast::error_code, size_t) {
       beast::error_code ignored;
       beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_send, ignored);
-    });
+    };
+    if (head_) {
+      // The header alone, with GET's Content-Length.
+      sr_.emplace(res_);
+      http::async_write_header(stream_, *sr_, std::move(done));
+    } else {
+      http::async_write(stream_, res_, std::move(done));
+    }
   }
 
   Stream stream_;
@@ -109,6 +116,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
+  std::optional<http::response_serializer<http::string_body>> sr_;
   bool head_ = false;
 };
 

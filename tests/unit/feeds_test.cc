@@ -95,6 +95,50 @@ TEST(Feeds, ASelectionByLabelsNarrowsThePoolAndBadSelectionsAreRefused) {
     EXPECT_NE(r.body.find("labels"), std::string::npos) << r.body;
   }
   EXPECT_EQ(get(ctx, "/feeds/edl/dmz?labels=" + std::string(2000, 'a')).status, 400);
+  // Found by trying it as an attacker: none of these may widen or shift the
+  // list. A key twice (the last value won: another team's addresses), the
+  // parameter twice (the second was dropped), a misspelt or unknown
+  // parameter, an empty selection, keys Kubernetes does not allow.
+  for (const std::string q :
+       {"labels=team%3Dpayments,team%3Ddata", "labels=team%3Dpayments&labels=env%3Dprod",
+        "label=team%3Dpayments", "Labels=team%3Dpayments", "labels=", "labels",
+        "labels=team%3Dpayments&x=1", "labels=%2F%3Dx", "labels=a%2F%2Fb%3Dx", "labels=-a%3Dx",
+        "labels=a-%3Dx", "labels=team%3D-x"}) {
+    auto r = get(ctx, "/feeds/edl/dmz?" + q);
+    EXPECT_EQ(r.status, 400) << q << " → " << r.body;
+  }
+  EXPECT_EQ(get(ctx, "/feeds/edl/dmz?labels=" + std::string(300, 'k') + "%3Dx").status, 400);
+  EXPECT_EQ(get(ctx, "/feeds/edl/dmz?labels=example.com%2Fteam%3Dpayments").status, 200)
+      << "a prefixed key is a key";
+  EXPECT_EQ(get(ctx, "/feeds/edl/dmz?labels=team%3D").status, 200) << "an empty value is a value";
+}
+
+TEST(Feeds, AnAttackersPoolNamesAndDatesChangeNothing) {
+  auto v = view();
+  auto ctx = ApiContext::fixed(v);
+  // A pool removed from the definitions: 404, though the ledger still
+  // names it (its quarantined records).
+  v->pools.erase("dmz");
+  EXPECT_EQ(get(ctx, "/feeds/edl/dmz").status, 404);
+  EXPECT_EQ(get(ctx, "/feeds/checkpoint/dmz").status, 404);
+  // A pool whose own name ends in .sha256 is served as itself.
+  v->pools["dmz"].name = "dmz";
+  v->pools["x.sha256"].name = "x.sha256";
+  AddressRecord r{*IpAddress::parse("203.0.113.200"),
+                  "x.sha256",
+                  AddressState::kAssigned,
+                  "pay",
+                  "gw1",
+                  kT,
+                  0,
+                  0};
+  v->ledger[r.ip] = r;
+  EXPECT_EQ(get(ctx, "/feeds/edl/x.sha256").body, "203.0.113.200\n");
+  EXPECT_EQ(get(ctx, "/feeds/edl/x.sha256.sha256").body, sha256Hex("203.0.113.200\n"));
+  // A date in the future is no validator.
+  EXPECT_EQ(
+      get(ctx, "/feeds/edl/dmz", {{"If-Modified-Since", "Sun, 06 Nov 2094 08:49:37 GMT"}}).status,
+      200);
 }
 
 TEST(Feeds, NeverAnEmptyListThatLies) {
@@ -166,7 +210,7 @@ TEST(Feeds, HttpDatesRoundTripAndOnlyImfFixdateParses) {
     EXPECT_FALSE(parseHttpDate(bad)) << bad;
 }
 
-TEST(Feeds, A304OnTheWireHasNoContentLength) {
+TEST(Feeds, OnTheWireA304HasNoContentLengthAndHeadHasGetsLength) {
   auto ctx = ApiContext::fixed(view());
   Router router = apiRouter(ctx);
   boost::asio::io_context io;
@@ -174,25 +218,34 @@ TEST(Feeds, A304OnTheWireHasNoContentLength) {
   ASSERT_TRUE(s) << s.error().message;
   std::thread t([&] { io.run(); });
   const std::string etag = *get(ctx, "/feeds/edl/dmz").headers.get("ETag");
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons((*s)->port());
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string req =
-      "GET /feeds/edl/dmz HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-  close(fd);
+  auto send = [&](const std::string& req) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return std::string();
+    (void)!write(fd, req.data(), req.size());
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return out;
+  };
+  const std::string out =
+      send("GET /feeds/edl/dmz HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n");
+  // HEAD: GET's length, no body (a client checking the size must not see
+  // an empty feed).
+  const std::string head = send("HEAD /feeds/edl/dmz HTTP/1.1\r\nHost: x\r\n\r\n");
   (*s).reset();
   io.stop();
   t.join();
   EXPECT_EQ(out.rfind("HTTP/1.1 304", 0), 0u) << out;
   EXPECT_EQ(out.find("Content-Length"), std::string::npos) << out;
   EXPECT_NE(out.find("ETag: " + etag), std::string::npos) << out;
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Length: 39\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "") << "no body";
 }
 
 }  // namespace

@@ -30,10 +30,11 @@ struct Feed {
   bool empty = false;         // the pool exists and has no live address here
 };
 
-// `labels`: "" (every namespace of the pool) or "key=value[,key=value…]".
+// `labels`: none (every namespace of the pool) or "key=value[,key=value…]"
+// (Kubernetes label syntax; all must match; a key at most once).
 // Errors: EINVAL (a malformed selection: 400), ENOENT (no such pool: 404).
-Result<Feed> renderFeed(const View& v, const std::string& pool, const std::string& labels,
-                        FeedFormat format);
+Result<Feed> renderFeed(const View& v, const std::string& pool,
+                        const std::optional<std::string>& labels, FeedFormat format);
 // The checksum file beside a feed: the body's SHA-256, hex, and a newline.
 std::string sha256Hex(std::string_view data);
 // A namespace's stable id in Check Point objects: a name-based UUID
@@ -45,7 +46,8 @@ std::string httpDate(Seconds t);
 std::optional<Seconds> parseHttpDate(std::string_view s);
 // The answer to `r` for `feed`: 304 when If-None-Match matches the ETag (or,
 // without If-None-Match, If-Modified-Since is not older than Last-Modified),
-// else 200; ETag, Last-Modified and Cache-Control: no-cache either way.
-HttpResponse conditionalFeed(const HttpRequest& r, Feed feed);
+// else 200; ETag, Last-Modified and Cache-Control: no-cache either way. An
+// If-Modified-Since later than `now` is ignored.
+HttpResponse conditionalFeed(const HttpRequest& r, Feed feed, Seconds now);
 
 }  // namespace nsegress::controller
