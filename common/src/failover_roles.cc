@@ -28,8 +28,13 @@ std::map<IpAddress, AddressRole> failoverRoles(const World& world,
       if (n.ready && !isDrained(n) && pit != world.pools.end() && !pit->second.invalid &&
           pit->second.node_selector.matches(n.labels))
         candidates.push_back(name);
+    // Owner and epoch as one pair, from the store's record where it has
+    // one: the ledger's node follows the store only a reconcile later, and
+    // a Member given (old owner, new epoch) would ignore the move.
     auto lo = world.leases.find(ip);
-    out[ip] = AddressRole{ip, r.ns, r.node, chooseStandby(ip, r.node, candidates),
+    const bool stored = lo != world.leases.end() && !lo->second.owner.empty();
+    const std::string& owner = stored ? lo->second.owner : r.node;
+    out[ip] = AddressRole{ip, r.ns, owner, chooseStandby(ip, owner, candidates),
                           lo != world.leases.end() ? lo->second.epoch : 1};
   }
   return out;

@@ -1435,6 +1435,49 @@ metadata: {name: fopay, annotations: {nsegress.io/pool: fopool}}
   EXPECT_EQ(egressNode(), standby);
   EXPECT_EQ(leavesAs(), egress);
   EXPECT_EQ(ctl->log().find("taken over by"), std::string::npos) << ctl->log();
+
+  // The lost node comes back and stands by; then the new owner is drained
+  // by its Node label (cluster mode's `nsegressctl drain`): a planned
+  // hand-over back, recorded in the Lease (epoch 3) and in an Event.
+  for (const char* dev : {"up0", "eth0", "kapi0"})
+    lab.exec(lab.node(owner), std::string("ip link set ") + dev + " up");
+  // (A device set down loses its routes: the lab's, as its CNI and the
+  // link to the API server had set them, again.)
+  // (One command per exec: each runs inside the node's namespace.)
+  std::vector<std::string> routes = {
+      "ip route replace 10.255.0.1/32 dev kapi0",
+      "ip route replace default via " + std::string(lab::Lab::kOutsideIp)};
+  for (const char* other : lab::Lab::kNodes)
+    if (other != owner) {
+      const std::string j = std::to_string(lab::Lab::nodeIndex(other));
+      routes.push_back("ip route replace 10.244." + j + ".0/24 via 192.0.2.1" + j);
+    }
+  for (const auto& r : routes) lab.exec(lab.node(owner), r);
+  {
+    auto argv = clusterAgentArgv(*env, owner, server[owner], true);
+    argv.insert(argv.end(), {"--peer-key", key});
+    agents[owner] = &lab.spawn(lab.node(owner), argv, "agent-" + owner + "-back.log");
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_EQ(env->kubectl("label node " + standby + " nsegress.io/drain=true", &out), 0) << out;
+  EXPECT_TRUE(lab::eventually([&] { return egressNode() == owner; }, std::chrono::seconds(20)))
+      << logs();
+  env->kubectl(
+      "-n nsegress-system get lease nsegress-egress-203-0-113-60 -o "
+      "jsonpath='{.spec.holderIdentity} {.spec.leaseTransitions}'",
+      &out);
+  EXPECT_EQ(out, owner + " 3");
+  EXPECT_TRUE(lab::eventually(
+      [&] {
+        env->kubectl("-n fopay get events.events.k8s.io -o jsonpath='{.items[*].note}'", &out);
+        return out.find("handed over (drain) from gateway " + standby + " to " + owner) !=
+               std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << out;
+  EXPECT_TRUE(lab::eventually([&] { return leavesAs() == egress; }, std::chrono::seconds(5)))
+      << logs();
+  env->kubectl("label node " + standby + " nsegress.io/drain-", &out);
   ctl->signal(SIGTERM);
   ctl->wait();
 }

@@ -4,6 +4,7 @@
 // the real API server path is in tests/kube, the standalone path in
 // controller_test.
 #include "nsegress/common/gateway_view.h"
+#include "nsegress/common/failover_roles.h"
 
 #include <gtest/gtest.h>
 
@@ -256,6 +257,41 @@ TEST(GatewayView, ResultIsAValidDesiredState) {
   auto round = parseDesiredState(serializeDesiredState(v.state));
   ASSERT_TRUE(round) << round.error().message;
   EXPECT_EQ(*round, v.state);
+}
+
+}  // namespace
+}  // namespace nsegress
+
+// ---- failover roles (common/failover_roles.h) ----
+
+namespace nsegress {
+namespace {
+
+TEST(FailoverRoles, OwnerAndEpochAreOnePairFromTheStoreWhereItHasARecord) {
+  World w;
+  w.pools["dmz"].name = "dmz";
+  for (const char* n : {"gw1", "gw2", "gw3"}) w.nodes[n].name = n;
+  w.nodes["gw3"].ready = false;
+  std::map<IpAddress, AddressRecord> ledger;
+  const auto ip = *IpAddress::parse("203.0.113.10");
+  ledger[ip] = AddressRecord{ip, "dmz", AddressState::kAssigned, "pay", "gw2", 1, 0, 0};
+  // Never moved: the ledger's node, epoch 1, a ready other node as standby.
+  auto r = failoverRoles(w, ledger);
+  EXPECT_EQ(r[ip].owner, "gw2");
+  EXPECT_EQ(r[ip].epoch, 1u);
+  EXPECT_EQ(r[ip].standby, "gw1") << "gw3 is not ready";
+  // Moved by the store (a hand-over to gw1 at epoch 3) before the ledger
+  // follows: the store's owner with the store's epoch — (gw2, 3) would make
+  // gw1's Member ignore its own grant (found by the cluster-mode drain test).
+  w.leases[ip] = LeaseView{"gw1", 3};
+  r = failoverRoles(w, ledger);
+  EXPECT_EQ(r[ip].owner, "gw1");
+  EXPECT_EQ(r[ip].epoch, 3u);
+  EXPECT_EQ(r[ip].standby, "gw2");
+  // Drained nodes are nobody's standby.
+  w.nodes["gw2"].labels["nsegress.io/drain"] = "true";
+  EXPECT_EQ(failoverRoles(w, ledger)[ip].standby, "");
+  EXPECT_EQ(plannedHandovers(w, ledger).count(ip), 0u) << "the owner gw1 is not drained";
 }
 
 }  // namespace

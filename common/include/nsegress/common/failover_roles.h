@@ -18,7 +18,8 @@ namespace nsegress {
 // addresses whose standby it becomes or was) and spread evenly.
 std::string chooseStandby(const IpAddress& ip, const std::string& owner,
                           const std::vector<std::string>& candidates);
-// Each assigned address's owner (its node), designated standby (another
+// Each assigned address's owner (the store's record where it has one, else
+// the ledger's node: owner and epoch always one pair), designated standby (another
 // ready, undrained node its pool may use) and epoch (the lease book's; 1 if
 // it never moved).
 std::map<IpAddress, AddressRole> failoverRoles(const World& world,
