@@ -47,29 +47,8 @@ std::map<std::string, Result> measureLab(bool tunnel, int rounds, double secs, u
   const std::string label = "  labels: {nsegress.io/gateway: \"true\"}\n";
   nodes.erase(nodes.find(label, nodes.find("name: gw2")), label.size());  // gw1 hosts
   lab.writeManifest("00-nodes.yaml", nodes);
-  lab.writeManifest("10-pool.yaml", R"(apiVersion: nsegress.io/v1alpha1
-kind: EgressPool
-metadata: {name: dmz}
-spec:
-  addresses: ["203.0.113.10-203.0.113.19"]
-  nodeSelector: {matchLabels: {nsegress.io/gateway: "true"}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: pay, annotations: {nsegress.io/pool: dmz}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: pay}
-spec: {nodeName: gw1}
-status: {phase: Running, podIPs: [{ip: 10.244.1.2}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: pay}
-spec: {nodeName: w1}
-status: {phase: Running, podIPs: [{ip: 10.244.3.2}]}
-)");
+  lab.writeManifest("10-pool.yaml", lab::Lab::payManifests(
+                                        {{"a", "gw1", "10.244.1.2"}, {"b", "w1", "10.244.3.2"}}));
   lab.startServers();
   lab.startController();
   for (const char* n : lab::Lab::kNodes) lab.startNodeAgent(n);

@@ -113,4 +113,19 @@ std::string Cidr::str() const {
   return base_.str() + "/" + std::to_string(prefix_);
 }
 
+std::optional<Ipv4Port> parseIpv4Port(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || text.size() - colon - 1 > 5 || colon + 1 == text.size())
+    return std::nullopt;
+  auto ip = IpAddress::parse(text.substr(0, colon));
+  if (!ip || !ip->isV4()) return std::nullopt;
+  unsigned port = 0;
+  for (char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port == 0 || port > 65535) return std::nullopt;
+  return Ipv4Port{*ip, static_cast<uint16_t>(port)};
+}
+
 }  // namespace nsegress

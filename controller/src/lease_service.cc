@@ -78,12 +78,11 @@ Result<std::unique_ptr<LeaseService>> LeaseService::open(Options o,
   auto past = s->records_->load();
   if (!past) return past.error();
   for (const auto& [ip, v] : *past) s->book_->restore(ip, v.owner, v.epoch);
-  const auto colon = s->o_.listen.rfind(':');
+  auto listen = parseIpv4Port(s->o_.listen);
+  if (!listen) return makeError(EINVAL, "--lease-listen " + s->o_.listen + ": expected IPv4:port");
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address_v4(s->o_.listen.substr(0, colon), ec);
-  const int port = colon == std::string::npos ? 0 : std::atoi(s->o_.listen.c_str() + colon + 1);
-  if (colon == std::string::npos || ec || port <= 0 || port > 65535)
-    return makeError(EINVAL, "--lease-listen " + s->o_.listen + ": expected IPv4:port");
+  const auto addr = asio::ip::make_address_v4(listen->ip.str());
+  const uint16_t port = listen->port;
   s->sock_.open(udp::v4(), ec);
   if (!ec) s->sock_.bind(udp::endpoint(addr, static_cast<uint16_t>(port)), ec);
   if (ec) return makeError(ec.value(), "lease server " + s->o_.listen + ": " + ec.message());

@@ -237,14 +237,10 @@ bool Failover::applyFence(const std::map<IpAddress, Time>& live, Time now) {
 }
 
 void Failover::setDesired(const DesiredState& d) {
-  if (!d.lease_server.empty()) {
+  if (auto server = parseIpv4Port(d.lease_server)) {
     // Cluster mode: the leader's lease server as the API lists it.
-    const auto colon = d.lease_server.rfind(':');
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address_v4(d.lease_server.substr(0, colon), ec);
-    const int port = std::atoi(d.lease_server.c_str() + colon + 1);
-    const udp::endpoint ep(addr, static_cast<uint16_t>(port));
-    if (!ec && colon != std::string::npos && port > 0 && port < 65536 && ep != cfg_.store) {
+    const udp::endpoint ep(asio::ip::make_address_v4(server->ip.str()), server->port);
+    if (ep != cfg_.store) {
       spdlog::info("failover: lease server {}", d.lease_server);
       cfg_.store = ep;
     }

@@ -214,15 +214,10 @@ int main(int argc, char** argv) {
       spdlog::error("--peer-key: {}", key.error().message);
       return 2;
     }
-    const auto colon = lease_server.rfind(':');
-    boost::system::error_code ec;
-    auto addr = colon == std::string::npos
-                    ? boost::asio::ip::address_v4()
-                    : boost::asio::ip::make_address_v4(lease_server.substr(0, colon), ec);
-    int port = colon == std::string::npos ? 0 : std::atoi(lease_server.c_str() + colon + 1);
-    if (lease_server.empty() && kubernetes) {
-      port = 0;  // learnt from the controller leader's Endpoints
-    } else if (ec || colon == std::string::npos || port <= 0 || port > 65535) {
+    auto store = parseIpv4Port(lease_server);
+    // With --kubernetes and no --lease-server: learnt from the controller
+    // leader's Endpoints (port 0 until then).
+    if (!store && !(lease_server.empty() && kubernetes)) {
       spdlog::error("--lease-server {}: expected IPv4:port", lease_server);
       return 2;
     }
@@ -239,7 +234,9 @@ int main(int argc, char** argv) {
     fo_cfg.node = node_name;
     fo_cfg.key = *key;
     fo_cfg.port = static_cast<uint16_t>(peer_port);
-    fo_cfg.store = boost::asio::ip::udp::endpoint(addr, static_cast<uint16_t>(port));
+    if (store)
+      fo_cfg.store = boost::asio::ip::udp::endpoint(
+          boost::asio::ip::make_address_v4(store->ip.str()), store->port);
     fo_cfg.timing.lease = std::chrono::milliseconds(lease_ms);
     fo_cfg.timing.promise = std::chrono::milliseconds(promise_ms);
   }

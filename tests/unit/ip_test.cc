@@ -60,3 +60,16 @@ TEST(Cidr, RejectsMalformed) {
 
 }  // namespace
 }  // namespace nsegress
+
+TEST(Ipv4Port, OnlyAnIpv4AddressAndAPortFrom1To65535) {
+  auto ok = nsegress::parseIpv4Port("192.0.2.1:4795");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->ip.str(), "192.0.2.1");
+  EXPECT_EQ(ok->port, 4795);
+  EXPECT_EQ(nsegress::parseIpv4Port("10.0.0.1:65535")->port, 65535);
+  for (const char* bad :
+       {"", ":", "192.0.2.1", "192.0.2.1:", "192.0.2.1:0", "192.0.2.1:65536", "192.0.2.1:4795abc",
+        "192.0.2.1:+1", "192.0.2.1:-1", "192.0.2.1:000001", "fd00::1:4795", "[fd00::1]:4795",
+        "host:4795", "192.0.2.300:1", " 192.0.2.1:1", "192.0.2.1:1 "})
+    EXPECT_FALSE(nsegress::parseIpv4Port(bad)) << bad;
+}

@@ -58,6 +58,14 @@ class Cidr {
   int prefix_ = 0;
 };
 
+// "IPv4:port" (port 1-65535), as the failover flags and the leader's
+// Endpoints name a UDP endpoint; nullopt for anything else.
+struct Ipv4Port {
+  IpAddress ip;
+  uint16_t port = 0;
+};
+std::optional<Ipv4Port> parseIpv4Port(std::string_view text);
+
 }  // namespace nsegress
 
 template <>

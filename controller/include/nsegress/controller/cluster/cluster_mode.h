@@ -31,7 +31,7 @@ struct ClusterModeOptions {
   ReleaseGuard guard;
   // Failover (docs/architecture.md "Failover in cluster mode"): while it
   // leads, this replica runs the lease book on `lease_listen` (UDP,
-  // "IPv4:port"; port 0 picks one) and lists its port as "lease" in the
+  // "IPv4:port") and lists its port as "lease" in the
   // Endpoints; changes of owner are written to per-address Leases. Empty: off.
   std::string lease_listen;
   std::string peer_key;  // the key itself (read from --peer-key)
