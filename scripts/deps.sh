@@ -29,9 +29,21 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# apt with retries: a mirror's DNS or network hiccup is not a failed build.
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  local try
+  for try in 1 2 3; do
+    if apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null; then
+      return 0
+    fi
+    echo "deps: apt failed (try $try of 3), retrying in $((try * 10)) s" >&2
+    sleep $((try * 10))
+  done
+  return 1
+}
+
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi

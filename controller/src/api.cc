@@ -181,6 +181,8 @@ Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
       pool.resize(pool.size() - 7);
     }
     if (!safePathPart(pool)) return error(400, "malformed pool name");
+    if (r.principal && !r.principal->allowsPool(pool))
+      return error(403, r.principal->name + " may not read pool " + pool);
     auto labels = r.query.find("labels");
     auto f = renderFeed(
         v, pool, labels == r.query.end() ? std::nullopt : std::optional(labels->second), format);
@@ -267,43 +269,48 @@ HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
 
 }  // namespace
 
-static bool isLoopback(const std::string& peer) {
-  return peer.rfind("127.", 0) == 0 || peer == "::1" || peer.rfind("::ffff:127.", 0) == 0;
+namespace {
+// /healthz, and /metrics with the given access.
+Router healthAndMetrics(const ApiContext& ctx, bool with_metrics, Router::Access metrics_access) {
+  Router r;
+  r.get(
+      "/healthz",
+      [](const HttpRequest&) {
+        return HttpResponse{200, "text/plain", {}, "ok\n"};
+      },
+      Router::Cost::kFast, Router::Access::kOpen);
+  if (with_metrics)
+    r.get(
+        "/metrics",
+        [&ctx](const HttpRequest&) {
+          return HttpResponse{
+              200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
+        },
+        Router::Cost::kFast, metrics_access);
+  return r;
 }
-
-// "localhost", "127.0.0.1", "[::1]", each with an optional port.
-static bool loopbackHost(std::string host) {
-  if (host.size() > 64) return false;
-  if (!host.empty() && host.front() == '[') {
-    const auto close = host.find(']');
-    if (close == std::string::npos) return false;
-    const std::string addr = host.substr(1, close - 1);
-    return addr == "::1";
-  }
-  if (auto colon = host.find(':'); colon != std::string::npos) host.resize(colon);
-  return host == "localhost" || host.rfind("127.", 0) == 0;
-}
+}  // namespace
 
 Router metricsRouter(const ApiContext& ctx, bool with_metrics) {
-  Router r;
-  r.get("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", {}, "ok\n"}; });
-  if (with_metrics)
-    r.get("/metrics", [&ctx](const HttpRequest&) {
-      return HttpResponse{
-          200, "text/plain; version=0.0.4", {}, ctx.metrics_text ? ctx.metrics_text() : ""};
-    });
-  return r;
+  // A listener of its own: open, as Prometheus scrapes it.
+  return healthAndMetrics(ctx, with_metrics, Router::Access::kOpen);
 }
 
 Router apiRouter(const ApiContext& ctx, bool with_metrics) {
   using Cost = Router::Cost;
-  Router r = metricsRouter(ctx, with_metrics);
-  r.get("/readyz", data(ctx, [](const HttpRequest&, const View& v) {
-          if (!v.not_ready.empty()) return error(503, v.not_ready);
-          if (v.hold) return error(503, "held: " + v.hold->reason);
-          return v.reconciles > 0 ? HttpResponse{200, "text/plain", {}, "ok\n"}
-                                  : error(503, "no reconcile yet");
-        }));
+  using Access = Router::Access;
+  // On the API's listener, metrics need credentials when they are
+  // configured (they name namespaces and pools).
+  Router r = healthAndMetrics(ctx, with_metrics, Access::kRead);
+  r.get("/readyz",
+        data(ctx,
+             [](const HttpRequest&, const View& v) {
+               if (!v.not_ready.empty()) return error(503, v.not_ready);
+               if (v.hold) return error(503, "held: " + v.hold->reason);
+               return v.reconciles > 0 ? HttpResponse{200, "text/plain", {}, "ok\n"}
+                                       : error(503, "no reconcile yet");
+             }),
+        Cost::kFast, Access::kOpen);
   r.get("/api/v1/namespaces", data(ctx, namespaces));
   r.get("/api/v1/namespaces/*", data(ctx, oneNamespace));
   r.get("/api/v1/addresses", data(ctx, addresses));
@@ -319,15 +326,10 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
                                {"token", v.hold->token}});
         }));
   r.add("POST", "/api/v1/hold/confirm", [&ctx](const HttpRequest& q) {
+    // A change (Access::kWrite): a write role, or without credentials this
+    // host only (standalone: nsegressctl on the controller's machine;
+    // cluster: kubectl port-forward, which arrives on the pod's loopback).
     if (!ctx.confirm_release) return error(501, "confirmation is not available here");
-    // Until the API has credentials with a write role, a state change is
-    // taken only from this host (standalone: nsegressctl on the controller's
-    // machine; cluster: kubectl port-forward, which arrives on the pod's
-    // loopback), and only with a Host header naming it (no DNS rebinding
-    // from a browser).
-    if (!isLoopback(q.peer)) return error(403, "confirmation is accepted from this host only");
-    if (!loopbackHost(q.headers.get("host").value_or("")))
-      return error(403, "confirmation needs a Host header naming localhost");
     auto t = q.query.find("token");
     if (t == q.query.end() || t->second.empty() || t->second.size() > 64)
       return error(400, "query parameter token: required (see GET /api/v1/hold)");
@@ -337,10 +339,6 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
   });
   r.add("POST", "/api/v1/drain", [&ctx](const HttpRequest& q) {
     if (!ctx.drain) return error(501, "drain is not available here");
-    // A state change: from this host only, as hold/confirm (see there).
-    if (!isLoopback(q.peer)) return error(403, "drain is accepted from this host only");
-    if (!loopbackHost(q.headers.get("host").value_or("")))
-      return error(403, "drain needs a Host header naming localhost");
     auto n = q.query.find("node");
     if (n == q.query.end() || !isDnsSubdomain(n->second))
       return error(400, "query parameter node: a node name is required");
@@ -351,7 +349,9 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     return jsonResp(json{{"node", n->second}, {"drained", !undo}, {"drainedNodes", *r}});
   });
   for (const char* name : {"edl", "panos", "fortigate", "checkpoint"})
-    r.get(std::string("/feeds/") + name + "/*", feedRoute(ctx, *feedFormat(name)));
+    r.get(std::string("/feeds/") + name + "/*", feedRoute(ctx, *feedFormat(name)), Cost::kFast,
+          Access::kFeed);
+  // Every pool's assignments: a pool-limited principal may not read them.
   r.get("/feeds/assignments.json", data(ctx, assignmentsJson));
   r.get("/feeds/assignments.csv", data(ctx, assignmentsCsv));
   r.get("/audit",

@@ -22,9 +22,10 @@
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/cluster/cluster_mode.h"
-#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/http.h"
 #include "nsegress/controller/lease_service.h"
 #include "nsegress/controller/metrics.h"
+#include "nsegress/controller/serve.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
@@ -32,8 +33,9 @@ using namespace nsegress::controller;
 int main(int argc, char** argv) {
   CLI::App app{"nsegress-controller: stable per-namespace egress IPs"};
   app.option_defaults()->always_capture_default();  // --help shows every default
-  std::string manifests, ledger_path, listen = "127.0.0.1:8080", metrics_listen, state_dir,
-                                      log_level = "info";
+  std::string manifests, ledger_path, state_dir, log_level = "info";
+  ServeOptions serve;
+  serve.listen = "127.0.0.1:8080";
   int resync_s = 30;
   std::string lease_listen, peer_key_file;
   int lease_ms = 500, promise_ms = 500;
@@ -92,10 +94,32 @@ int main(int argc, char** argv) {
   app.add_option("--retry-period-ms", km.retry_period_ms,
                  "Cluster mode: Lease acquire/renew period")
       ->check(CLI::Range(100, 60000));
-  app.add_option("--listen", listen, "host:port of the HTTP API, feeds and /metrics (empty: off)");
-  app.add_option("--metrics-listen", metrics_listen,
+  app.add_option("--listen", serve.listen,
+                 "host:port of the plain-HTTP API, feeds and /metrics (empty: off)");
+  app.add_option("--tls-listen", serve.tls_listen,
+                 "host:port of the HTTPS API and feeds (the same routes; empty: off)");
+  app.add_option("--tls-cert", serve.tls.cert,
+                 "PEM certificate chain of --tls-listen (reloaded when it changes)");
+  app.add_option("--tls-key", serve.tls.key, "PEM private key of --tls-listen (reloaded too)");
+  app.add_option("--tls-client-ca", serve.tls.client_ca,
+                 "PEM CA bundle: client certificates it signed are verified and name principals "
+                 "(certCN in --auth-file)");
+  app.add_option("--auth-file", serve.auth_file,
+                 "Credentials (basic, bearer, certificate CN; read or write role; optional pools) "
+                 "for the feeds and the API, reloaded when the file changes (empty: feeds open, "
+                 "changes only from this host)");
+  app.add_option("--metrics-listen", serve.metrics_listen,
                  "host:port serving /metrics and /healthz only; /metrics then leaves --listen "
                  "(empty: metrics on --listen)");
+  app.add_option("--max-connections", serve.max_connections,
+                 "HTTP: open connections in all (the oldest slow one is closed to make room)")
+      ->check(CLI::Range(size_t{16}, size_t{1} << 20));
+  app.add_option("--max-connections-per-peer", serve.max_per_peer,
+                 "HTTP: open connections from one address")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--max-requests-per-connection", serve.max_requests_per_connection,
+                 "HTTP: requests on one kept-alive connection")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
   app.add_option("--lease-listen", lease_listen,
@@ -128,8 +152,7 @@ int main(int argc, char** argv) {
       km.lease_ms = lease_ms;
       km.promise_ms = promise_ms;
     }
-    km.listen = listen;
-    km.metrics_listen = metrics_listen;
+    km.serve = serve;
     km.gateway_state_dir = state_dir;
     km.resync_seconds = resync_s;
     km.guard = guard;
@@ -258,22 +281,11 @@ int main(int argc, char** argv) {
                    if (wake) wake();
                    return now;
                  }};
-  const Router router = apiRouter(api, metrics_listen.empty());
-  const Router metrics_router = metricsRouter(api);
-  boost::asio::io_context http_io;
-  auto servers =
-      HttpServer::listenAll(http_io, {{listen, &router}, {metrics_listen, &metrics_router}});
-  if (!servers) {
-    spdlog::error("{}", servers.error().message);
+  auto serving = Serving::start(serve, api, metrics);
+  if (!serving) {
+    spdlog::error("{}", serving.error().message);
     return 1;
   }
-  for (size_t i = 0; i < servers->size(); ++i)
-    if ((*servers)[i])
-      spdlog::info("HTTP {} on port {}", i == 0 ? "API" : "metrics", (*servers)[i]->port());
-  std::thread http([&] {
-    auto guard = boost::asio::make_work_guard(http_io);
-    http_io.run();
-  });
 
   boost::asio::io_context io;
   DriverOptions dopts;
@@ -306,7 +318,5 @@ int main(int argc, char** argv) {
   arm_watch();
   spdlog::info("started: manifests {}, ledger {}", manifests, ledger_path);
   io.run();
-  http_io.stop();
-  http.join();
   return 0;
 }

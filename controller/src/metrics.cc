@@ -97,10 +97,22 @@ ControllerMetrics::ControllerMetrics(const Controller& c, std::shared_ptr<promet
       registry_(std::move(r)),
       view_metrics_(std::make_shared<ViewMetrics>(c)) {}
 
+void ControllerMetrics::addCollectable(std::shared_ptr<prometheus::Collectable> c) {
+  std::lock_guard l(more_mu_);
+  more_.push_back(std::move(c));
+}
+
 std::string ControllerMetrics::text() const {
   auto fams = registry_->Collect();
   auto more = view_metrics_->Collect();
   fams.insert(fams.end(), more.begin(), more.end());
+  {
+    std::lock_guard l(more_mu_);
+    for (const auto& c : more_) {
+      auto f = c->Collect();
+      fams.insert(fams.end(), f.begin(), f.end());
+    }
+  }
   if (denied_) {
     prometheus::MetricFamily f{"nsegress_controller_api_denied_total",
                                "Requests the API server refused for their credentials (401: the "

@@ -14,7 +14,7 @@
 
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/feeds.h"
-#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
 namespace {

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "nsegress/controller/api.h"
-#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
 namespace {

@@ -21,7 +21,7 @@
 #include "nsegress/common/json.h"
 #include "nsegress/controller/api.h"
 #include "nsegress/controller/controller.h"
-#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
 namespace {

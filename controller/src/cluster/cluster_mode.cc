@@ -14,7 +14,7 @@
 #include "nsegress/controller/cluster/lease_records.h"
 #include "nsegress/controller/cluster/ledger_store.h"
 #include "nsegress/controller/cluster/write_back.h"
-#include "nsegress/controller/http_server.h"
+#include "nsegress/controller/http.h"
 #include "nsegress/controller/lease_service.h"
 #include "nsegress/controller/metrics.h"
 #include "nsegress/kube/client.h"
@@ -289,21 +289,14 @@ int runClusterMode(const ClusterModeOptions& o) {
                                       : std::string("not serving: this replica is not the leader");
                      },
                      [&](const std::string& token) { return ctl.confirmRelease(token); }};
-  const Router router = apiRouter(api_ctx, o.metrics_listen.empty());
-  const Router metrics_router = metricsRouter(api_ctx);
-  boost::asio::io_context http_io;
-  auto servers =
-      HttpServer::listenAll(http_io, {{o.listen, &router}, {o.metrics_listen, &metrics_router}});
-  if (!servers) {
-    spdlog::error("{}", servers.error().message);
+  auto http = Serving::start(o.serve, api_ctx, metrics);
+  if (!http) {
+    spdlog::error("{}", http.error().message);
     return 1;
   }
-  // The Endpoints name the port the API really listens on.
-  if ((*servers)[0]) endpoint.port = (*servers)[0]->port();
-  std::thread http([&] {
-    auto guard = boost::asio::make_work_guard(http_io);
-    http_io.run();
-  });
+  // The Endpoints name the ports the API really listens on.
+  if (auto p = (*http)->apiPort()) endpoint.port = p;
+  endpoint.https_port = (*http)->tlsPort();
 
   // Leadership changes (won, lost, lapsed) wake the loop at once.
   Stopper elect_stop;
@@ -329,8 +322,6 @@ int runClusterMode(const ClusterModeOptions& o) {
 
   elect_stop.request();
   elect.join();  // releases the Lease: fast hand-over to a standby
-  http_io.stop();
-  http.join();
   for (auto* i : src.all()) i->stop();
   return 0;
 }

@@ -100,6 +100,8 @@ bool publishLeaderEndpoint(kube::Api& api, const LeaderEndpoint& e, bool want) {
     if (!cur.is_object()) return false;
     const json& subsets = cur.contains("subsets") ? cur["subsets"] : json();
     json ports = json::array({{{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}}});
+    if (e.https_port)
+      ports.push_back({{"name", "https"}, {"port", e.https_port}, {"protocol", "TCP"}});
     if (e.lease_port)
       ports.push_back({{"name", "lease"}, {"port", e.lease_port}, {"protocol", "UDP"}});
     json mine =

@@ -10,6 +10,8 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
+#include <vector>
 
 #include "nsegress/common/reconcile_driver.h"
 #include "nsegress/controller/controller.h"
@@ -33,6 +35,8 @@ class ControllerMetrics {
   // Cluster mode: requests sent to the API server (requests and watches),
   // nsegress_controller_api_requests_total.
   void setRequests(std::function<uint64_t()> f) { requests_ = std::move(f); }
+  // More families, collected at every scrape (e.g. the HTTP server's).
+  void addCollectable(std::shared_ptr<prometheus::Collectable> c);
 
  private:
   std::function<std::map<std::string, uint64_t>()> denied_;
@@ -40,6 +44,8 @@ class ControllerMetrics {
   ControllerMetrics(const Controller& c, std::shared_ptr<prometheus::Registry> r);
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> view_metrics_;
+  mutable std::mutex more_mu_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> more_;
 };
 
 }  // namespace nsegress::controller

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "nsegress/controller/controller.h"
+#include "nsegress/controller/serve.h"
 
 namespace nsegress::controller::cluster {
 
@@ -14,8 +15,7 @@ struct ClusterModeOptions {
   std::string kubeconfig;  // empty: $KUBECONFIG, ~/.kube/config or in-cluster
   std::string identity;    // lease holder identity (default: host name + pid)
   std::string lease_namespace = "nsegress-system";
-  std::string listen;          // HTTP API, feeds (and metrics unless metrics_listen) ("" = off)
-  std::string metrics_listen;  // /metrics and /healthz only ("" = on `listen`)
+  ServeOptions serve;  // the API's listeners, TLS, credentials, limits
   std::string gateway_state_dir;
   // This replica's Pod in lease_namespace (in-cluster). While it leads and
   // serves, the Endpoints `service_name` list this Pod's IP alone (the

@@ -1,12 +1,13 @@
-#include "nsegress/controller/http.h"
+#include "nsegress/http/http.h"
 #include "nsegress/common/json.h"
+#include "nsegress/http/auth.h"
 
 #include <algorithm>
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-namespace nsegress::controller {
+namespace nsegress::http {
 
 namespace {
 bool iequals(std::string_view a, std::string_view b) {
@@ -77,8 +78,66 @@ HttpResponse jsonError(int status, const std::string& message) {
   return {status, "application/json", {}, dumpJson(nlohmann::json{{"error", message}}, 2) + "\n"};
 }
 
-void Router::add(std::string method, std::string pattern, Handler h, Cost cost) {
-  routes_.push_back(Route{std::move(method), std::move(pattern), cost, std::move(h)});
+bool Principal::allowsPool(const std::string& pool) const {
+  return pools.empty() || std::find(pools.begin(), pools.end(), pool) != pools.end();
+}
+
+bool isLoopbackPeer(const std::string& peer) {
+  return peer.rfind("127.", 0) == 0 || peer == "::1" || peer.rfind("::ffff:127.", 0) == 0;
+}
+
+bool isLoopbackHost(std::string host) {
+  if (host.size() > 64) return false;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string::npos) return false;
+    const std::string addr = host.substr(1, close - 1);
+    return addr == "::1";
+  }
+  if (auto colon = host.find(':'); colon != std::string::npos) host.resize(colon);
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+void Router::add(std::string method, std::string pattern, Handler h, Cost cost,
+                 std::optional<Access> access) {
+  const Access a = access.value_or(method == "GET" ? Access::kRead : Access::kWrite);
+  routes_.push_back(Route{std::move(method), std::move(pattern), cost, a, std::move(h)});
+}
+
+bool Router::authenticates() const {
+  return credentials_ && credentials_() != nullptr;
+}
+
+std::optional<HttpResponse> Router::authorize(const Route& route, HttpRequest& req) const {
+  if (route.access == Access::kOpen) return std::nullopt;
+  const auto creds = credentials_ ? credentials_() : nullptr;
+  if (!creds) {
+    if (route.access != Access::kWrite) return std::nullopt;
+    // No credentials: a state change only from this host, named as such,
+    // and not from a browser page (no Origin).
+    if (!isLoopbackPeer(req.peer))
+      return jsonError(403, "a change is accepted from this host only (or configure --auth-file)");
+    if (!isLoopbackHost(req.headers.get("host").value_or("")))
+      return jsonError(403, "a change needs a Host header naming localhost");
+    if (req.headers.get("origin")) return jsonError(403, "a change is not accepted from a browser");
+    return std::nullopt;
+  }
+  req.principal = creds->authenticate(req);
+  if (!req.principal) {
+    // Nothing else: no hint which part was wrong.
+    HttpResponse r = jsonError(401, "unauthorized");
+    r.headers.add("WWW-Authenticate", "Basic realm=\"nsegress\", charset=\"UTF-8\"");
+    return r;
+  }
+  if (route.access == Access::kWrite) {
+    if (!req.principal->write) return jsonError(403, req.principal->name + " has no write role");
+    if (req.headers.get("origin")) return jsonError(403, "a change is not accepted from a browser");
+  }
+  // A pool-limited principal reads its pools' feeds only: the read API
+  // would show every pool.
+  if (route.access == Access::kRead && !req.principal->pools.empty())
+    return jsonError(403, req.principal->name + " may read the feeds of its pools only");
+  return std::nullopt;
 }
 
 Router::Match Router::match(const std::string& method, const std::string& path) const {
@@ -111,7 +170,8 @@ HttpResponse Router::dispatch(HttpRequest req) const {
     return m.status == 405 ? jsonError(405, "method " + req.method + " not allowed on " + req.path)
                            : jsonError(404, "no route " + req.path);
   req.rest = std::move(m.rest);
+  if (auto refused = authorize(*m.route, req)) return *refused;
   return m.route->handler(req);
 }
 
-}  // namespace nsegress::controller
+}  // namespace nsegress::http
