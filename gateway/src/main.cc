@@ -1,10 +1,12 @@
 // nsegress-gateway: the node agent. Thin main: parse flags, open the real
 // kernel interfaces (netlink/), run the agent loop (gateway/).
-#include <prometheus/exposer.h>
+#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <thread>
 
 #include <csignal>
 
@@ -12,6 +14,7 @@
 #include "nsegress/gateway/ct_sync.h"
 #include "nsegress/gateway/failover.h"
 #include "nsegress/gateway/kube_source.h"
+#include "nsegress/http/server.h"
 #include "nsegress/kube/client.h"
 #include "nsegress/netlink/address.h"
 #include "nsegress/netlink/conntrack.h"
@@ -339,18 +342,51 @@ int main(int argc, char** argv) {
   gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts,
                        failover.get());
   agent_ptr = &agent;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  // /metrics and /healthz on the bounded HTTP server (http/server.h: a
+  // slowloris never starves the scraper), on an I/O thread of its own.
   auto hook = std::make_shared<gateway::ScrapeHook>([&agent] { agent.reportSource(); });
+  auto http_stats = std::make_shared<http::ServerStats>();
+  const std::vector<std::shared_ptr<prometheus::Collectable>> collectables = {
+      hook,  // first: the source's gauges are current
+      metrics.registry(), metrics.snapshot(), http::serverMetrics(*http_stats)};
+  http::Router metrics_router;
+  metrics_router.get(
+      "/metrics",
+      [&collectables](const http::HttpRequest&) {
+        std::vector<prometheus::MetricFamily> fams;
+        for (const auto& c : collectables) {
+          auto f = c->Collect();
+          fams.insert(fams.end(), f.begin(), f.end());
+        }
+        return http::HttpResponse{
+            200, "text/plain; version=0.0.4", {}, prometheus::TextSerializer().Serialize(fams)};
+      },
+      http::Router::Cost::kFast, http::Router::Access::kOpen);
+  metrics_router.get(
+      "/healthz",
+      [](const http::HttpRequest&) {
+        return http::HttpResponse{200, "text/plain", {}, "ok\n"};
+      },
+      http::Router::Cost::kFast, http::Router::Access::kOpen);
+  boost::asio::io_context metrics_io;
+  std::unique_ptr<http::Server> metrics_server;
+  std::thread metrics_thread;
   if (!metrics_addr.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(metrics_addr);
-      exposer->RegisterCollectable(hook);  // first: the source's gauges are current
-      exposer->RegisterCollectable(metrics.registry());
-      exposer->RegisterCollectable(metrics.snapshot());
-    } catch (const std::exception& e) {
-      spdlog::error("metrics on {}: {}", metrics_addr, e.what());
+    http::ServerOptions so;
+    so.server_name = "nsegress-gateway";
+    so.stats = http_stats;
+    so.max_connections = 256;  // a scraper or two, and a few curious readers
+    so.max_per_peer = 16;
+    auto s = http::Server::listen(metrics_io, metrics_addr, metrics_router, so);
+    if (!s) {
+      spdlog::error("metrics on {}: {}", metrics_addr, s.error().message);
       return 1;
     }
+    metrics_server = std::move(*s);
+    metrics_thread = std::thread([&metrics_io] {
+      auto guard = boost::asio::make_work_guard(metrics_io);
+      metrics_io.run();
+    });
   }
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
@@ -363,5 +399,8 @@ int main(int argc, char** argv) {
                steer, steering ? " via " + steer_cfg.device : std::string(), source.describe());
   agent.start();
   io.run();
+  metrics_server.reset();
+  metrics_io.stop();
+  if (metrics_thread.joinable()) metrics_thread.join();
   return 0;
 }

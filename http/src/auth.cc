@@ -62,7 +62,10 @@ std::optional<std::string> base64Decode(std::string_view in) {
       return std::nullopt;
   std::string out(b64::decoded_size(in.size()), '\0');
   auto [written, read] = b64::decode(out.data(), in.data(), in.size());
-  if (read != in.size()) return std::nullopt;
+  // Everything read but the padding, and '=' only at the end.
+  const size_t pad = in.size() - in.find_last_not_of('=') - 1;
+  if (pad > 2 || read + pad != in.size() || in.substr(0, in.size() - pad).find('=') != in.npos)
+    return std::nullopt;
   out.resize(written);
   return out;
 }

@@ -8,11 +8,12 @@
 
 #include "nsegress/common/json.h"
 #include "nsegress/controller/api.h"
+#include "nsegress/controller/serve.h"
 #include "nsegress/controller/store.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
-namespace http = boost::beast::http;
+namespace bhttp = boost::beast::http;
 
 namespace {
 struct Fixture {
@@ -50,20 +51,30 @@ struct Fixture {
       return makeError(ENOENT, "nothing held");
     };
     router = apiRouter(ctx);
+    // The same routes behind credentials.
+    auto c = parseCredentials(
+        "principals:\n  - {name: r, password: 'a long read secret', role: read, pools: [dmz]}\n"
+        "  - {name: w, token: 'a long write token', role: write}\n");
+    if (!c) abort();
+    creds = std::make_shared<const http::Credentials>(std::move(*c));
+    guarded = apiRouter(ctx);
+    guarded.setCredentials([this] { return creds; });
   }
+  std::shared_ptr<const http::Credentials> creds;
+  Router guarded;
 };
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Fixture f;
-  http::request_parser<http::string_body> parser;
+  bhttp::request_parser<bhttp::string_body> parser;
   parser.header_limit(8 * 1024);
   parser.body_limit(64 * 1024);
   boost::beast::error_code ec;
   size_t used = 0;
   while (used < size && !parser.is_done()) {
     const size_t n = parser.put(boost::asio::buffer(data + used, size - used), ec);
-    if (ec == http::error::need_more) break;
+    if (ec == bhttp::error::need_more) break;
     if (ec) return 0;
     if (n == 0) break;
     used += n;
@@ -74,8 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& fld : req)
     r.headers.add(std::string(fld.name_string()), std::string(fld.value()));
   r.body = req.body();
-  HttpResponse resp = f.router.dispatch(r);
-  if (resp.status < 100 || resp.status > 599) abort();
-  if (resp.content_type == "application/json" && !parseJson(resp.body)) abort();  // always JSON
+  for (const Router* router : {&f.router, &f.guarded}) {
+    HttpResponse resp = router->dispatch(r);
+    if (resp.status < 100 || resp.status > 599) abort();
+    if (resp.content_type == "application/json" && !parseJson(resp.body)) abort();  // always JSON
+    // Behind credentials, no data leaves without them.
+    if (router == &f.guarded && !r.headers.get("authorization") && resp.status == 200 &&
+        r.path != "/healthz" && r.path != "/readyz")
+      abort();
+  }
   return 0;
 }
