@@ -150,7 +150,9 @@ Pool poolOf(const json& o, std::string name) {
   try {
     const json& spec = member(o, "spec");
     if (!spec.is_object()) throw FieldError{"spec: missing"};
-    onlyKnown(spec, {"addresses", "exclude", "namespaceSelector", "nodeSelector", "quarantine"},
+    onlyKnown(spec,
+              {"addresses", "exclude", "namespaceSelector", "nodeSelector", "quarantine",
+               "acknowledgeRemoval", "onboarding"},
               "spec");
     p.ranges = ranges(member(spec, "addresses"), "spec.addresses", true);
     p.excluded = ranges(member(spec, "exclude"), "spec.exclude", false);
@@ -179,6 +181,28 @@ Pool poolOf(const json& o, std::string name) {
       if (!d)
         throw FieldError{"spec.quarantine: \"" + text + "\" is not a duration like 168h or 7d"};
       p.quarantine = *d;
+    }
+    if (has(spec, "acknowledgeRemoval")) {
+      // true or false exactly (a boolean from the API; a manifest's YAML
+      // scalars arrive as text): yes, 1, on or a typo is refused, never
+      // read as "off".
+      const json& a = member(spec, "acknowledgeRemoval");
+      if (a.is_boolean())
+        p.acknowledge_removal = a.get<bool>();
+      else if (a.is_string() && (a == "true" || a == "false"))
+        p.acknowledge_removal = a == "true";
+      else
+        throw FieldError{"spec.acknowledgeRemoval: expected true or false, got " +
+                         dumpJson(a).substr(0, 32)};
+    }
+    if (has(spec, "onboarding")) {
+      const json& q = member(spec, "onboarding");
+      const std::string text = q.is_string() ? q.get<std::string>() : dumpJson(q);
+      auto d = parseDuration(text);
+      if (!d || *d > Pool::kMaxOnboarding)
+        throw FieldError{"spec.onboarding: \"" + text.substr(0, 32) +
+                         "\" is not a duration of at most 7d like 10m or 1h"};
+      p.onboarding = *d;
     }
   } catch (const FieldError& e) {
     p.invalid = e.message;  // kept, marked invalid: its namespaces see why
@@ -273,7 +297,8 @@ AddressRecord egressIpOf(const json& o) {
   } else if (auto s = addressStateFrom(state)) {
     r.state = *s;
   } else {
-    throw FieldError{"status.state: \"" + state + "\" is not Assigned, Quarantined or Free"};
+    throw FieldError{"status.state: \"" + state +
+                     "\" is not Assigned, PendingFirewallCleanup, Quarantined or Free"};
   }
   r.ns = str(st, "namespace");
   if (r.state == AddressState::kAssigned && !isDnsLabel(r.ns))
@@ -286,6 +311,7 @@ AddressRecord egressIpOf(const json& o) {
   r.assigned_at = timeField(st, "assignedAt");
   r.released_at = timeField(st, "releasedAt");
   r.quarantine_until = timeField(st, "quarantineUntil");
+  r.usable_at = timeField(st, "usableAt");
   r.version = str(member(o, "metadata"), "resourceVersion");
   return r;
 }

@@ -12,7 +12,7 @@ void GatewayViews::addNamespace(const Namespace& ns) {
 
 void GatewayViews::addRecord(const AddressRecord& r) {
   if (!r.ns.empty()) tombstones_.insert(r.ns);
-  if (r.state != AddressState::kAssigned) return;
+  if (r.state != AddressState::kAssigned || !r.usable(now_)) return;
   listed_[r.ns].assigned.emplace_back(r.node, r.ip);
 }
 

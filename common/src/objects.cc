@@ -194,6 +194,8 @@ std::string toString(AddressState s) {
   switch (s) {
     case AddressState::kAssigned:
       return "Assigned";
+    case AddressState::kPendingFirewallCleanup:
+      return "PendingFirewallCleanup";
     case AddressState::kQuarantined:
       return "Quarantined";
     case AddressState::kFree:
@@ -204,6 +206,7 @@ std::string toString(AddressState s) {
 
 std::optional<AddressState> addressStateFrom(const std::string& s) {
   if (s == "Assigned") return AddressState::kAssigned;
+  if (s == "PendingFirewallCleanup") return AddressState::kPendingFirewallCleanup;
   if (s == "Quarantined") return AddressState::kQuarantined;
   if (s == "Free") return AddressState::kFree;
   return std::nullopt;

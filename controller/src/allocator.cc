@@ -48,12 +48,14 @@ struct Outcome {
 class Allocator {
  public:
   Allocator(const World& w, const Ledger& l, Seconds now,
-            const std::map<std::string, NamespaceStatus>& prev)
-      : w_(w), now_(now), prev_(prev) {
+            const std::map<std::string, NamespaceStatus>& prev,
+            const std::map<IpAddress, std::string>& acks)
+      : w_(w), now_(now), prev_(prev), acks_(acks) {
     out_.ledger = l;
   }
 
   Allocation run() {
+    acknowledgeRemovals();
     expireQuarantines();
     releaseGone();
     releaseDuplicates();
@@ -87,17 +89,50 @@ class Allocator {
     }
   }
 
+  // The decommission handshake's second half: the firewall side removed
+  // the address; its quarantine starts now.
+  void acknowledgeRemovals() {
+    for (const auto& [ip, by] : acks_) {
+      auto it = out_.ledger.find(ip);
+      if (it == out_.ledger.end() || it->second.state != AddressState::kPendingFirewallCleanup)
+        continue;
+      AddressRecord& r = it->second;
+      r.state = AddressState::kQuarantined;
+      r.quarantine_until = now_ + quarantineOf(r.pool);
+      event("RemovalAcknowledged", r.ns, ip, r.pool, "",
+            ip.str() + " removal acknowledged by " + by + " (" +
+                std::to_string(now_ - r.released_at) + " s after its release); quarantined until " +
+                formatTime(r.quarantine_until));
+    }
+  }
+
+  const Pool* poolOf(const std::string& name) const {
+    auto it = w_.pools.find(name);
+    return it == w_.pools.end() || it->second.invalid ? nullptr : &it->second;
+  }
+
   Seconds quarantineOf(const std::string& pool) const {
     auto it = w_.pools.find(pool);
     return it != w_.pools.end() && !it->second.invalid ? it->second.quarantine : 7 * 24 * 3600;
   }
 
   void release(AddressRecord& r, const std::string& why) {
-    r.state = AddressState::kQuarantined;
     r.released_at = now_;
-    r.quarantine_until = now_ + quarantineOf(r.pool);
+    r.usable_at = 0;
     const std::string node = r.node;
     r.node.clear();
+    if (const Pool* p = poolOf(r.pool); p && p->acknowledge_removal) {
+      r.state = AddressState::kPendingFirewallCleanup;
+      r.quarantine_until = 0;
+      event("Released", r.ns, r.ip, r.pool, node,
+            r.ip.str() + " released by " + r.ns + " (" + why +
+                "); out of the feeds, waiting for the firewall side to acknowledge its removal "
+                "(nsegressctl ack " +
+                r.ip.str() + ") before its quarantine starts");
+      return;
+    }
+    r.state = AddressState::kQuarantined;
+    r.quarantine_until = now_ + quarantineOf(r.pool);
     event("Released", r.ns, r.ip, r.pool, node,
           r.ip.str() + " released by " + r.ns + " (" + why + "); quarantined until " +
               formatTime(r.quarantine_until) + ", not given to another namespace before then");
@@ -186,6 +221,9 @@ class Allocator {
     if (r.state == AddressState::kQuarantined && r.ns != ns)
       return ip.str() + " is in quarantine until " + formatTime(r.quarantine_until) +
              " (released by namespace " + r.ns + ")";
+    if (r.state == AddressState::kPendingFirewallCleanup && r.ns != ns)
+      return ip.str() + " waits for the firewall side to acknowledge its removal (released by " +
+             "namespace " + r.ns + " at " + formatTime(r.released_at) + ")";
     return std::nullopt;
   }
 
@@ -223,7 +261,9 @@ class Allocator {
         if (auto why = unavailable(*req.ip, ns.name))
           return {Phase::kPending, {}, p->name, false, *why};
         auto it = out_.ledger.find(*req.ip);
-        bool reclaimed = it != out_.ledger.end() && it->second.state == AddressState::kQuarantined;
+        bool reclaimed =
+            it != out_.ledger.end() && (it->second.state == AddressState::kQuarantined ||
+                                        it->second.state == AddressState::kPendingFirewallCleanup);
         return {Phase::kAssigned, *req.ip, p->name, reclaimed, ""};
       }
       return *first_refusal;
@@ -234,10 +274,12 @@ class Allocator {
       return {Phase::kPending, {}, pname, false, "pool " + pname + " does not exist"};
     const Pool& p = it->second;
     if (auto r = poolRefusal(p, ns)) return *r;
-    // The same namespace, back within its quarantine, gets its old address.
+    // The same namespace, back within its quarantine (or before the firewall
+    // acknowledged its removal), gets its old address.
     for (const auto& [ip, r] : out_.ledger)
-      if (r.state == AddressState::kQuarantined && r.ns == ns.name && r.pool == pname &&
-          p.contains(ip))
+      if ((r.state == AddressState::kQuarantined ||
+           r.state == AddressState::kPendingFirewallCleanup) &&
+          r.ns == ns.name && r.pool == pname && p.contains(ip))
         return {Phase::kAssigned, ip, pname, true, ""};
     // The lowest address neither excluded nor held (Assigned or
     // Quarantined); Free records are reusable.
@@ -253,19 +295,21 @@ class Allocator {
     };
     if (auto free = p.lowestFree(taken, next_taken))
       return {Phase::kAssigned, *free, pname, false, ""};
-    size_t assigned = 0, quarantined = 0;
+    size_t assigned = 0, quarantined = 0, pending = 0;
     for (const auto& [ip, r] : out_.ledger) {
       if (!p.contains(ip)) continue;
       assigned += r.state == AddressState::kAssigned;
       quarantined += r.state == AddressState::kQuarantined;
+      pending += r.state == AddressState::kPendingFirewallCleanup;
     }
     return {Phase::kPending,
             {},
             pname,
             false,
             "pool " + pname + " is exhausted: " + std::to_string(assigned) + " assigned, " +
-                std::to_string(quarantined) + " in quarantine, of " + std::to_string(p.size()) +
-                " addresses"};
+                std::to_string(quarantined) + " in quarantine" +
+                (pending ? ", " + std::to_string(pending) + " waiting for firewall cleanup" : "") +
+                ", of " + std::to_string(p.size()) + " addresses"};
   }
 
   bool satisfies(const AddressRecord& held, const Request& req) const {
@@ -329,6 +373,15 @@ class Allocator {
     event(kind, st.ns, st.ip, st.pool, st.node, st.reason);
   }
 
+  // An address still onboarding: in the feeds, not yet used; the namespace
+  // waits fail-closed with the reason.
+  void onboarding(const AddressRecord& r, NamespaceStatus& st) const {
+    if (r.usable(now_)) return;
+    st.phase = Phase::kPending;
+    st.reason = "onboarding: " + r.ip.str() + " is published in the feeds; pods use it from " +
+                formatTime(r.usable_at) + " (firewalls poll first); held fail-closed until then";
+  }
+
   void reconcileNamespace(const Namespace& ns) {
     NamespaceStatus st;
     st.ns = ns.name;
@@ -371,6 +424,7 @@ class Allocator {
       place(*held, st);
       st.node = held->node;
       if (!st.reason.empty()) statusEvent(st, "Conflict");
+      onboarding(*held, st);
       out_.statuses[ns.name] = st;
       return;
     }
@@ -396,10 +450,14 @@ class Allocator {
     }
     if (held) release(*held, "moved on request to " + req.text);
     AddressRecord& r = out_.ledger[o.ip];
-    const std::string keep_node = r.state == AddressState::kQuarantined ? "" : r.node;
+    // Back before the firewall removed it: still allowed there, no onboarding.
+    const bool still_allowed = r.state == AddressState::kPendingFirewallCleanup;
+    const std::string keep_node = r.state == AddressState::kAssigned ? r.node : "";
     const std::string version = r.version;
     r = AddressRecord{o.ip, o.pool, AddressState::kAssigned, ns.name, keep_node, now_, 0, 0};
     r.version = version;
+    if (const Pool* p = poolOf(o.pool); p && p->onboarding > 0 && !still_allowed)
+      r.usable_at = now_ + p->onboarding;
     st.phase = Phase::kAssigned;
     st.ip = o.ip;
     st.pool = o.pool;
@@ -407,13 +465,16 @@ class Allocator {
     st.node = r.node;
     event(o.reclaimed ? "Reclaimed" : "Assigned", ns.name, o.ip, o.pool, r.node,
           o.ip.str() + (o.reclaimed ? " returned to " : " assigned to ") + ns.name + " from pool " +
-              o.pool + (r.node.empty() ? "" : ", hosted on gateway " + r.node));
+              o.pool + (r.node.empty() ? "" : ", hosted on gateway " + r.node) +
+              (r.usable_at ? "; onboarding: used from " + formatTime(r.usable_at) : ""));
+    onboarding(r, st);
     out_.statuses[ns.name] = st;
   }
 
   const World& w_;
   Seconds now_;
   const std::map<std::string, NamespaceStatus>& prev_;
+  const std::map<IpAddress, std::string>& acks_;
   Allocation out_;
   Ledger original_;
 };
@@ -421,14 +482,24 @@ class Allocator {
 }  // namespace
 
 Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
-                    const std::map<std::string, NamespaceStatus>& previous) {
-  Allocator a(world, ledger, now, previous);
+                    const std::map<std::string, NamespaceStatus>& previous,
+                    const std::map<IpAddress, std::string>& acknowledged) {
+  Allocator a(world, ledger, now, previous, acknowledged);
   a.snapshotOriginal();
   return a.run();
 }
 
-std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a) {
-  GatewayViews views;
+std::optional<Seconds> nextOnboardingEnd(const Ledger& ledger, Seconds now) {
+  std::optional<Seconds> next;
+  for (const auto& [ip, r] : ledger)
+    if (r.state == AddressState::kAssigned && r.usable_at > now && (!next || r.usable_at < *next))
+      next = r.usable_at;
+  return next;
+}
+
+std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a,
+                                                  Seconds now) {
+  GatewayViews views(now);
   for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
   for (const auto& [ip, r] : a.ledger) views.addRecord(r);
   for (const auto& p : world.pods) views.addPod(p);
@@ -465,9 +536,10 @@ std::map<std::string, PoolUsage> poolUsage(const std::map<std::string, Pool>& po
     if (it == out.end()) continue;
     if (r.state == AddressState::kAssigned) it->second.assigned++;
     if (r.state == AddressState::kQuarantined) it->second.quarantined++;
+    if (r.state == AddressState::kPendingFirewallCleanup) it->second.pending_cleanup++;
   }
   for (auto& [name, u] : out) {
-    const uint64_t held = u.assigned + u.quarantined;
+    const uint64_t held = u.assigned + u.quarantined + u.pending_cleanup;
     u.free = u.size > held ? u.size - held : 0;
   }
   return out;

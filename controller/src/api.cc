@@ -57,7 +57,8 @@ json recordJson(const AddressRecord& r) {
               {"node", r.node},
               {"assignedAt", formatTime(r.assigned_at)},
               {"releasedAt", formatTime(r.released_at)},
-              {"quarantineUntil", formatTime(r.quarantine_until)}};
+              {"quarantineUntil", formatTime(r.quarantine_until)},
+              {"usableAt", formatTime(r.usable_at)}};
 }
 
 bool safePathPart(const std::string& s) {
@@ -196,6 +197,27 @@ Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
     }
     return conditionalFeed(r, std::move(*f), v.at);
   });
+}
+
+// What waits on the firewall side: released addresses until their removal
+// is acknowledged, new ones until their onboarding ends.
+HttpResponse pending(const HttpRequest&, const View& v) {
+  json cleanup = json::array(), onboarding = json::array();
+  for (const auto& [ip, r] : v.ledger) {
+    if (r.state == AddressState::kPendingFirewallCleanup)
+      cleanup.push_back(json{{"ip", ip.str()},
+                             {"pool", r.pool},
+                             {"namespace", r.ns},
+                             {"releasedAt", formatTime(r.released_at)},
+                             {"waitingSeconds", std::max<Seconds>(0, v.at - r.released_at)}});
+    else if (r.state == AddressState::kAssigned && !r.usable(v.at))
+      onboarding.push_back(json{{"ip", ip.str()},
+                                {"pool", r.pool},
+                                {"namespace", r.ns},
+                                {"publishedAt", formatTime(r.assigned_at)},
+                                {"usableAt", formatTime(r.usable_at)}});
+  }
+  return jsonResp(json{{"firewallCleanup", cleanup}, {"onboarding", onboarding}});
 }
 
 HttpResponse assignmentsJson(const HttpRequest&, const View& v) {
@@ -347,6 +369,23 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     auto r = ctx.drain(n->second, !undo);
     if (!r) return error(500, r.error().message);
     return jsonResp(json{{"node", n->second}, {"drained", !undo}, {"drainedNodes", *r}});
+  });
+  r.get("/api/v1/pending", data(ctx, pending));
+  r.add("POST", "/api/v1/ack", [&ctx](const HttpRequest& q) {
+    if (!ctx.acknowledge) return error(501, "the decommission handshake is not available here");
+    // A standby's ledger view is not the leader's.
+    if (const std::string why = ctx.not_serving ? ctx.not_serving() : ""; !why.empty())
+      return error(503, why);
+    auto ipq = q.query.find("ip");
+    auto ip = IpAddress::parse(ipq == q.query.end() ? "" : ipq->second);
+    if (!ip) return error(400, "query parameter ip: an IP address is required");
+    const std::string by = q.principal ? q.principal->name : "localhost";
+    if (auto s = ctx.acknowledge(*ip, by); !s)
+      return error(s.error().code == ENOENT ? 404 : 409, s.error().message);
+    return jsonResp(json{{"ip", ip->str()},
+                         {"acknowledgedBy", by},
+                         {"result", "acknowledged: its quarantine starts at the next reconcile"}},
+                    202);
   });
   for (const char* name : {"edl", "panos", "fortigate", "checkpoint"})
     r.get(std::string("/feeds/") + name + "/*", feedRoute(ctx, *feedFormat(name)), Cost::kFast,

@@ -86,6 +86,17 @@ Status Controller::confirmRelease(const std::string& token) {
   return okStatus();
 }
 
+Status Controller::acknowledgeRemoval(const IpAddress& ip, const std::string& by) {
+  std::lock_guard l(mu_);
+  auto it = view_->ledger.find(ip);
+  if (it == view_->ledger.end()) return makeError(ENOENT, ip.str() + " is not in the ledger");
+  if (it->second.state != AddressState::kPendingFirewallCleanup)
+    return makeError(EINVAL, ip.str() + " is " + toString(it->second.state) +
+                                 ", not waiting for firewall cleanup");
+  acknowledged_[ip] = by;
+  return okStatus();
+}
+
 ReconcileReport Controller::hold(Hold h, const World& world, std::vector<ManifestError> errors) {
   ReconcileReport rep;
   rep.held = true;
@@ -154,7 +165,12 @@ Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<Ma
                        gone, token, now},
                   world, std::move(errors));
   }
-  Allocation a = allocate(world, ledger_, now, statuses_);
+  std::map<IpAddress, std::string> acks;
+  {
+    std::lock_guard l(mu_);
+    acks = acknowledged_;
+  }
+  Allocation a = allocate(world, ledger_, now, statuses_, acks);
   ReconcileReport rep;
   rep.changed = a.changed.size();
   rep.events = a.events.size();
@@ -179,9 +195,15 @@ Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<Ma
     std::lock_guard l(mu_);
     hold_.reset();
     confirmed_.clear();
+    // Recorded (or no longer pending): done. One that arrived during this
+    // pass stays for the next.
+    for (const auto& [ip, by] : acks)
+      if (auto it = acknowledged_.find(ip); it != acknowledged_.end() && it->second == by)
+        acknowledged_.erase(it);
   }
   // The ledger is durable before any gateway hears of a change.
-  if (auto r = writeGatewayStates(world, a, rep); !r) {
+  rep.next_change_at = nextOnboardingEnd(ledger_, now);
+  if (auto r = writeGatewayStates(world, a, now, rep); !r) {
     setNotReady("gateway states could not be written: " + r.error().message);
     return r.error();
   }
@@ -192,12 +214,12 @@ Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<Ma
   return rep;
 }
 
-Status Controller::writeGatewayStates(const World& world, const Allocation& a,
+Status Controller::writeGatewayStates(const World& world, const Allocation& a, Seconds now,
                                       ReconcileReport& rep) {
   if (state_dir_.empty()) return okStatus();
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
-  for (auto& [gw, state] : gatewayStates(world, a)) {
+  for (auto& [gw, state] : gatewayStates(world, a, now)) {
     // Defence in depth: only a valid node name becomes a file name.
     if (!isDnsSubdomain(gw)) continue;
     state.generation = 0;

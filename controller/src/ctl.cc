@@ -4,6 +4,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -18,6 +20,9 @@ using nsegress::parseJsonOrDiscarded;
 
 namespace {
 
+// "Bearer <token>" when --token-file or $NSEGRESS_TOKEN gives one.
+std::string g_authorization;
+
 std::pair<int, std::string> call(const std::string& server, http::verb verb,
                                  const std::string& target) {
   auto colon = server.rfind(':');
@@ -28,6 +33,7 @@ std::pair<int, std::string> call(const std::string& server, http::verb verb,
   stream.connect(res.resolve(server.substr(0, colon), server.substr(colon + 1)));
   http::request<http::empty_body> req{verb, target, 11};
   req.set(http::field::host, server);
+  if (!g_authorization.empty()) req.set(http::field::authorization, g_authorization);
   http::write(stream, req);
   beast::flat_buffer buf;
   http::response<http::string_body> resp;
@@ -50,7 +56,12 @@ std::string orDash(const json& j) {
 int main(int argc, char** argv) {
   CLI::App app{"nsegressctl: list, explain, who-had-this-IP, feeds"};
   std::string server = "127.0.0.1:8080";
-  app.add_option("--server", server, "controller host:port");
+  app.add_option("--server", server, "controller host:port (its plain-HTTP --listen)");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "file holding a bearer token of --auth-file (default: $NSEGRESS_TOKEN); needed "
+                 "once the controller has credentials")
+      ->check(CLI::ExistingFile);
   app.require_subcommand(1);
   auto* list = app.add_subcommand("list", "annotated namespaces and their egress IPs");
   std::string ns;
@@ -71,6 +82,12 @@ int main(int argc, char** argv) {
   audit->add_option("--since", since);
   auto* hold = app.add_subcommand(
       "hold", "what the controller holds and why (releases waiting for confirmation)");
+  std::string address;
+  auto* ack = app.add_subcommand(
+      "ack", "the firewall side removed ADDRESS: its quarantine starts (decommission handshake)");
+  ack->add_option("address", address)->required();
+  auto* pend = app.add_subcommand(
+      "pending", "addresses waiting on the firewall side: cleanup to acknowledge, onboarding");
   std::string token;
   auto* confirm = app.add_subcommand(
       "confirm-release", "confirm the held releases named by TOKEN (see `nsegressctl hold`)");
@@ -84,6 +101,17 @@ int main(int argc, char** argv) {
   auto* undrain = app.add_subcommand("undrain", "let gateway NODE host addresses again");
   undrain->add_option("node", node)->required();
   CLI11_PARSE(app, argc, argv);
+  {
+    std::string token;
+    if (!token_file.empty()) {
+      std::ifstream in(token_file);
+      std::getline(in, token);  // the first line; a trailing newline is not part of it
+    } else if (const char* t = std::getenv("NSEGRESS_TOKEN")) {
+      token = t;
+    }
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (!token.empty()) g_authorization = "Bearer " + token;
+  }
 
   try {
     std::pair<int, std::string> r;
@@ -99,6 +127,10 @@ int main(int argc, char** argv) {
       r = get(server, "/feeds/edl/" + pool);
     else if (hold->parsed())
       r = get(server, "/api/v1/hold");
+    else if (ack->parsed())
+      r = call(server, http::verb::post, "/api/v1/ack?ip=" + address);
+    else if (pend->parsed())
+      r = get(server, "/api/v1/pending");
     else if (confirm->parsed())
       r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + token);
     else if (drain->parsed())
@@ -107,7 +139,7 @@ int main(int argc, char** argv) {
       r = call(server, http::verb::post, "/api/v1/drain?node=" + node + "&undo=1");
     else
       r = get(server, "/audit?since=" + std::to_string(since));
-    if (r.first != 200) {
+    if (r.first != 200 && r.first != 202) {
       auto j = parseJsonOrDiscarded(r.second);
       std::cerr << "error " << r.first << ": "
                 << (j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.second)
@@ -152,6 +184,22 @@ int main(int argc, char** argv) {
         if (!j["token"].get<std::string>().empty())
           std::cout << "confirm with: nsegressctl confirm-release " << orDash(j["token"]) << "\n";
       }
+    } else if (ack->parsed()) {
+      std::cout << orDash(j["ip"]) << ": removal acknowledged (by " << orDash(j["acknowledgedBy"])
+                << "); its quarantine starts at the next reconcile\n";
+    } else if (pend->parsed()) {
+      std::cout << "WAITING FOR FIREWALL CLEANUP (acknowledge with nsegressctl ack ADDRESS)\n";
+      for (const auto& a : j["firewallCleanup"])
+        std::cout << "  " << std::left << std::setw(40) << orDash(a["ip"]) << " pool "
+                  << orDash(a["pool"]) << ", released by " << orDash(a["namespace"]) << " at "
+                  << orDash(a["releasedAt"]) << " (" << orDash(a["waitingSeconds"]) << " s ago)\n";
+      if (j["firewallCleanup"].empty()) std::cout << "  none\n";
+      std::cout << "ONBOARDING (in the feeds, not yet used)\n";
+      for (const auto& a : j["onboarding"])
+        std::cout << "  " << std::left << std::setw(40) << orDash(a["ip"]) << " pool "
+                  << orDash(a["pool"]) << ", for " << orDash(a["namespace"]) << ", used from "
+                  << orDash(a["usableAt"]) << "\n";
+      if (j["onboarding"].empty()) std::cout << "  none\n";
     } else if (confirm->parsed()) {
       std::cout << "confirmed: the releases happen at the next reconcile\n";
     } else if (who->parsed()) {

@@ -247,7 +247,11 @@ int main(int argc, char** argv) {
     if (r->changed || r->events || r->gateways_written)
       spdlog::info("reconciled: {} ledger changes, {} events, {} gateway states written",
                    r->changed, r->events, r->gateways_written);
-    return RunResult::ok();
+    RunResult ok = RunResult::ok();
+    if (r->next_change_at)  // an onboarding ends: the gateways' states change then
+      ok.requeue_after =
+          std::chrono::seconds(std::max<Seconds>(1, *r->next_change_at - time(nullptr)));
+    return ok;
   };
   if (once) return reconcile().kind == RunResult::Kind::kOk ? 0 : 1;
 
@@ -280,6 +284,14 @@ int main(int argc, char** argv) {
                                 drain ? "drained" : "undrained");
                    if (wake) wake();
                    return now;
+                 },
+                 [&](const IpAddress& ip, const std::string& by) {
+                   auto s = ctl.acknowledgeRemoval(ip, by);
+                   if (s) {
+                     spdlog::info("removal of {} acknowledged by {}", ip.str(), by);
+                     if (wake) wake();
+                   }
+                   return s;
                  }};
   auto serving = Serving::start(serve, api, metrics);
   if (!serving) {

@@ -25,7 +25,8 @@ class ViewMetrics : public prometheus::Collectable {
         fam("nsegress_controller_manifest_errors", "Manifest errors now (last good objects kept)");
     std::map<std::pair<std::string, std::string>, double> by;
     for (const auto& [pn, p] : v->pools)
-      for (const char* st : {"Assigned", "Quarantined", "Free"}) by[{pn, st}] = 0;
+      for (const char* st : {"Assigned", "PendingFirewallCleanup", "Quarantined", "Free"})
+        by[{pn, st}] = 0;
     for (const auto& [ip, r] : v->ledger) by[{r.pool, toString(r.state)}]++;
     for (const auto& [k, n] : by) {
       prometheus::ClientMetric m;
@@ -65,7 +66,29 @@ class ViewMetrics : public prometheus::Collectable {
     held.metric.push_back(h);
     held_rel.metric.push_back(hr);
     not_ready.metric.push_back(nr);
-    return {addrs, size, nss, errs, held, held_rel, not_ready};
+    // The decommission handshake: how long the oldest released address of
+    // each pool has waited for the firewall side's acknowledgement.
+    auto oldest = fam("nsegress_controller_firewall_cleanup_oldest_seconds",
+                      "Seconds the oldest address of a pool has waited in PendingFirewallCleanup "
+                      "(0: none waits); acknowledge with nsegressctl ack");
+    auto onboarding = fam("nsegress_controller_onboarding_addresses",
+                          "Addresses published in the feeds but not yet used (onboarding)");
+    std::map<std::string, double> oldest_by, onboarding_by;
+    for (const auto& [pn, p] : v->pools) oldest_by[pn] = onboarding_by[pn] = 0;
+    for (const auto& [ip, r] : v->ledger) {
+      if (r.state == AddressState::kPendingFirewallCleanup)
+        oldest_by[r.pool] = std::max(
+            oldest_by[r.pool], static_cast<double>(std::max<Seconds>(0, v->at - r.released_at)));
+      if (r.state == AddressState::kAssigned && !r.usable(v->at)) onboarding_by[r.pool]++;
+    }
+    for (auto [f, m] : {std::pair{&oldest, &oldest_by}, std::pair{&onboarding, &onboarding_by}})
+      for (const auto& [pn, n] : *m) {
+        prometheus::ClientMetric c;
+        c.label = {{"pool", pn}};
+        c.gauge.value = n;
+        f->metric.push_back(c);
+      }
+    return {addrs, size, nss, errs, held, held_rel, not_ready, oldest, onboarding};
   }
 
  private:

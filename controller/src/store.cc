@@ -65,18 +65,20 @@ namespace {
 using DbPtr = Handle<sqlite3, sqlite3_close_v2>;
 using StmtPtr = Handle<sqlite3_stmt, sqlite3_finalize>;
 
-constexpr const char* kSchema = R"sql(
-PRAGMA journal_mode=WAL;
-PRAGMA synchronous=FULL;
-CREATE TABLE IF NOT EXISTS addresses(
-  ip TEXT PRIMARY KEY,
-  pool TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('Assigned','Quarantined','Free')),
-  namespace TEXT NOT NULL,
-  node TEXT NOT NULL,
-  assigned_at INTEGER NOT NULL,
-  released_at INTEGER NOT NULL,
-  quarantine_until INTEGER NOT NULL);
+#define NSEGRESS_ADDRESSES_COLUMNS                                              \
+  "(ip TEXT PRIMARY KEY, pool TEXT NOT NULL, "                                  \
+  "state TEXT NOT NULL CHECK (state IN "                                        \
+  "('Assigned','PendingFirewallCleanup','Quarantined','Free')), "               \
+  "namespace TEXT NOT NULL, node TEXT NOT NULL, assigned_at INTEGER NOT NULL, " \
+  "released_at INTEGER NOT NULL, quarantine_until INTEGER NOT NULL, "           \
+  "usable_at INTEGER NOT NULL DEFAULT 0)"
+
+constexpr const char* kSchema =
+    "PRAGMA journal_mode=WAL;\n"
+    "PRAGMA synchronous=FULL;\n"
+    "CREATE TABLE IF NOT EXISTS addresses" NSEGRESS_ADDRESSES_COLUMNS
+    ";\n"
+    R"sql(
 CREATE UNIQUE INDEX IF NOT EXISTS one_address_per_namespace ON addresses(namespace) WHERE state = 'Assigned';
 CREATE TABLE IF NOT EXISTS audit(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,6 +91,22 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_ip ON audit(ip, id);
 )sql";
+
+// A ledger of an earlier version (no PendingFirewallCleanup state, no
+// usable_at): the table is rebuilt in one transaction, rows kept as they are.
+constexpr const char* kMigrateV1 =
+    "BEGIN IMMEDIATE;\n"
+    "CREATE TABLE addresses_v2" NSEGRESS_ADDRESSES_COLUMNS
+    ";\n"
+    "INSERT INTO addresses_v2(ip, pool, state, namespace, node, assigned_at, released_at, "
+    "quarantine_until) SELECT ip, pool, state, namespace, node, assigned_at, released_at, "
+    "quarantine_until FROM addresses;\n"
+    "DROP TABLE addresses;\n"
+    "ALTER TABLE addresses_v2 RENAME TO addresses;\n"
+    "CREATE UNIQUE INDEX one_address_per_namespace ON addresses(namespace) WHERE state = "
+    "'Assigned';\n"
+    "COMMIT;";
+#undef NSEGRESS_ADDRESSES_COLUMNS
 
 Error dbError(sqlite3* db, const std::string& what) {
   return makeError(EIO, "ledger: " + what + ": " + sqlite3_errmsg(db));
@@ -169,6 +187,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
                                    "initialise it implicitly; use --init-ledger for a new one");
   }
   if (auto r = impl->exec(kSchema); !r) return r.error();
+  {
+    auto t = impl->prepare("SELECT sql FROM sqlite_master WHERE type='table' AND name='addresses'");
+    if (!t || sqlite3_step(t->get()) != SQLITE_ROW || !sqlite3_column_text(t->get(), 0))
+      return makeError(EIO, "ledger " + path + ": cannot read its schema");
+    const std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(t->get(), 0));
+    t = makeError(0, "");  // finalized before the migration
+    if (sql.find("usable_at") == std::string::npos) {
+      if (auto r = impl->exec(kMigrateV1); !r) {
+        (void)impl->exec("ROLLBACK");
+        return makeError(EIO, "ledger " + path + ": migration failed: " + r.error().message);
+      }
+    }
+  }
   sqlite3* reader = nullptr;
   rc =
       sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
@@ -185,8 +216,8 @@ SqliteStore::~SqliteStore() = default;
 
 Result<Ledger> SqliteStore::load() {
   auto st = impl_->prepare(
-      "SELECT ip, pool, state, namespace, node, assigned_at, released_at, quarantine_until FROM "
-      "addresses");
+      "SELECT ip, pool, state, namespace, node, assigned_at, released_at, quarantine_until, "
+      "usable_at FROM addresses");
   if (!st) return st.error();
   Ledger out;
   int rc;
@@ -205,7 +236,8 @@ Result<Ledger> SqliteStore::load() {
                              col(4),
                              sqlite3_column_int64(st->get(), 5),
                              sqlite3_column_int64(st->get(), 6),
-                             sqlite3_column_int64(st->get(), 7)};
+                             sqlite3_column_int64(st->get(), 7),
+                             sqlite3_column_int64(st->get(), 8)};
   }
   if (rc != SQLITE_DONE) return dbError(impl_->db.get(), "load");
   return out;
@@ -219,11 +251,12 @@ Status SqliteStore::commit(std::vector<AddressRecord>& changed,
   auto write = [&]() -> Status {
     auto up = impl_->prepare(
         "INSERT INTO addresses(ip, pool, state, namespace, node, assigned_at, released_at, "
-        "quarantine_until) "
-        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(ip) DO UPDATE SET pool=excluded.pool, "
+        "quarantine_until, usable_at) "
+        "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(ip) DO UPDATE SET pool=excluded.pool, "
         "state=excluded.state, "
         "namespace=excluded.namespace, node=excluded.node, assigned_at=excluded.assigned_at, "
-        "released_at=excluded.released_at, quarantine_until=excluded.quarantine_until");
+        "released_at=excluded.released_at, quarantine_until=excluded.quarantine_until, "
+        "usable_at=excluded.usable_at");
     if (!up) return up.error();
     // Releases before assignments: the per-namespace unique index is checked
     // per statement, and a namespace moving addresses releases one first.
@@ -244,6 +277,7 @@ Status SqliteStore::commit(std::vector<AddressRecord>& changed,
       sqlite3_bind_int64(s, 6, r->assigned_at);
       sqlite3_bind_int64(s, 7, r->released_at);
       sqlite3_bind_int64(s, 8, r->quarantine_until);
+      sqlite3_bind_int64(s, 9, r->usable_at);
       if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "write " + ip);
     }
     auto ev = impl_->prepare(

@@ -85,7 +85,7 @@ Result<DesiredState> KubeStateSource::load() {
     return makeError(EAGAIN, "waiting for the first list from the API server: " + waiting);
   // Computed on the caches in place (no copies of 100k pods per load). Each
   // informer's lock is held only while it is read.
-  GatewayViews views;
+  GatewayViews views(static_cast<Seconds>(std::time(nullptr)));
   namespaces_->read([&](const auto& m) {
     for (const auto& [k, ns] : m) views.addNamespace(ns);
   });

@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Ledger ledger;
   auto a = allocate(*w, ledger, 1'800'000'000);
   auto again = allocate(*w, a.ledger, 1'800'000'001, a.statuses);
-  (void)gatewayStates(*w, again);
+  (void)gatewayStates(*w, again, 1'800'000'001);
   for (const auto& [name, p] : w->pools) (void)p.size();
   return 0;
 }

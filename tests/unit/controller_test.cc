@@ -170,7 +170,7 @@ TEST(Allocator, GatewayFailureMovesTheAddressNotTheIp) {
   EXPECT_EQ(s.st("pay").ip, ip("203.0.113.10"));
   EXPECT_EQ(s.st("pay").node, "gw-b");
   EXPECT_EQ(a.events.back().kind, "Moved");
-  auto gws = gatewayStates(w, a);
+  auto gws = gatewayStates(w, a, kT0 + 1);
   ASSERT_TRUE(gws.count("gw-b"));
   EXPECT_EQ(gws["gw-b"].namespaces[0].egress_v4, ip("203.0.113.10"));
   EXPECT_FALSE(gws["gw-a"].namespaces[0].egress_v4) << "fail-closed on the old gateway";
@@ -245,7 +245,7 @@ status: {phase: Running, podIP: 10.1.0.9}
   ASSERT_TRUE(pods) << pods.error().message;
   w.pods = pods->pods;
   Sim s;
-  auto gws = gatewayStates(w, s.step(w, kT0));
+  auto gws = gatewayStates(w, s.step(w, kT0), kT0);
   const auto& st = gws.at("gw-a");
   ASSERT_EQ(st.namespaces.size(), 2u);
   EXPECT_EQ(st.namespaces[0].name, "pay");
@@ -267,8 +267,8 @@ TEST(Allocator, PoolUsageCountsWhatTheLedgerHolds) {
   w.pools["batch"].invalid = "spec.addresses[0]: broken";
   auto u = poolUsage(w.pools, s.ledger);
   // dmz: .10-.13 minus .11 = 3 usable; pay holds one, shop's is quarantined.
-  EXPECT_EQ(u["dmz"], (PoolUsage{3, 1, 1, 1, ""}));
-  EXPECT_EQ(u["batch"], (PoolUsage{0, 0, 0, 0, "spec.addresses[0]: broken"}));
+  EXPECT_EQ(u["dmz"], (PoolUsage{3, 1, 0, 1, 1, ""}));
+  EXPECT_EQ(u["batch"], (PoolUsage{0, 0, 0, 0, 0, "spec.addresses[0]: broken"}));
 }
 
 // ---- bad input: a reason on that namespace alone, nothing else changes -----

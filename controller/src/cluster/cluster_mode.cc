@@ -276,19 +276,34 @@ int runClusterMode(const ClusterModeOptions& o) {
     writeBack(api, *view, all_namespaces, already);
     writePoolStatus(api, *view, pool_status);
     label(true);
-    return RunResult::ok();
+    RunResult ok = RunResult::ok();
+    if (r->next_change_at)  // an onboarding ends: statuses change then
+      ok.requeue_after = std::chrono::seconds(
+          std::max<Seconds>(1, *r->next_change_at - static_cast<Seconds>(time(nullptr))));
+    return ok;
   };
   DriverOptions dopts;
   dopts.debounce = std::chrono::milliseconds(100);  // coalesce a burst of events
   dopts.resync = std::chrono::seconds(o.resync_seconds);
   driver = std::make_unique<ReconcileDriver>(loop, clock, dopts, run, &metrics.driver);
 
-  ApiContext api_ctx{[&] { return ctl.view(); }, &store, [&] { return metrics.text(); },
+  ApiContext api_ctx{[&] { return ctl.view(); },
+                     &store,
+                     [&] { return metrics.text(); },
                      [&] {
                        return serving ? std::string()
                                       : std::string("not serving: this replica is not the leader");
                      },
-                     [&](const std::string& token) { return ctl.confirmRelease(token); }};
+                     [&](const std::string& token) { return ctl.confirmRelease(token); },
+                     {},
+                     [&](const IpAddress& ip, const std::string& by) {
+                       auto s = ctl.acknowledgeRemoval(ip, by);
+                       if (s) {
+                         spdlog::info("removal of {} acknowledged by {}", ip.str(), by);
+                         driver->trigger();
+                       }
+                       return s;
+                     }};
   auto http = Serving::start(o.serve, api_ctx, metrics);
   if (!http) {
     spdlog::error("{}", http.error().message);

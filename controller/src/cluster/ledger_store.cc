@@ -42,6 +42,7 @@ json statusOf(const AddressRecord& r, const json& history) {
   if (r.assigned_at) s["assignedAt"] = formatTime(r.assigned_at);
   if (r.released_at) s["releasedAt"] = formatTime(r.released_at);
   if (r.quarantine_until) s["quarantineUntil"] = formatTime(r.quarantine_until);
+  if (r.usable_at) s["usableAt"] = formatTime(r.usable_at);
   if (!history.empty()) s["history"] = history;
   return s;
 }

@@ -15,7 +15,8 @@
 // - A namespace that no longer exists (deleted, its manifest removed) but
 //   whose pods are still listed is kept fail-closed while they drain, when
 //   the ledger remembers it (a tombstone): its pods never leave unmapped.
-// - A listed namespace without an address on N is fail-closed on N.
+// - A listed namespace without an address on N is fail-closed on N; so is
+//   one whose address is still onboarding (in the feeds, not yet used).
 // - Every listed namespace names the node hosting its address of each family
 //   (gateway_v4/v6), so a node steers its own pods of a namespace hosted
 //   elsewhere to that node; every state lists the cluster's nodes with their
@@ -43,6 +44,9 @@ struct GatewayView {
 // Fed from any container: namespaces and ledger records first, then pods.
 class GatewayViews {
  public:
+  // `now`: an Assigned record still onboarding (usable_at > now) maps
+  // nothing yet; its namespace is held fail-closed.
+  explicit GatewayViews(Seconds now = 0) : now_(now) {}
   void addNamespace(const Namespace& ns);
   void addRecord(const AddressRecord& r);
   void addNode(const Node& n);
@@ -64,6 +68,7 @@ class GatewayViews {
   std::set<std::string> existing_;    // namespaces that exist
   std::set<std::string> tombstones_;  // namespaces the ledger remembers (any state)
   std::map<std::string, Node> nodes_;
+  Seconds now_ = 0;
 };
 
 }  // namespace nsegress

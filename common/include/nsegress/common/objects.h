@@ -47,6 +47,12 @@ struct Pool {
   Selector namespace_selector;
   Selector node_selector;
   Seconds quarantine = 7 * 24 * 3600;
+  // The decommission handshake: a released address waits in
+  // PendingFirewallCleanup until the firewall side acknowledges it.
+  bool acknowledge_removal = false;
+  // Onboarding: a new address is in the feeds this long before pods use it.
+  Seconds onboarding = 0;
+  static constexpr Seconds kMaxOnboarding = 7 * 24 * 3600;
   std::string source;  // file it came from
   std::optional<std::string>
       invalid;  // why the spec is unusable (kept, so namespaces see the reason)
@@ -156,7 +162,10 @@ struct World {
 
 // ---- ledger -------------------------------------------------------------------
 
-enum class AddressState { kAssigned, kQuarantined, kFree };
+// PendingFirewallCleanup: released in a pool with acknowledgeRemoval, out of
+// the feeds and given to nobody (its holder may reclaim it) until the
+// firewall side acknowledges its removal; then Quarantined.
+enum class AddressState { kAssigned, kPendingFirewallCleanup, kQuarantined, kFree };
 std::string toString(AddressState s);
 std::optional<AddressState> addressStateFrom(const std::string& s);
 // The latest time nsegress reads or writes: 9999-12-31T23:59:59Z.
@@ -175,8 +184,12 @@ struct AddressRecord {
   std::string ns;           // Assigned: holder; Quarantined/Free: previous holder (tombstone)
   std::string node;         // gateway node hosting it (Assigned)
   Seconds assigned_at = 0;  // when the current/last holder got it
-  Seconds released_at = 0;  // when it entered quarantine
+  Seconds released_at = 0;  // when it was released (pending cleanup or quarantine)
   Seconds quarantine_until = 0;
+  // Assigned in a pool with onboarding: pods use it from this time (it is in
+  // the feeds from assigned_at). 0: at once.
+  Seconds usable_at = 0;
+  bool usable(Seconds now) const { return usable_at <= now; }
   // Opaque storage version (the Kubernetes resourceVersion) of the stored
   // object this record was read from; writes are conditional on it. Empty
   // for SQLite and for addresses never stored.

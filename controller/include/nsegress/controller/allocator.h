@@ -38,13 +38,21 @@ struct Allocation {
 
 // `previous` statuses suppress repeated Refused/Pending/Conflict events: an
 // event is emitted when a namespace's status changes, not on every reconcile.
+// `acknowledged`: addresses whose removal the firewall side acknowledged
+// (the decommission handshake): PendingFirewallCleanup ones enter
+// quarantine now.
 Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
-                    const std::map<std::string, NamespaceStatus>& previous = {});
+                    const std::map<std::string, NamespaceStatus>& previous = {},
+                    const std::map<IpAddress, std::string>& acknowledged = {});
 
 // Per gateway node (a node a valid pool may place addresses on, or one the
 // ledger places an address on): its desired state by the one set of rules
 // both modes share (common/gateway_view.h).
-std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a);
+std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a,
+                                                  Seconds now);
+// The earliest onboarding end after `now` (when gateway states change next
+// without any other event), if any.
+std::optional<Seconds> nextOnboardingEnd(const Ledger& ledger, Seconds now);
 
 // Failover roles, planned handovers: common/failover_roles.h.
 
@@ -52,7 +60,7 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
 // is what a new namespace could still get. An invalid pool reports size 0
 // and why.
 struct PoolUsage {
-  uint64_t size = 0, assigned = 0, quarantined = 0, free = 0;
+  uint64_t size = 0, assigned = 0, pending_cleanup = 0, quarantined = 0, free = 0;
   std::string invalid;
   bool operator==(const PoolUsage&) const = default;
 };

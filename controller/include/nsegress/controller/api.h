@@ -12,6 +12,8 @@
 //   GET /feeds/edl/<pool>                  External Dynamic List: one address per line
 //   GET /feeds/assignments.json | .csv     namespace, ip, pool, since
 //   GET /audit?since=ID&limit=N            append-only event log (JSON lines)
+//   GET /api/v1/pending                    addresses waiting: firewall cleanup, onboarding
+//   POST /api/v1/ack?ip=A                  the firewall side removed A (handshake)
 //   GET /api/v1/hold                       what is held and why (null if nothing)
 //   POST /api/v1/hold/confirm?token=T      confirm the held releases named by T
 //   GET /metrics                           Prometheus text
@@ -40,6 +42,9 @@ struct ApiContext {
   // Drains or undrains a gateway node (POST /api/v1/drain?node=N[&undo=1]);
   // returns the drained set after the change. Unset: 501.
   std::function<Result<std::set<std::string>>(const std::string& node, bool drain)> drain;
+  // The decommission handshake (POST /api/v1/ack?ip=A): the firewall side
+  // acknowledges an address's removal; `by` names who. Unset: 501.
+  std::function<Status(const IpAddress& ip, const std::string& by)> acknowledge;
 
   // A context over a fixed snapshot (tests).
   static ApiContext fixed(std::shared_ptr<const View> v, LedgerStore* store = nullptr,

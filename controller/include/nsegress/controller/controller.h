@@ -56,6 +56,9 @@ struct ReconcileReport {
   size_t gateways_written = 0;
   bool held = false;  // nothing applied: see View::hold
   std::optional<std::chrono::milliseconds> recheck_after;
+  // When the gateways' states change next with nothing else happening (an
+  // onboarding ends): reconcile again then.
+  std::optional<Seconds> next_change_at;
 };
 
 class Controller {
@@ -73,13 +76,19 @@ class Controller {
   // Confirms the held releases named by `token` (View::hold); they happen at
   // the next reconcile if they are still exactly the ones held. Thread-safe.
   Status confirmRelease(const std::string& token);
+  // The decommission handshake: the firewall side (`by`, a principal or
+  // "localhost") acknowledges the removal of `ip`, which must be waiting in
+  // PendingFirewallCleanup; its quarantine starts at the next reconcile
+  // (the caller wakes it). Thread-safe.
+  Status acknowledgeRemoval(const IpAddress& ip, const std::string& by);
   std::shared_ptr<const View> view() const;
   LedgerStore& store() { return store_; }
   // The ledger as of the last reconcile (the reconcile thread only).
   const Ledger& ledger() const { return ledger_; }
 
  private:
-  Status writeGatewayStates(const World& world, const Allocation& a, ReconcileReport& rep);
+  Status writeGatewayStates(const World& world, const Allocation& a, Seconds now,
+                            ReconcileReport& rep);
   ReconcileReport hold(Hold h, const World& world, std::vector<ManifestError> errors);
   void publish(const World& world, std::vector<ManifestError> errors, std::optional<Hold> hold,
                Seconds now);
@@ -97,7 +106,8 @@ class Controller {
   std::optional<Hold> hold_;
   std::string not_ready_;
   void setNotReady(std::string why);
-  std::string confirmed_;  // a confirmed token (guarded by mu_)
+  std::string confirmed_;                          // a confirmed token (guarded by mu_)
+  std::map<IpAddress, std::string> acknowledged_;  // address -> by whom (guarded by mu_)
   mutable std::mutex mu_;
   std::shared_ptr<const View> view_;
 };
