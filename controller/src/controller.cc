@@ -188,6 +188,7 @@ Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<Ma
       return r.error();
     }
     for (const auto& c : a.changed) a.ledger[c.ip] = c;  // new storage versions
+    if (on_commit_ && !a.events.empty()) on_commit_(a.events);
   }
   ledger_ = a.ledger;
   statuses_ = a.statuses;

@@ -26,6 +26,7 @@
 #include "nsegress/controller/lease_service.h"
 #include "nsegress/controller/metrics.h"
 #include "nsegress/controller/serve.h"
+#include "nsegress/controller/webhooks.h"
 
 using namespace nsegress;
 using namespace nsegress::controller;
@@ -120,6 +121,20 @@ int main(int argc, char** argv) {
   app.add_option("--max-requests-per-connection", serve.max_requests_per_connection,
                  "HTTP: requests on one kept-alive connection")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  WebhookOptions hooks;
+  std::string webhook_secret_file;
+  app.add_option("--webhook", hooks.urls,
+                 "URL notified (POST, JSON) of every ledger change; repeatable");
+  app.add_option("--webhook-secret-file", webhook_secret_file,
+                 "File holding the HMAC-SHA256 key that signs webhook bodies "
+                 "(X-Nsegress-Signature); its first line, without the newline")
+      ->check(CLI::ExistingFile);
+  app.add_option("--webhook-ca", hooks.ca_file,
+                 "PEM CAs for https webhooks (default: the system's)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--webhook-attempts", hooks.max_attempts,
+                 "Attempts per notification before it is a dead letter (1 s backoff, doubling)")
+      ->check(CLI::Range(1, 100));
   app.add_option("--gateway-state-dir", state_dir,
                  "Where to write <node>.json desired states for gateways");
   app.add_option("--lease-listen", lease_listen,
@@ -140,6 +155,28 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ controller: %v");
+  if (!webhook_secret_file.empty()) {
+    auto f = readFileBounded(webhook_secret_file, 4096);
+    if (!f) {
+      spdlog::error("--webhook-secret-file: {}", f.error().message);
+      return 2;
+    }
+    hooks.secret = f->text.substr(0, f->text.find('\n'));
+    if (!hooks.secret.empty() && hooks.secret.back() == '\r') hooks.secret.pop_back();
+    if (hooks.secret.size() < 16) {
+      spdlog::error("--webhook-secret-file: the key must be at least 16 bytes");
+      return 2;
+    }
+  }
+  if (auto why = serve.check(); !why.empty()) {
+    spdlog::error("{}", why);
+    return 2;
+  }
+  for (const auto& u : hooks.urls)
+    if (auto url = http::Url::parse(u); !url) {
+      spdlog::error("--webhook {}", url.error().message);
+      return 2;
+    }
   if (kubernetes) {
     if (!lease_listen.empty()) {
       auto key = ownership::readKeyFile(peer_key_file);
@@ -153,6 +190,7 @@ int main(int argc, char** argv) {
       km.promise_ms = promise_ms;
     }
     km.serve = serve;
+    km.webhooks = hooks;
     km.gateway_state_dir = state_dir;
     km.resync_seconds = resync_s;
     km.guard = guard;
@@ -297,6 +335,15 @@ int main(int argc, char** argv) {
   if (!serving) {
     spdlog::error("{}", serving.error().message);
     return 1;
+  }
+  auto webhooks = Webhooks::start(hooks);
+  if (!webhooks) {
+    spdlog::error("{}", webhooks.error().message);
+    return 2;
+  }
+  if (!hooks.urls.empty()) {
+    metrics.addCollectable((*webhooks)->metrics());
+    ctl.setOnCommit([w = webhooks->get()](const std::vector<AuditEvent>& e) { w->notify(e); });
   }
 
   boost::asio::io_context io;

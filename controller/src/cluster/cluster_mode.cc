@@ -309,6 +309,15 @@ int runClusterMode(const ClusterModeOptions& o) {
     spdlog::error("{}", http.error().message);
     return 1;
   }
+  auto webhooks = Webhooks::start(o.webhooks);
+  if (!webhooks) {
+    spdlog::error("{}", webhooks.error().message);
+    return 2;
+  }
+  if (!o.webhooks.urls.empty()) {
+    metrics.addCollectable((*webhooks)->metrics());
+    ctl.setOnCommit([w = webhooks->get()](const std::vector<AuditEvent>& e) { w->notify(e); });
+  }
   // The Endpoints name the ports the API really listens on.
   if (auto p = (*http)->apiPort()) endpoint.port = p;
   endpoint.https_port = (*http)->tlsPort();

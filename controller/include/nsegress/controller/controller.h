@@ -81,6 +81,11 @@ class Controller {
   // PendingFirewallCleanup; its quarantine starts at the next reconcile
   // (the caller wakes it). Thread-safe.
   Status acknowledgeRemoval(const IpAddress& ip, const std::string& by);
+  // Called with each batch of audit events once it is committed (e.g. the
+  // webhooks); on the reconcile thread, so it must not block.
+  void setOnCommit(std::function<void(const std::vector<AuditEvent>&)> f) {
+    on_commit_ = std::move(f);
+  }
   std::shared_ptr<const View> view() const;
   LedgerStore& store() { return store_; }
   // The ledger as of the last reconcile (the reconcile thread only).
@@ -106,8 +111,10 @@ class Controller {
   std::optional<Hold> hold_;
   std::string not_ready_;
   void setNotReady(std::string why);
-  std::string confirmed_;                          // a confirmed token (guarded by mu_)
-  std::map<IpAddress, std::string> acknowledged_;  // address -> by whom (guarded by mu_)
+  std::string confirmed_;  // a confirmed token (guarded by mu_)
+  std::map<IpAddress, std::string> acknowledged_;
+  std::function<void(const std::vector<AuditEvent>&)>
+      on_commit_;  // address -> by whom (guarded by mu_)
   mutable std::mutex mu_;
   std::shared_ptr<const View> view_;
 };

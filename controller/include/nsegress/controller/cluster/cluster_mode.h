@@ -8,6 +8,7 @@
 
 #include "nsegress/controller/controller.h"
 #include "nsegress/controller/serve.h"
+#include "nsegress/controller/webhooks.h"
 
 namespace nsegress::controller::cluster {
 
@@ -15,7 +16,8 @@ struct ClusterModeOptions {
   std::string kubeconfig;  // empty: $KUBECONFIG, ~/.kube/config or in-cluster
   std::string identity;    // lease holder identity (default: host name + pid)
   std::string lease_namespace = "nsegress-system";
-  ServeOptions serve;  // the API's listeners, TLS, credentials, limits
+  ServeOptions serve;       // the API's listeners, TLS, credentials, limits
+  WebhookOptions webhooks;  // change notifications (sent by the leader)
   std::string gateway_state_dir;
   // This replica's Pod in lease_namespace (in-cluster). While it leads and
   // serves, the Endpoints `service_name` list this Pod's IP alone (the
