@@ -2,6 +2,7 @@
 #include "nsegress/common/desired_state.h"
 #include "nsegress/common/json.h"
 #include "nsegress/controller/feeds.h"
+#include "nsegress/controller/web.h"
 
 #include <charconv>
 #include <ctime>
@@ -371,6 +372,9 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     return jsonResp(json{{"node", n->second}, {"drained", !undo}, {"drainedNodes", *r}});
   });
   r.get("/api/v1/pending", data(ctx, pending));
+  // The firewall team's page (reads the audit log: off the feeds' thread).
+  r.get(
+      "/ui", [&ctx](const HttpRequest& q) { return webPage(ctx, q); }, Cost::kSlow);
   r.add("POST", "/api/v1/ack", [&ctx](const HttpRequest& q) {
     if (!ctx.acknowledge) return error(501, "the decommission handshake is not available here");
     // A standby's ledger view is not the leader's.

@@ -7,7 +7,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
 
 namespace nsegress::controller {
 
@@ -23,6 +25,21 @@ Result<std::vector<AuditEvent>> LedgerStore::history(const IpAddress& ip) {
     since = page->back().id;
   }
   return out;
+}
+
+Result<std::vector<StoredEvent>> LedgerStore::recent(size_t limit) {
+  std::deque<StoredEvent> tail;
+  for (int64_t since = 0;;) {
+    auto page = audit(since, 10000);
+    if (!page) return page.error();
+    if (page->empty()) break;
+    for (auto& e : *page) {
+      tail.push_back(std::move(e));
+      if (tail.size() > limit) tail.pop_front();
+    }
+    since = tail.empty() ? since + 10000 : tail.back().id;
+  }
+  return std::vector<StoredEvent>(tail.begin(), tail.end());
 }
 
 // ---- MemoryStore ---------------------------------------------------------------
@@ -110,6 +127,22 @@ constexpr const char* kMigrateV1 =
 
 Error dbError(sqlite3* db, const std::string& what) {
   return makeError(EIO, "ledger: " + what + ": " + sqlite3_errmsg(db));
+}
+
+// Rows of (id, at, kind, namespace, ip, pool, node, message).
+Result<std::vector<StoredEvent>> readEvents(sqlite3_stmt* st, sqlite3* db) {
+  std::vector<StoredEvent> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    auto col = [&](int i) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i)));
+    };
+    out.push_back(
+        {sqlite3_column_int64(st, 0),
+         AuditEvent{sqlite3_column_int64(st, 1), col(2), col(3), col(4), col(5), col(6), col(7)}});
+  }
+  if (rc != SQLITE_DONE) return dbError(db, "read audit");
+  return out;
 }
 }  // namespace
 
@@ -327,17 +360,18 @@ Result<std::vector<StoredEvent>> SqliteStore::audit(int64_t since, size_t limit)
   if (!st) return st.error();
   sqlite3_bind_int64(st->get(), 1, since);
   sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(limit));
-  std::vector<StoredEvent> out;
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
-    auto col = [&](int i) {
-      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), i)));
-    };
-    out.push_back(
-        {sqlite3_column_int64(st->get(), 0), AuditEvent{sqlite3_column_int64(st->get(), 1), col(2),
-                                                        col(3), col(4), col(5), col(6), col(7)}});
-  }
-  if (rc != SQLITE_DONE) return dbError(impl_->reader.get(), "read audit");
+  return readEvents(st->get(), impl_->reader.get());
+}
+
+Result<std::vector<StoredEvent>> SqliteStore::recent(size_t limit) {
+  auto st = impl_->prepare(
+      "SELECT id, at, kind, namespace, ip, pool, node, message FROM audit ORDER BY id DESC "
+      "LIMIT ?",
+      impl_->reader.get());
+  if (!st) return st.error();
+  sqlite3_bind_int64(st->get(), 1, static_cast<int64_t>(limit));
+  auto out = readEvents(st->get(), impl_->reader.get());
+  if (out) std::reverse(out->begin(), out->end());
   return out;
 }
 

@@ -32,6 +32,9 @@ class LedgerStore {
   // Audit entries with id > since, oldest first, at most `limit`.
   virtual Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) = 0;
   virtual Result<std::optional<std::string>> meta(const std::string& key) = 0;
+  // The newest `limit` audit entries, oldest first (the web page). The
+  // default pages through audit(); stores with an index do better.
+  virtual Result<std::vector<StoredEvent>> recent(size_t limit);
   // Who held `ip` over time: its audit events, oldest first (who-had).
   // The default pages through audit(); stores with an index do better.
   virtual Result<std::vector<AuditEvent>> history(const IpAddress& ip);
@@ -63,6 +66,7 @@ class SqliteStore final : public LedgerStore {
   Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& events,
                 const std::map<std::string, std::string>& meta = {}) override;
   Result<std::vector<StoredEvent>> audit(int64_t since, size_t limit) override;
+  Result<std::vector<StoredEvent>> recent(size_t limit) override;
   Result<std::optional<std::string>> meta(const std::string& key) override;
   Result<std::vector<AuditEvent>> history(const IpAddress& ip) override;
   Status checkWritable() override;
