@@ -47,3 +47,19 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}" >&2
   apt_install "${missing[@]}"
 fi
+
+# Headless Chromium for the web page's browser test (tests/e2e/web-page.sh).
+# Best effort: if apt cannot fetch it, that one test reports itself SKIPPED
+# (said so in ctest's output) and everything else goes on.
+OPTIONAL=(chromium fonts-dejavu-core)
+opt_missing=()
+for p in "${OPTIONAL[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    opt_missing+=("$p")
+  fi
+done
+if ((${#opt_missing[@]})); then
+  echo "deps: installing ${opt_missing[*]} (optional: the browser test)" >&2
+  apt_install "${opt_missing[@]}" ||
+    echo "deps: WARNING: could not install ${opt_missing[*]}; e2e_web_page will be skipped" >&2
+fi
