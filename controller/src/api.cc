@@ -157,7 +157,11 @@ HttpResponse errors(const HttpRequest&, const View& v) {
 // own name ends in .sha256 is served as itself; its checksum is
 // <pool>.sha256.sha256.
 Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
-  return data(ctx, [format](const HttpRequest& r, const View& v) {
+  return [&ctx, format](const HttpRequest& r) {
+    const std::string why = ctx.not_serving ? ctx.not_serving() : "";
+    if (!why.empty()) return error(503, why);
+    const auto view = ctx.view();
+    const View& v = *view;
     // Only `labels`, at most once: a typo or a second selection must not
     // silently widen the list.
     const auto q = r.target.find('?');
@@ -186,18 +190,22 @@ Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
     if (r.principal && !r.principal->allowsPool(pool))
       return error(403, r.principal->name + " may not read pool " + pool);
     auto labels = r.query.find("labels");
-    auto f = renderFeed(
-        v, pool, labels == r.query.end() ? std::nullopt : std::optional(labels->second), format);
+    const auto selection =
+        labels == r.query.end() ? std::nullopt : std::optional(labels->second);
+    // One rendering per view, format, pool and selection (the checksum too).
+    const std::string key = std::to_string(static_cast<int>(format)) + (checksum ? "s|" : "|") +
+                            pool + "|" + (selection ? "=" + *selection : "");
+    auto f = ctx.feed_cache->get(view, key, [&]() -> Result<Feed> {
+      auto feed = renderFeed(v, pool, selection, format);
+      if (!feed || !checksum) return feed;
+      feed->body = sha256Hex(feed->body);
+      feed->content_type = "text/plain";
+      feed->etag = "\"" + feed->body.substr(0, 32) + "\"";
+      return feed;
+    });
     if (!f) return error(f.error().code == ENOENT ? 404 : 400, f.error().message);
-    if (checksum) {
-      Feed sum = *f;
-      sum.body = sha256Hex(f->body);
-      sum.content_type = "text/plain";
-      sum.etag = "\"" + sum.body.substr(0, 32) + "\"";
-      return conditionalFeed(r, std::move(sum), v.at);
-    }
-    return conditionalFeed(r, std::move(*f), v.at);
-  });
+    return conditionalFeed(r, **f, v.at);
+  };
 }
 
 // What waits on the firewall side: released addresses until their removal

@@ -208,8 +208,37 @@ Result<Feed> renderFeed(const View& v, const std::string& pool,
   return f;
 }
 
-HttpResponse conditionalFeed(const HttpRequest& r, Feed feed, Seconds now) {
-  HttpResponse out{200, feed.content_type, {}, std::move(feed.body)};
+Result<std::shared_ptr<const Feed>> FeedCache::get(const std::shared_ptr<const View>& view,
+                                                    const std::string& key,
+                                                    const std::function<Result<Feed>()>& render) {
+  {
+    std::lock_guard l(mu_);
+    if (view_.lock() != view) {
+      view_ = view;
+      feeds_.clear();
+    }
+    if (auto it = feeds_.find(key); it != feeds_.end()) return it->second;
+  }
+  // Rendered outside the lock (two pollers may both render one key once).
+  auto f = render();
+  if (!f) return f.error();
+  auto shared = std::make_shared<const Feed>(std::move(*f));
+  std::lock_guard l(mu_);
+  ++renders_;
+  if (view_.lock() == view) {
+    if (feeds_.size() >= max_) feeds_.clear();
+    feeds_[key] = shared;
+  }
+  return shared;
+}
+
+uint64_t FeedCache::renders() const {
+  std::lock_guard l(mu_);
+  return renders_;
+}
+
+HttpResponse conditionalFeed(const HttpRequest& r, const Feed& feed, Seconds now) {
+  HttpResponse out{200, feed.content_type, {}, ""};
   out.headers.add("ETag", feed.etag);
   if (feed.last_modified > 0) out.headers.add("Last-Modified", httpDate(feed.last_modified));
   out.headers.add("Cache-Control", "no-cache");
@@ -223,10 +252,10 @@ HttpResponse conditionalFeed(const HttpRequest& r, Feed feed, Seconds now) {
     // A date later than the server's time is not a valid validator.
     not_modified = t && *t >= feed.last_modified && *t <= now;
   }
-  if (not_modified) {
+  if (not_modified)
     out.status = 304;
-    out.body.clear();
-  }
+  else
+    out.body = feed.body;
   return out;
 }
 

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "nsegress/controller/controller.h"
+#include "nsegress/controller/feeds.h"
 #include "nsegress/controller/http.h"
 
 namespace nsegress::controller {
@@ -45,6 +46,8 @@ struct ApiContext {
   // The decommission handshake (POST /api/v1/ack?ip=A): the firewall side
   // acknowledges an address's removal; `by` names who. Unset: 501.
   std::function<Status(const IpAddress& ip, const std::string& by)> acknowledge;
+  // Rendered feeds of the current view (feeds.h).
+  std::shared_ptr<FeedCache> feed_cache = std::make_shared<FeedCache>();
 
   // A context over a fixed snapshot (tests).
   static ApiContext fixed(std::shared_ptr<const View> v, LedgerStore* store = nullptr,

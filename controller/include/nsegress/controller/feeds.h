@@ -4,6 +4,11 @@
 // conditional requests. Pure: a View in, bytes out (routes in api.cc).
 #pragma once
 
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include <optional>
 #include <string>
 
@@ -48,6 +53,26 @@ std::optional<Seconds> parseHttpDate(std::string_view s);
 // without If-None-Match, If-Modified-Since is not older than Last-Modified),
 // else 200; ETag, Last-Modified and Cache-Control: no-cache either way. An
 // If-Modified-Since later than `now` is ignored.
-HttpResponse conditionalFeed(const HttpRequest& r, Feed feed, Seconds now);
+HttpResponse conditionalFeed(const HttpRequest& r, const Feed& feed, Seconds now);
+
+// Rendered feeds of the current View, reused until a new View is published:
+// polls of an unchanged feed render nothing (a 304 compares one ETag; a full
+// answer copies the cached body). Bounded: past max_entries selections the
+// cache starts over. Thread-safe.
+class FeedCache {
+ public:
+  explicit FeedCache(size_t max_entries = 4096) : max_(max_entries) {}
+  Result<std::shared_ptr<const Feed>> get(const std::shared_ptr<const View>& view,
+                                          const std::string& key,
+                                          const std::function<Result<Feed>()>& render);
+  uint64_t renders() const;
+
+ private:
+  const size_t max_;
+  mutable std::mutex mu_;
+  std::weak_ptr<const View> view_;
+  std::map<std::string, std::shared_ptr<const Feed>> feeds_;
+  uint64_t renders_ = 0;
+};
 
 }  // namespace nsegress::controller
