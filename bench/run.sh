@@ -18,7 +18,7 @@ for b in "${which[@]}"; do
         "$BUILD/bench/bench_kube_burst" --namespaces 1000 --out bench/results ;;
     steering) "$BUILD/bench/bench_steering" --rounds 3 --out bench/results ;;
     failover) "$BUILD/bench/bench_failover" --cycles 50 --nosync-cycles 10 --out bench/results ;;
-    feeds) "$BUILD/bench/bench_feeds" --clients 1000 --seconds 5 --out bench/results ;;
+    feeds) "$BUILD/bench/bench_feeds" --clients 1000 --namespaces 20000 --seconds 5 --out bench/results ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
 done

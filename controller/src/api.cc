@@ -190,8 +190,7 @@ Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
     if (r.principal && !r.principal->allowsPool(pool))
       return error(403, r.principal->name + " may not read pool " + pool);
     auto labels = r.query.find("labels");
-    const auto selection =
-        labels == r.query.end() ? std::nullopt : std::optional(labels->second);
+    const auto selection = labels == r.query.end() ? std::nullopt : std::optional(labels->second);
     // One rendering per view, format, pool and selection (the checksum too).
     const std::string key = std::to_string(static_cast<int>(format)) + (checksum ? "s|" : "|") +
                             pool + "|" + (selection ? "=" + *selection : "");

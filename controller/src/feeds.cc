@@ -209,8 +209,8 @@ Result<Feed> renderFeed(const View& v, const std::string& pool,
 }
 
 Result<std::shared_ptr<const Feed>> FeedCache::get(const std::shared_ptr<const View>& view,
-                                                    const std::string& key,
-                                                    const std::function<Result<Feed>()>& render) {
+                                                   const std::string& key,
+                                                   const std::function<Result<Feed>()>& render) {
   {
     std::lock_guard l(mu_);
     if (view_.lock() != view) {

@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
                  "host:port serving /metrics and /healthz only; /metrics then leaves --listen "
                  "(empty: metrics on --listen)");
   app.add_option("--max-connections", serve.max_connections,
-                 "HTTP: open connections in all (the oldest slow one is closed to make room)")
+                 "HTTP: open connections per listener (the oldest slow one is closed to make "
+                 "room)")
       ->check(CLI::Range(size_t{16}, size_t{1} << 20));
   app.add_option("--max-connections-per-peer", serve.max_per_peer,
                  "HTTP: open connections from one address")
@@ -177,6 +178,8 @@ int main(int argc, char** argv) {
       spdlog::error("--webhook {}", url.error().message);
       return 2;
     }
+  if (!hooks.urls.empty() && hooks.secret.empty())
+    spdlog::warn("--webhook without --webhook-secret-file: notifications go out unsigned");
   if (kubernetes) {
     if (!lease_listen.empty()) {
       auto key = ownership::readKeyFile(peer_key_file);

@@ -39,6 +39,9 @@ std::string ServeOptions::check() const {
     return "--tls-listen needs --tls-cert and --tls-key";
   if (tls_listen.empty() && any_tls)
     return "--tls-cert/--tls-key/--tls-client-ca need --tls-listen";
+  if (!tls.client_ca.empty() && auth_file.empty())
+    return "--tls-client-ca needs --auth-file: a certificate's CN names a principal there "
+           "(without credentials nothing would be restricted)";
   if (max_connections == 0 || max_per_peer == 0 || max_requests_per_connection == 0)
     return "connection limits must be at least 1";
   return "";
@@ -158,8 +161,7 @@ Result<std::unique_ptr<Serving>> Serving::start(const ServeOptions& o, const Api
 }
 
 uint16_t Serving::apiPort() const {
-  if (servers_[0]) return servers_[0]->port();
-  return tlsPort();
+  return servers_[0] ? servers_[0]->port() : 0;
 }
 uint16_t Serving::tlsPort() const {
   return servers_[1] ? servers_[1]->port() : 0;

@@ -319,7 +319,7 @@ int runClusterMode(const ClusterModeOptions& o) {
     ctl.setOnCommit([w = webhooks->get()](const std::vector<AuditEvent>& e) { w->notify(e); });
   }
   // The Endpoints name the ports the API really listens on.
-  if (auto p = (*http)->apiPort()) endpoint.port = p;
+  endpoint.port = (*http)->apiPort();
   endpoint.https_port = (*http)->tlsPort();
 
   // Leadership changes (won, lost, lapsed) wake the loop at once.

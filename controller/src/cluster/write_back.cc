@@ -99,7 +99,8 @@ bool publishLeaderEndpoint(kube::Api& api, const LeaderEndpoint& e, bool want) {
     auto cur = parseJsonOrDiscarded(got->body);
     if (!cur.is_object()) return false;
     const json& subsets = cur.contains("subsets") ? cur["subsets"] : json();
-    json ports = json::array({{{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}}});
+    json ports = json::array();
+    if (e.port) ports.push_back({{"name", "http"}, {"port", e.port}, {"protocol", "TCP"}});
     if (e.https_port)
       ports.push_back({{"name", "https"}, {"port", e.https_port}, {"protocol", "TCP"}});
     if (e.lease_port)

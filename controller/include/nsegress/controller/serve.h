@@ -63,8 +63,7 @@ class Serving {
   // `ctx` and `metrics` must outlive the result.
   static Result<std::unique_ptr<Serving>> start(const ServeOptions& o, const ApiContext& ctx,
                                                 ControllerMetrics& metrics);
-  // The port of the API (the plain listener's, else the TLS one's), 0 if
-  // none.
+  // The plain-HTTP API's port (0: none), the TLS one's (0: none).
   uint16_t apiPort() const;
   uint16_t tlsPort() const;
   ~Serving();

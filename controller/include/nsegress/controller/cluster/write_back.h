@@ -67,7 +67,7 @@ struct LeaderEndpoint {
   std::string name = "nsegress-controller";  // the Service and its Endpoints
   std::string pod;                           // this replica's Pod name (targetRef)
   std::string ip;                            // this replica's Pod IP
-  uint16_t port = 8080;                      // the API/feeds port (plain HTTP)
+  uint16_t port = 8080;                      // the API/feeds port (plain HTTP; 0: none)
   uint16_t https_port = 0;                   // the API/feeds over TLS (0: none)
   uint16_t lease_port = 0;                   // failover: the lease book's UDP port (0: none)
 };
