@@ -239,8 +239,8 @@ TEST(Feeds, OnTheWireA304HasNoContentLengthAndHeadHasGetsLength) {
     return out;
   };
   const std::string out =
-      send("GET /feeds/edl/dmz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nIf-None-Match: " +
-           etag + "\r\n\r\n");
+      send("GET /feeds/edl/dmz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nIf-None-Match: " + etag +
+           "\r\n\r\n");
   // HEAD: GET's length, no body (a client checking the size must not see
   // an empty feed).
   const std::string head =
