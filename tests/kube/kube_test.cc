@@ -25,6 +25,7 @@
 #include "nsegress/kube/client.h"
 #include "nsegress/kube/informer.h"
 #include "nsegress/kube/leader.h"
+#include "test_certs.h"
 
 namespace nsegress::testing {
 namespace {
@@ -1001,6 +1002,120 @@ void setNodeStatus(kube::Client& c, const std::string& node, const std::string& 
   auto r = c.request("PATCH", "/api/v1/nodes/" + node + "/status", st.dump(),
                      "application/merge-patch+json");
   ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+}
+
+// The firewall team's side in cluster mode: feeds over TLS with credentials
+// from a file, the decommission handshake stored in EgressIP status (the
+// CRD takes the new state), acknowledged over the API with a write role.
+TEST_F(KubeApi, ClusterModeFeedsOverTlsAndTheDecommissionHandshake) {
+  applyManifests();
+  const std::string d = env->dir();
+  std::ofstream(d + "/fw.yaml") << R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: fwlab}
+spec:
+  addresses: ["198.51.100.210-198.51.100.211"]
+  nodeSelector: {matchLabels: {nsegress.io/fwlab: "true"}}
+  quarantine: 1h
+  acknowledgeRemoval: true
+---
+apiVersion: v1
+kind: Node
+metadata: {name: gw-fw, labels: {nsegress.io/fwlab: "true"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: fwshop, annotations: {nsegress.io/pool: fwlab}}
+)";
+  std::string out;
+  ASSERT_EQ(env->kubectl("apply -f " + d + "/fw.yaml", &out), 0) << out;
+  testing::TestCa ca;
+  const auto server = ca.issue("localhost");
+  testing::writeText(d + "/ca.pem", ca.certPem());
+  testing::writeText(d + "/tls.crt", server.cert);
+  testing::writeText(d + "/tls.key", server.key);
+  testing::writeText(d + "/auth.yaml", R"(principals:
+  - {name: panorama, password: "panorama feed secret", role: read, pools: [fwlab]}
+  - {name: secops, token: "secops write token 1", role: write}
+)");
+  lab::Process ctl({"/usr/bin/ip",
+                    "netns",
+                    "exec",
+                    env->netns(),
+                    NSEGRESS_CONTROLLER_BIN,
+                    "--kubernetes",
+                    "--kubeconfig",
+                    env->writeKubeconfig("controller-token"),
+                    "--identity",
+                    "fw-test",
+                    "--listen",
+                    "",
+                    "--tls-listen",
+                    "127.0.0.1:18443",
+                    "--tls-cert",
+                    d + "/tls.crt",
+                    "--tls-key",
+                    d + "/tls.key",
+                    "--auth-file",
+                    d + "/auth.yaml",
+                    "--resync-seconds",
+                    "2"},
+                   d + "/fw-controller.log");
+  // curl inside the API server's namespace; prints the body then the code.
+  auto curl = [&](const std::string& args) {
+    std::string o;
+    lab::run("ip netns exec " + env->netns() + " curl -s -m 5 --cacert " + d +
+                 "/ca.pem -w ' %{http_code}' " + args,
+             &o);
+    return o;
+  };
+  const std::string feed = "https://localhost:18443/feeds/edl/fwlab";
+  const std::string reader = "-u 'panorama:panorama feed secret' ";
+  ASSERT_TRUE(lab::eventually(
+      [&] { return curl(reader + feed).find("198.51.100.210") != std::string::npos; },
+      std::chrono::seconds(60)))
+      << curl(reader + feed) << "\n"
+      << ctl.log();
+  EXPECT_EQ(curl(feed), "{\n  \"error\": \"unauthorized\"\n}\n 401");
+  EXPECT_NE(curl("-u 'panorama:wrong' " + feed).find(" 401"), std::string::npos);
+  EXPECT_NE(curl(reader + "https://localhost:18443/api/v1/addresses").find(" 403"),
+            std::string::npos)
+      << "a pool-limited reader gets its feeds only";
+  // Plain HTTP to the TLS port gets no list.
+  std::string plain;
+  lab::run(
+      "ip netns exec " + env->netns() + " curl -s -m 3 http://127.0.0.1:18443" + "/feeds/edl/fwlab",
+      &plain);
+  EXPECT_EQ(plain.find("198.51.100.210"), std::string::npos);
+
+  // Decommission: the address waits for the firewall side.
+  ASSERT_EQ(env->kubectl("delete ns fwshop --wait=false", &out), 0) << out;
+  auto eip = [&] {
+    std::string v;
+    env->kubectl(
+        "get egressip 198.51.100.210 -o "
+        "jsonpath='{.status.state}/{.status.namespace}/{.status.quarantineUntil}'",
+        &v);
+    return v;
+  };
+  ASSERT_TRUE(lab::eventually([&] { return eip() == "PendingFirewallCleanup/fwshop/"; },
+                              std::chrono::seconds(60)))
+      << eip() << "\n"
+      << ctl.log();
+  EXPECT_TRUE(lab::eventually([&] {
+    return curl(reader + feed).find("198.51.100.210") == std::string::npos;
+  })) << "out of the feed";
+  const std::string ack = "-X POST https://localhost:18443/api/v1/ack?ip=198.51.100.210";
+  EXPECT_NE(curl(reader + ack).find(" 403"), std::string::npos) << "a read role cannot ack";
+  const std::string ack_out = curl("-H 'Authorization: Bearer secops write token 1' " + ack);
+  EXPECT_NE(ack_out.find(" 202"), std::string::npos) << ack_out;
+  ASSERT_TRUE(lab::eventually([&] { return eip().rfind("Quarantined/fwshop/20", 0) == 0; },
+                              std::chrono::seconds(30)))
+      << eip() << "\n"
+      << ctl.log();
+  env->kubectl("get egressip 198.51.100.210 -o jsonpath='{.status.history}'", &out);
+  EXPECT_NE(out.find("RemovalAcknowledged"), std::string::npos) << out;
+  EXPECT_NE(out.find("secops"), std::string::npos) << out;
 }
 
 TEST_F(KubeApi, ClusterModeEndToEndPodTrafficLeavesWithTheNamespacesAddress) {
