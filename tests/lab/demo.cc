@@ -358,6 +358,15 @@ spec:
     std::cout << "   nsegressctl who-had 203.0.113.10 (before the release): " << who;
     check(who.find("payments") != std::string::npos,
           "the audit log answers who was behind an IP at a time");
+    std::string page;
+    lab::run("ip netns exec " + lab.gw() + " curl -s http://127.0.0.1:8080/ui", &page);
+    std::cout << "   GET /ui: the firewall team's page (" << page.size()
+              << " bytes of HTML, no script): allowlist, what waits, recent changes\n";
+    check(page.find(">203.0.113.12<") != std::string::npos &&
+              page.find(">203.0.113.11<") != std::string::npos &&
+              page.find("<script") == std::string::npos &&
+              page.find("released by payments") != std::string::npos,
+          "the web page shows the live addresses and the release, without JavaScript");
 
     std::cout << "\n7. Per-namespace data-path metrics (gateway /metrics):\n";
     std::string metrics;
