@@ -147,6 +147,7 @@ void writePoolStatus(kube::Api& api, const View& v, std::map<std::string, Writte
     json status{{"size", u.size},
                 {"assigned", u.assigned},
                 {"quarantined", u.quarantined},
+                {"pendingCleanup", u.pending_cleanup},
                 {"free", u.free},
                 {"conditions", json::array({cond})}};
     auto r = api.request("PATCH", "/apis/nsegress.io/v1alpha1/egresspools/" + name + "/status",
