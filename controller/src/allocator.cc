@@ -121,13 +121,17 @@ class Allocator {
     r.usable_at = 0;
     const std::string node = r.node;
     r.node.clear();
-    if (const Pool* p = poolOf(r.pool); p && p->acknowledge_removal) {
+    // An invalid pool's handshake and quarantine are unknown (a typo must
+    // not turn the handshake off): it waits for an acknowledgement too.
+    auto pit = w_.pools.find(r.pool);
+    const bool unknown = pit != w_.pools.end() && pit->second.invalid;
+    if (const Pool* p = poolOf(r.pool); (p && p->acknowledge_removal) || unknown) {
       r.state = AddressState::kPendingFirewallCleanup;
       r.quarantine_until = 0;
       event("Released", r.ns, r.ip, r.pool, node,
-            r.ip.str() + " released by " + r.ns + " (" + why +
-                "); out of the feeds, waiting for the firewall side to acknowledge its removal "
-                "(nsegressctl ack " +
+            r.ip.str() + " released by " + r.ns + " (" + why + "); out of the feeds, " +
+                (unknown ? "its pool is invalid (its handshake and quarantine unknown): " : "") +
+                "waiting for the firewall side to acknowledge its removal (nsegressctl ack " +
                 r.ip.str() + ") before its quarantine starts");
       return;
     }

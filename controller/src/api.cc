@@ -153,6 +153,27 @@ HttpResponse errors(const HttpRequest&, const View& v) {
   return jsonResp(arr);
 }
 
+// A request whose query holds anything but `name`, or `name` twice: 400.
+// (The parsed query keeps a parameter's first value; acting on one of two
+// would be a guess.)
+std::optional<HttpResponse> onlyParam(const HttpRequest& r, const std::string& name) {
+  const auto q = r.target.find('?');
+  if (q == std::string::npos) return std::nullopt;
+  int seen = 0;
+  const std::string query = r.target.substr(q + 1);
+  for (size_t i = 0; i <= query.size();) {
+    const size_t amp = std::min(query.find('&', i), query.size());
+    const std::string kv = query.substr(i, amp - i);
+    const std::string key = kv.substr(0, kv.find('='));
+    if (!kv.empty() && key != name)
+      return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only " + name + ")");
+    seen += key == name;
+    i = amp + 1;
+  }
+  if (seen > 1) return error(400, "query parameter " + name + ": given more than once");
+  return std::nullopt;
+}
+
 // /feeds/<format>/<pool>[.sha256][?labels=k=v,…] (feeds.h). A pool whose
 // own name ends in .sha256 is served as itself; its checksum is
 // <pool>.sha256.sha256.
@@ -164,21 +185,7 @@ Handler feedRoute(const ApiContext& ctx, FeedFormat format) {
     const View& v = *view;
     // Only `labels`, at most once: a typo or a second selection must not
     // silently widen the list.
-    const auto q = r.target.find('?');
-    if (q != std::string::npos) {
-      int seen = 0;
-      const std::string query = r.target.substr(q + 1);
-      for (size_t i = 0; i <= query.size();) {
-        const size_t amp = std::min(query.find('&', i), query.size());
-        const std::string kv = query.substr(i, amp - i);
-        const std::string key = kv.substr(0, kv.find('='));
-        if (!kv.empty() && key != "labels")
-          return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only labels)");
-        seen += key == "labels";
-        i = amp + 1;
-      }
-      if (seen > 1) return error(400, "query parameter labels: given more than once");
-    }
+    if (auto bad = onlyParam(r, "labels")) return *bad;
     std::string pool = r.rest;
     bool checksum = false;
     if (!v.pools.count(pool) && pool.size() > 7 &&
@@ -387,9 +394,11 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
     // A standby's ledger view is not the leader's.
     if (const std::string why = ctx.not_serving ? ctx.not_serving() : ""; !why.empty())
       return error(503, why);
+    if (auto bad = onlyParam(q, "ip")) return *bad;
     auto ipq = q.query.find("ip");
-    auto ip = IpAddress::parse(ipq == q.query.end() ? "" : ipq->second);
-    if (!ip) return error(400, "query parameter ip: an IP address is required");
+    if (ipq == q.query.end()) return error(400, "query parameter ip: required");
+    auto ip = IpAddress::parse(ipq->second);
+    if (!ip) return error(400, "query parameter ip: not an IP address");
     const std::string by = q.principal ? q.principal->name : "localhost";
     if (auto s = ctx.acknowledge(*ip, by); !s)
       return error(s.error().code == ENOENT ? 404 : 409, s.error().message);

@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
@@ -19,6 +20,24 @@ using nsegress::dumpJson;
 using nsegress::parseJsonOrDiscarded;
 
 namespace {
+
+// An argument as one URL query value or path segment (RFC 3986
+// unreserved characters as they are, everything else %XX): an argument
+// never adds a parameter or ends the request line.
+std::string enc(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
 
 // "Bearer <token>" when --token-file or $NSEGRESS_TOKEN gives one.
 std::string g_authorization;
@@ -118,25 +137,25 @@ int main(int argc, char** argv) {
     if (list->parsed())
       r = get(server, "/api/v1/namespaces");
     else if (show->parsed() || expl->parsed())
-      r = get(server, "/api/v1/namespaces/" + ns);
+      r = get(server, "/api/v1/namespaces/" + enc(ns));
     else if (addrs->parsed())
       r = get(server, "/api/v1/addresses");
     else if (who->parsed())
-      r = get(server, "/api/v1/who-had?ip=" + ip + (at.empty() ? "" : "&at=" + at));
+      r = get(server, "/api/v1/who-had?ip=" + enc(ip) + (at.empty() ? "" : "&at=" + enc(at)));
     else if (feed->parsed())
-      r = get(server, "/feeds/edl/" + pool);
+      r = get(server, "/feeds/edl/" + enc(pool));
     else if (hold->parsed())
       r = get(server, "/api/v1/hold");
     else if (ack->parsed())
-      r = call(server, http::verb::post, "/api/v1/ack?ip=" + address);
+      r = call(server, http::verb::post, "/api/v1/ack?ip=" + enc(address));
     else if (pend->parsed())
       r = get(server, "/api/v1/pending");
     else if (confirm->parsed())
-      r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + token);
+      r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + enc(token));
     else if (drain->parsed())
-      r = call(server, http::verb::post, "/api/v1/drain?node=" + node);
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + enc(node));
     else if (undrain->parsed())
-      r = call(server, http::verb::post, "/api/v1/drain?node=" + node + "&undo=1");
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + enc(node) + "&undo=1");
     else
       r = get(server, "/audit?since=" + std::to_string(since));
     if (r.first != 200 && r.first != 202) {
@@ -144,6 +163,9 @@ int main(int argc, char** argv) {
       std::cerr << "error " << r.first << ": "
                 << (j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.second)
                 << "\n";
+      if (r.first == 401)
+        std::cerr << "(the controller has credentials: give a bearer token with --token-file or "
+                     "$NSEGRESS_TOKEN)\n";
       return 1;
     }
     if (feed->parsed() || audit->parsed()) {

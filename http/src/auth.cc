@@ -128,6 +128,10 @@ Result<Credentials> Credentials::fromTree(const json& tree) {
       if (k == "password" || k == "token") {
         if (v.size() < 12 || v.size() > 1024)
           return bad(where, k + ": 12 to 1024 bytes (a random secret)");
+        // No client can send a control byte in a header (a newline would
+        // also split a token file's first line).
+        for (unsigned char c : v)
+          if (c < 0x20 || c == 0x7f) return bad(where, k + ": no control characters");
         en.digest = sha256Raw(v);
       } else if (k == "certCN") {
         if (v.empty() || v.size() > 256) return bad(where, "certCN: 1-256 characters");
@@ -154,6 +158,12 @@ Result<Credentials> Credentials::fromTree(const json& tree) {
 }
 
 std::optional<Principal> Credentials::authenticate(const HttpRequest& req) const {
+  // Two Authorization headers: which one counts would be a guess (a proxy
+  // and the server could disagree) — neither does.
+  size_t given = 0;
+  for (const auto& [k, v] : req.headers.items())
+    given += k.size() == 13 && startsWithNoCase(k, "authorization");
+  if (given > 1) return std::nullopt;
   const auto auth = req.headers.get("authorization");
   if (auth && auth->size() <= 2048) {
     if (startsWithNoCase(*auth, "basic ")) {

@@ -21,7 +21,17 @@ using tcp = boost::asio::ip::tcp;
 
 Result<Url> Url::parse(const std::string& s) {
   const auto bad = [&](const std::string& why) {
-    return makeError(EINVAL, "URL \"" + s.substr(0, 80) + "\": " + why);
+    // Echoed without user info (a password) and without control bytes (a
+    // forged log line).
+    std::string shown = s.substr(0, 80);
+    if (auto at = shown.find('@'); at != std::string::npos) {
+      const auto sep = shown.find("://");
+      const size_t from = sep == std::string::npos || sep > at ? 0 : sep + 3;
+      shown.replace(from, at - from, "***");
+    }
+    for (auto& c : shown)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    return makeError(EINVAL, "URL \"" + shown + "\": " + why);
   };
   if (s.empty() || s.size() > 2048) return bad("1 to 2048 bytes");
   for (unsigned char c : s)

@@ -151,6 +151,19 @@ TEST(Handshake, TheSameNamespaceBackBeforeTheAckGetsItsAddressWithoutOnboarding)
   EXPECT_EQ(a.statuses.at("pay").phase, Phase::kAssigned);
 }
 
+TEST(Handshake, AnInvalidPoolNeverSkipsTheHandshake) {
+  World w = world({{"pay", "fw"}, {"old", "plain"}});
+  auto a = allocate(w, {}, kT0);
+  // A typo makes both pools invalid: their settings are unknown.
+  w.pools.at("fw").invalid = "spec.acknowledgeRemoval: expected true or false";
+  w.pools.at("plain").invalid = "spec.onboarding: too long";
+  w.namespaces.clear();
+  a = allocate(w, a.ledger, kT0 + 100, a.statuses);
+  EXPECT_EQ(a.ledger.at(ip("203.0.113.10")).state, AddressState::kPendingFirewallCleanup);
+  EXPECT_EQ(a.ledger.at(ip("198.51.100.10")).state, AddressState::kPendingFirewallCleanup)
+      << "a quarantine of unknown length is not started";
+}
+
 TEST(Onboarding, PublishedFirstUsedLaterFailClosedMeanwhile) {
   World w = world({{"pay", "fw"}});
   auto a = allocate(w, {}, kT0);
@@ -193,6 +206,8 @@ TEST(Handshake, ControllerAndApiTakeAnAcknowledgementOnlyForAPendingAddress) {
   EXPECT_EQ(post("/api/v1/ack?ip=203.0.113.99").status, 404);
   EXPECT_EQ(post("/api/v1/ack?ip=banana").status, 400);
   EXPECT_EQ(post("/api/v1/ack").status, 400);
+  EXPECT_EQ(post("/api/v1/ack?ip=203.0.113.10&ip=203.0.113.11").status, 400) << "which one?";
+  EXPECT_EQ(post("/api/v1/ack?ip=203.0.113.10&force=1").status, 400);
   w.namespaces.erase("pay");
   now += 60;
   ASSERT_TRUE(ctl.reconcile(w));

@@ -93,6 +93,8 @@ TEST(Credentials, MalformedFilesAreRefusedWithoutEchoingSecrets) {
        "colour: red",
        "unknown key"},
       {"principals:\n  - [a, b]", "map"},
+      {"principals:\n  - name: a\n    token: \"long enough\\nsecret\"\n    role: read",
+       "control characters"},
       {",", ""},
       {"principals:\n  - name: a\n    password: 'long enough secret'\n    role: read\n  - name: "
        "a\n",
@@ -146,6 +148,13 @@ TEST(Credentials, EachSchemeNamesItsPrincipalAndNothingElse) {
   EXPECT_EQ(who({{"Authorization", "Bearer wrong"}}, "fw1.example.net"), "-")
       << "wrong credentials are not overridden by a certificate";
   EXPECT_EQ(who({}), "-");
+  // Two Authorization headers, the good one first or last: neither counts.
+  EXPECT_EQ(
+      who({{"Authorization", "Bearer a-write-token-0123456789"}, {"Authorization", "Bearer nope"}}),
+      "-");
+  EXPECT_EQ(
+      who({{"Authorization", "Bearer nope"}, {"authorization", "Bearer a-write-token-0123456789"}}),
+      "-");
 }
 
 class Access : public ::testing::Test {

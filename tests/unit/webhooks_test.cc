@@ -22,6 +22,11 @@ TEST(WebhookUrl, StrictParsing) {
     auto u = http::Url::parse(bad);
     EXPECT_FALSE(u) << bad;
   }
+  // An error never echoes a password, nor a line break into the log.
+  auto pw = http::Url::parse("http://admin:hunter2secret@h/x\r\nforged");
+  ASSERT_FALSE(pw);
+  EXPECT_EQ(pw.error().message.find("hunter2secret"), std::string::npos) << pw.error().message;
+  EXPECT_EQ(pw.error().message.find('\n'), std::string::npos);
   auto u = http::Url::parse("HTTPS://[::1]:8443/hook?token=secret");
   ASSERT_TRUE(u) << u.error().message;
   EXPECT_TRUE(u->tls);
