@@ -294,7 +294,18 @@ int main(int argc, char** argv) {
           std::chrono::seconds(std::max<Seconds>(1, *r->next_change_at - time(nullptr)));
     return ok;
   };
-  if (once) return reconcile().kind == RunResult::Kind::kOk ? 0 : 1;
+  if (once) {
+    // A file written a moment ago is waited for (its settle time), not
+    // failed on: `--once` right after copying manifests works. Anything
+    // else that holds (an operator's confirmation) fails at once.
+    for (int tries = 0; tries < 100; ++tries) {
+      const RunResult r = reconcile();
+      if (r.kind == RunResult::Kind::kOk) return 0;
+      if (r.kind == RunResult::Kind::kError || !r.requeue_after) return 1;
+      std::this_thread::sleep_for(*r.requeue_after);
+    }
+    return 1;
+  }
 
   // The HTTP API on a thread of its own: a reconcile (reading every
   // manifest) never delays a feed, and slow routes run on the server's
