@@ -41,6 +41,20 @@ Status writeFileAtomically(const std::string& path, const std::string& content) 
   return okStatus();
 }
 
+namespace {
+FileStamp stampOf(const struct stat& st) {
+  return FileStamp{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                   static_cast<uint64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+}  // namespace
+
+std::optional<FileStamp> statFile(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return stampOf(st);
+}
+
 Result<FileContent> readFileBounded(const std::string& path, size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (!fd) return makeError(errno, path + ": cannot open: " + strerror(errno));
@@ -51,10 +65,7 @@ Result<FileContent> readFileBounded(const std::string& path, size_t max_bytes) {
     return makeError(EFBIG, path + ": " + std::to_string(st.st_size) + " bytes, larger than " +
                                 std::to_string(max_bytes));
   FileContent out;
-  out.stamp =
-      FileStamp{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                static_cast<uint64_t>(st.st_size),
-                static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+  out.stamp = stampOf(st);
   out.text.resize(static_cast<size_t>(st.st_size) + 1);
   size_t got = 0;
   for (;;) {

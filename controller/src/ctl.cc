@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include "nsegress/common/encoding.h"
 #include "nsegress/common/json.h"
 
 namespace beast = boost::beast;
@@ -18,26 +19,9 @@ using tcp = boost::asio::ip::tcp;
 using nlohmann::json;
 using nsegress::dumpJson;
 using nsegress::parseJsonOrDiscarded;
+using nsegress::percentEncode;
 
 namespace {
-
-// An argument as one URL query value or path segment (RFC 3986
-// unreserved characters as they are, everything else %XX): an argument
-// never adds a parameter or ends the request line.
-std::string enc(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 // "Bearer <token>" when --token-file or $NSEGRESS_TOKEN gives one.
 std::string g_authorization;
@@ -137,25 +121,26 @@ int main(int argc, char** argv) {
     if (list->parsed())
       r = get(server, "/api/v1/namespaces");
     else if (show->parsed() || expl->parsed())
-      r = get(server, "/api/v1/namespaces/" + enc(ns));
+      r = get(server, "/api/v1/namespaces/" + percentEncode(ns));
     else if (addrs->parsed())
       r = get(server, "/api/v1/addresses");
     else if (who->parsed())
-      r = get(server, "/api/v1/who-had?ip=" + enc(ip) + (at.empty() ? "" : "&at=" + enc(at)));
+      r = get(server, "/api/v1/who-had?ip=" + percentEncode(ip) +
+                          (at.empty() ? "" : "&at=" + percentEncode(at)));
     else if (feed->parsed())
-      r = get(server, "/feeds/edl/" + enc(pool));
+      r = get(server, "/feeds/edl/" + percentEncode(pool));
     else if (hold->parsed())
       r = get(server, "/api/v1/hold");
     else if (ack->parsed())
-      r = call(server, http::verb::post, "/api/v1/ack?ip=" + enc(address));
+      r = call(server, http::verb::post, "/api/v1/ack?ip=" + percentEncode(address));
     else if (pend->parsed())
       r = get(server, "/api/v1/pending");
     else if (confirm->parsed())
-      r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + enc(token));
+      r = call(server, http::verb::post, "/api/v1/hold/confirm?token=" + percentEncode(token));
     else if (drain->parsed())
-      r = call(server, http::verb::post, "/api/v1/drain?node=" + enc(node));
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + percentEncode(node));
     else if (undrain->parsed())
-      r = call(server, http::verb::post, "/api/v1/drain?node=" + enc(node) + "&undo=1");
+      r = call(server, http::verb::post, "/api/v1/drain?node=" + percentEncode(node) + "&undo=1");
     else
       r = get(server, "/audit?since=" + std::to_string(since));
     if (r.first != 200 && r.first != 202) {

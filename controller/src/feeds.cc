@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nsegress/common/desired_state.h"
+#include "nsegress/common/encoding.h"
 #include "nsegress/common/json.h"
 
 namespace nsegress::controller {
@@ -19,16 +20,6 @@ std::string digest(const char* algorithm, std::string_view data) {
   unsigned int n = 0;
   EVP_Digest(data.data(), data.size(), md, &n, EVP_get_digestbyname(algorithm), nullptr);
   return std::string(reinterpret_cast<char*>(md), n);
-}
-
-std::string hex(std::string_view bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
 }
 
 // Kubernetes label syntax: a name is 1-63 characters of [A-Za-z0-9._-]
@@ -95,7 +86,7 @@ std::optional<FeedFormat> feedFormat(std::string_view name) {
 }
 
 std::string sha256Hex(std::string_view data) {
-  return hex(digest("SHA256", data)) + "\n";
+  return hexEncode(digest("SHA256", data)) + "\n";
 }
 
 std::string namespaceUuid(const std::string& ns) {
@@ -107,7 +98,7 @@ std::string namespaceUuid(const std::string& ns) {
   std::string h = digest("SHA1", in).substr(0, 16);
   h[6] = static_cast<char>((h[6] & 0x0f) | 0x50);  // version 5
   h[8] = static_cast<char>((h[8] & 0x3f) | 0x80);  // variant RFC 9562
-  const std::string x = hex(h);
+  const std::string x = hexEncode(h);
   return x.substr(0, 8) + "-" + x.substr(8, 4) + "-" + x.substr(12, 4) + "-" + x.substr(16, 4) +
          "-" + x.substr(20);
 }
@@ -204,7 +195,7 @@ Result<Feed> renderFeed(const View& v, const std::string& pool,
       break;
     }
   }
-  f.etag = "\"" + hex(digest("SHA256", f.body)).substr(0, 32) + "\"";
+  f.etag = "\"" + hexEncode(digest("SHA256", f.body)).substr(0, 32) + "\"";
   return f;
 }
 

@@ -1,7 +1,6 @@
 #include "nsegress/controller/serve.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <nlohmann/json.hpp>
@@ -83,16 +82,12 @@ std::shared_ptr<const http::Credentials> CredentialsFile::current() {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_check_ < std::chrono::seconds(1)) return creds_;
   last_check_ = now;
-  struct stat st {};
-  if (::stat(path_.c_str(), &st) != 0) return creds_;  // vanished (mid-swap): keep
-  const FileStamp seen{
-      static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-      static_cast<uint64_t>(st.st_size),
-      static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
-  if (seen == stamp_) return creds_;
+  const auto seen = statFile(path_);
+  if (!seen) return creds_;  // vanished (mid-swap): keep
+  if (*seen == stamp_) return creds_;
   FileStamp stamp;
   auto c = read(&stamp);
-  stamp_ = seen;  // a bad version is reported once, not at every request
+  stamp_ = *seen;  // a bad version is reported once, not at every request
   if (!c || (*c)->size() == 0) {
     ++failures_;
     spdlog::error("credentials not reloaded, the last good ones stay: {}",

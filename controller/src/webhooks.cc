@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nsegress/common/encoding.h"
 #include "nsegress/common/json.h"
 
 namespace nsegress::controller {
@@ -31,13 +32,7 @@ std::string webhookSignature(const std::string& secret, const std::string& times
   unsigned n = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), md, &n);
-  static const char* hex = "0123456789abcdef";
-  std::string out = "sha256=";
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  return "sha256=" + hexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 struct Webhooks::Target {

@@ -1,4 +1,5 @@
 #include "nsegress/http/http.h"
+#include "nsegress/common/encoding.h"
 #include "nsegress/common/json.h"
 #include "nsegress/http/auth.h"
 
@@ -15,28 +16,6 @@ bool iequals(std::string_view a, std::string_view b) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
-}
-
-// RFC 3986 percent-decoding ("%3D" → "="); a malformed escape stays as sent
-// (the handler then refuses the value). '+' is not a space here.
-std::string percentDecode(std::string_view s) {
-  auto hexval = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      out += static_cast<char>(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 std::map<std::string, std::string> parseQuery(const std::string& q) {

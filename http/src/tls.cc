@@ -3,7 +3,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 namespace nsegress::http {
 
@@ -11,19 +10,13 @@ namespace ssl = boost::asio::ssl;
 
 namespace {
 constexpr size_t kMaxPemBytes = 1 << 20;
-
-FileStamp stampOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return FileStamp{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                   static_cast<uint64_t>(st.st_size),
-                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
-}
 }  // namespace
 
 std::vector<FileStamp> TlsContext::stamps() const {
-  std::vector<FileStamp> s{stampOf(files_.cert), stampOf(files_.key)};
-  if (!files_.client_ca.empty()) s.push_back(stampOf(files_.client_ca));
+  // A file that cannot be stat'ed (mid-swap) has an empty stamp: a change.
+  std::vector<FileStamp> s{statFile(files_.cert).value_or(FileStamp{}),
+                           statFile(files_.key).value_or(FileStamp{})};
+  if (!files_.client_ca.empty()) s.push_back(statFile(files_.client_ca).value_or(FileStamp{}));
   return s;
 }
 

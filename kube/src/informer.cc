@@ -1,4 +1,5 @@
 #include "nsegress/kube/informer.h"
+#include "nsegress/common/encoding.h"
 #include "nsegress/common/json.h"
 
 #include <cctype>
@@ -9,21 +10,6 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 
 namespace {
-std::string percentEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string o;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      o += static_cast<char>(c);
-    } else {
-      o += '%';
-      o += hex[c >> 4];
-      o += hex[c & 15];
-    }
-  }
-  return o;
-}
-
 std::string text(const json& o, const char* key) {
   if (!o.is_object()) return "";
   auto it = o.find(key);

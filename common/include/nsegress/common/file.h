@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "nsegress/common/result.h"
@@ -18,6 +19,10 @@ struct FileStamp {
   int64_t mtime_ns = 0;
   bool operator==(const FileStamp&) const = default;
 };
+
+// The stamp of `path` as it is now (following symlinks), nullopt if it
+// cannot be stat'ed (missing, mid-swap).
+std::optional<FileStamp> statFile(const std::string& path);
 
 struct FileContent {
   std::string text;
