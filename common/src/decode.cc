@@ -152,7 +152,7 @@ Pool poolOf(const json& o, std::string name) {
     if (!spec.is_object()) throw FieldError{"spec: missing"};
     onlyKnown(spec,
               {"addresses", "exclude", "namespaceSelector", "nodeSelector", "quarantine",
-               "acknowledgeRemoval", "onboarding"},
+               "acknowledgeRemoval", "onboarding", "portBlockSize"},
               "spec");
     p.ranges = ranges(member(spec, "addresses"), "spec.addresses", true);
     p.excluded = ranges(member(spec, "exclude"), "spec.exclude", false);
@@ -203,6 +203,23 @@ Pool poolOf(const json& o, std::string name) {
         throw FieldError{"spec.onboarding: \"" + text.substr(0, 32) +
                          "\" is not a duration of at most 7d like 10m or 1h"};
       p.onboarding = *d;
+    }
+    if (has(spec, "portBlockSize")) {
+      // An integer (a manifest's YAML scalar arrives as text: digits only).
+      const json& b = member(spec, "portBlockSize");
+      std::optional<uint64_t> n;
+      if (b.is_number_unsigned())
+        n = b.get<uint64_t>();
+      else if (b.is_string() && !b.get<std::string>().empty() &&
+               b.get<std::string>().size() <= 6 &&
+               b.get<std::string>().find_first_not_of("0123456789") == std::string::npos)
+        n = std::stoull(b.get<std::string>());
+      if (!n || *n < Pool::kMinPortBlock || *n > Pool::kMaxPortBlock)
+        throw FieldError{"spec.portBlockSize: expected a whole number of ports from " +
+                         std::to_string(Pool::kMinPortBlock) + " to " +
+                         std::to_string(Pool::kMaxPortBlock) + ", got " +
+                         dumpJson(b).substr(0, 32)};
+      p.port_block_size = static_cast<uint32_t>(*n);
     }
   } catch (const FieldError& e) {
     p.invalid = e.message;  // kept, marked invalid: its namespaces see why

@@ -4,7 +4,9 @@
 
 #include "nsegress/common/json.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -54,6 +56,65 @@ Result<IpAddress> parseIp(const json& j, const std::string& path) {
   return *a;
 }
 
+// "1024-2047": both ends 1..65535, first <= last, digits only.
+std::optional<std::pair<uint16_t, uint16_t>> parsePortRange(const std::string& s) {
+  const auto dash = s.find('-');
+  if (dash == std::string::npos) return std::nullopt;
+  auto num = [](std::string_view t) -> std::optional<uint32_t> {
+    if (t.empty() || t.size() > 5 || t.find_first_not_of("0123456789") != t.npos)
+      return std::nullopt;
+    const uint32_t v = static_cast<uint32_t>(std::stoul(std::string(t)));
+    if (v < 1 || v > 65535) return std::nullopt;
+    return v;
+  };
+  auto a = num(std::string_view(s).substr(0, dash));
+  auto b = num(std::string_view(s).substr(dash + 1));
+  if (!a || !b || *a > *b) return std::nullopt;
+  return std::pair{static_cast<uint16_t>(*a), static_cast<uint16_t>(*b)};
+}
+
+// A namespace's port blocks: each names one of its pods and one of its
+// egress addresses of the pod's family, at most one block per pod and
+// address, and no two blocks of an address overlap (in any namespace).
+Status parsePortBlocks(const json& list, const std::string& base, NamespaceEgress& ns,
+                       std::map<IpAddress, std::map<uint16_t, uint16_t>>& ranges_of) {
+  if (!list.is_array()) return fieldError(base, "must be a list");
+  static const std::set<std::string> kBlock = {"egressIP", "podIP", "ports"};
+  for (size_t j = 0; j < list.size(); ++j) {
+    const std::string p = base + "[" + std::to_string(j) + "]";
+    const json& b = list[j];
+    if (!b.is_object()) return fieldError(p, "must be an object");
+    for (auto& [k, v] : b.items())
+      if (!kBlock.count(k)) return fieldError(p + "." + k.substr(0, 64), "unknown field");
+    if (!b.contains("egressIP") || !b.contains("podIP") || !b.contains("ports"))
+      return fieldError(p, "needs egressIP, podIP and ports");
+    PodPortBlock pb;
+    auto e = parseIp(b["egressIP"], p + ".egressIP");
+    if (!e) return e.error();
+    auto pod = parseIp(b["podIP"], p + ".podIP");
+    if (!pod) return pod.error();
+    pb.egress = *e, pb.pod = *pod;
+    if (pb.egress.family() != pb.pod.family())
+      return fieldError(p, "the pod and the egress address are of different families");
+    if (std::find(ns.pod_ips.begin(), ns.pod_ips.end(), pb.pod) == ns.pod_ips.end())
+      return fieldError(p + ".podIP", pb.pod.str() + " is not a pod address of this namespace");
+    auto r = b["ports"].is_string() ? parsePortRange(b["ports"].get<std::string>()) : std::nullopt;
+    if (!r) return fieldError(p + ".ports", quoted(b["ports"]) + " is not a range like 1024-2047");
+    pb.first = r->first, pb.last = r->second;
+    if (ns.blockOf(pb.pod, pb.egress))
+      return fieldError(p, pb.pod.str() + " has two blocks on " + pb.egress.str());
+    auto& taken = ranges_of[pb.egress];
+    auto next = taken.lower_bound(pb.first);
+    const bool overlaps = (next != taken.end() && next->first <= pb.last) ||
+                          (next != taken.begin() && std::prev(next)->second >= pb.first);
+    if (overlaps)
+      return fieldError(p + ".ports", "overlaps another block on " + pb.egress.str());
+    taken.emplace(pb.first, pb.last);
+    ns.port_blocks.push_back(pb);
+  }
+  return okStatus();
+}
+
 }  // namespace
 
 Result<DesiredState> parseDesiredState(std::string_view text) {
@@ -89,8 +150,11 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
 
   std::set<std::string> names;
   std::unordered_map<IpAddress, std::string> pod_owner;
-  static const std::set<std::string> kNs = {"name", "egressIPs", "podIPs", "gatewayV4",
-                                            "gatewayV6"};
+  static const std::set<std::string> kNs = {"name",      "egressIPs", "podIPs",
+                                            "gatewayV4", "gatewayV6", "portBlocksRequired",
+                                            "portBlocks"};
+  // Per egress address: the port ranges handed out (never two pods' overlap).
+  std::map<IpAddress, std::map<uint16_t, uint16_t>> ranges_of;
   for (size_t i = 0; i < nss.size(); ++i) {
     const std::string base = "namespaces[" + std::to_string(i) + "]";
     const json& n = nss[i];
@@ -139,6 +203,15 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
       if (!g.is_string() || !isDnsSubdomain(g.get<std::string>()))
         return fieldError(base + "." + key, quoted(g) + " is not a node name");
       *into = g.get<std::string>();
+    }
+    if (n.contains("portBlocksRequired")) {
+      if (!n["portBlocksRequired"].is_boolean())
+        return fieldError(base + ".portBlocksRequired", "must be true or false");
+      ns.port_blocks_required = n["portBlocksRequired"].get<bool>();
+    }
+    if (n.contains("portBlocks")) {
+      if (auto r = parsePortBlocks(n["portBlocks"], base + ".portBlocks", ns, ranges_of); !r)
+        return r.error();
     }
     s.namespaces.push_back(std::move(ns));
   }
@@ -263,6 +336,7 @@ std::vector<IpAddress> dropAmbiguousPodIps(DesiredState& s) {
     std::erase_if(ns.pod_ips, [&](const IpAddress& ip) {
       return ambiguous.count(ip) || !seen.insert(ip).second;
     });
+    std::erase_if(ns.port_blocks, [&](const PodPortBlock& b) { return ambiguous.count(b.pod); });
   }
   for (auto& n : s.nodes)
     std::erase_if(n.pod_ips, [&](const IpAddress& ip) { return ambiguous.count(ip); });
@@ -291,6 +365,15 @@ std::string serializeDesiredState(const DesiredState& s) {
     n["podIPs"] = p;
     if (!ns.gateway_v4.empty()) n["gatewayV4"] = ns.gateway_v4;
     if (!ns.gateway_v6.empty()) n["gatewayV6"] = ns.gateway_v6;
+    if (ns.port_blocks_required) n["portBlocksRequired"] = true;
+    if (!ns.port_blocks.empty()) {
+      json b = json::array();
+      for (const auto& pb : ns.port_blocks)
+        b.push_back({{"egressIP", pb.egress.str()},
+                     {"podIP", pb.pod.str()},
+                     {"ports", std::to_string(pb.first) + "-" + std::to_string(pb.last)}});
+      n["portBlocks"] = b;
+    }
     nss.push_back(n);
   }
   doc["namespaces"] = nss;

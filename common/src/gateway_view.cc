@@ -1,5 +1,6 @@
 #include "nsegress/common/gateway_view.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -10,10 +11,17 @@ void GatewayViews::addNamespace(const Namespace& ns) {
   if (ns.requestsEgress()) listed_[ns.name];
 }
 
-void GatewayViews::addRecord(const AddressRecord& r) {
+void GatewayViews::addRecord(const AddressRecord& r, bool port_blocks) {
   if (!r.ns.empty()) tombstones_.insert(r.ns);
   if (r.state != AddressState::kAssigned || !r.usable(now_)) return;
-  listed_[r.ns].assigned.emplace_back(r.node, r.ip);
+  auto& l = listed_[r.ns];
+  l.assigned.emplace_back(r.node, r.ip);
+  if (port_blocks) l.blocks_required = true;
+}
+
+void GatewayViews::addBlock(const PortBlock& b) {
+  if (!b.held()) return;
+  if (auto it = listed_.find(b.ns); it != listed_.end()) it->second.blocks.push_back(b);
 }
 
 void GatewayViews::addNode(const Node& n) {
@@ -59,6 +67,16 @@ GatewayView GatewayViews::forNode(const std::string& node) const {
       }
     }
     e.pod_ips = l.pods;
+    e.port_blocks_required = l.blocks_required;
+    // Blocks of its pods on its addresses (any node's: a standby taking an
+    // address over needs them too).
+    const std::set<IpAddress> pods(l.pods.begin(), l.pods.end());
+    for (const auto& b : l.blocks) {
+      const bool ours = std::any_of(l.assigned.begin(), l.assigned.end(),
+                                    [&](const auto& a) { return a.second == b.egress; });
+      if (ours && pods.count(b.pod_ip) && !e.blockOf(b.pod_ip, b.egress))
+        e.port_blocks.push_back(PodPortBlock{b.egress, b.pod_ip, b.first, b.last});
+    }
     v.state.namespaces.push_back(std::move(e));
   }
   // A pod address seen on two nodes is local to neither (never steered).

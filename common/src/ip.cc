@@ -128,4 +128,16 @@ std::optional<Ipv4Port> parseIpv4Port(std::string_view text) {
   return Ipv4Port{*ip, static_cast<uint16_t>(port)};
 }
 
+std::optional<IpPort> parseIpPort(std::string_view text) {
+  if (text.empty() || text.front() != '[') return parseIpv4Port(text);
+  const auto close = text.find("]:");
+  if (close == std::string_view::npos) return std::nullopt;
+  auto ip = IpAddress::parse(text.substr(1, close - 1));
+  if (!ip || ip->isV4()) return std::nullopt;
+  // The port part, checked as IPv4's is.
+  auto p = parseIpv4Port("0.0.0.0" + std::string(text.substr(close + 1)));
+  if (!p) return std::nullopt;
+  return IpPort{*ip, p->port};
+}
+
 }  // namespace nsegress

@@ -1,4 +1,5 @@
 #include "nsegress/controller/allocator.h"
+#include "nsegress/controller/port_blocks.h"
 
 #include "nsegress/common/failover_roles.h"
 #include "nsegress/common/gateway_view.h"
@@ -502,10 +503,16 @@ std::optional<Seconds> nextOnboardingEnd(const Ledger& ledger, Seconds now) {
 }
 
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a,
-                                                  Seconds now) {
+                                                  Seconds now, const BlockBook* blocks) {
   GatewayViews views(now);
   for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
-  for (const auto& [ip, r] : a.ledger) views.addRecord(r);
+  for (const auto& [ip, r] : a.ledger) {
+    auto pit = world.pools.find(r.pool);
+    views.addRecord(r, pit != world.pools.end() && !pit->second.invalid &&
+                           pit->second.port_block_size);
+  }
+  if (blocks)
+    for (const auto& b : blocks->held) views.addBlock(b);
   for (const auto& p : world.pods) views.addPod(p);
   for (const auto& [name, n] : world.nodes) views.addNode(n);
   // Every node gets a state: gateways SNAT, every node steers its own pods.

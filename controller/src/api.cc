@@ -1,4 +1,5 @@
 #include "nsegress/controller/api.h"
+#include "nsegress/controller/port_blocks.h"
 #include "nsegress/common/desired_state.h"
 #include "nsegress/common/json.h"
 #include "nsegress/controller/feeds.h"
@@ -272,6 +273,79 @@ HttpResponse whoHadRoute(const ApiContext& ctx, const HttpRequest& r, const View
       {"ip", ip->str()}, {"at", formatTime(at)}, {"namespace", who ? json(*who) : json(nullptr)}});
 }
 
+// "Who was behind ADDRESS:PORT at T?": the pod whose port block covered
+// the port then (attribution by port), else the namespace that held the
+// address (who-had), saying which of the two answered.
+HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v) {
+  {
+    const auto qm = r.target.find('?');
+    const std::string query = qm == std::string::npos ? "" : r.target.substr(qm + 1);
+    std::map<std::string, int> seen;
+    for (size_t i = 0; i < query.size();) {
+      const size_t amp = std::min(query.find('&', i), query.size());
+      const std::string key = query.substr(i, amp - i).substr(0, query.substr(i, amp - i).find('='));
+      if (key != "addr" && key != "at")
+        return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only addr, at)");
+      if (++seen[key] > 1) return error(400, "query parameter " + key + ": given more than once");
+      i = amp + 1;
+    }
+  }
+  auto a = r.query.find("addr");
+  if (a == r.query.end()) return error(400, "query parameter addr: required (ADDRESS:PORT)");
+  auto ap = parseIpPort(a->second);
+  if (!ap)
+    return error(400, "query parameter addr: not an address and port like 203.0.113.10:41234 "
+                      "or [fd00::1]:41234");
+  Seconds at = v.at;
+  if (r.query.count("at")) {
+    auto t = parseTime(r.query.at("at"));
+    if (!t) return error(400, "query parameter at: not a Unix time or RFC 3339 UTC time");
+    at = *t;
+  }
+  if (!ctx.store) return error(503, "no ledger");
+  json out{{"address", ap->ip.str()}, {"port", ap->port}, {"at", formatTime(at)}};
+  auto blocks = ctx.store->blocksCovering(ap->ip, ap->port);
+  if (!blocks) return error(500, blocks.error().message);
+  if (auto b = blockAt(*blocks, ap->ip, ap->port, at)) {
+    out["answer"] = "pod";
+    out["namespace"] = b->ns;
+    out["pod"] = b->pod;
+    out["podIP"] = b->pod_ip.str();
+    out["ports"] = std::to_string(b->first) + "-" + std::to_string(b->last);
+    out["heldFrom"] = formatTime(b->from);
+    out["heldTo"] = b->held() ? json(nullptr) : json(formatTime(b->to));
+    return jsonResp(out);
+  }
+  auto history = ctx.store->history(ap->ip);
+  if (!history) return error(500, history.error().message);
+  auto who = whoHad(*history, ap->ip, at);
+  out["answer"] = who ? "namespace" : "nobody";
+  out["namespace"] = who ? json(*who) : json(nullptr);
+  out["pod"] = nullptr;
+  out["reason"] = who ? "no port block held this port then (its pool gave no port blocks, or the "
+                        "port is outside every block): only the namespace is known"
+                      : "no namespace held this address then";
+  return jsonResp(out);
+}
+
+// The port blocks held now (attribution by port).
+HttpResponse blocksRoute(const HttpRequest&, const View& v) {
+  json held = json::array();
+  for (const auto& b : v.blocks)
+    held.push_back({{"address", b.egress.str()},
+                    {"ports", std::to_string(b.first) + "-" + std::to_string(b.last)},
+                    {"namespace", b.ns},
+                    {"pod", b.pod},
+                    {"podIP", b.pod_ip.str()},
+                    {"heldFrom", formatTime(b.from)}});
+  json pools = json::object();
+  for (const auto& [name, u] : v.block_usage)
+    pools[name] = {{"blocksPerAddress", u.per_address},
+                   {"held", u.held},
+                   {"podsWithoutBlock", u.starved}};
+  return jsonResp(json{{"held", held}, {"pools", pools}, {"podsWithoutBlock", v.starved}});
+}
+
 HttpResponse auditRoute(const ApiContext& ctx, const HttpRequest& r) {
   if (!ctx.store) return error(503, "no audit log");
   int64_t since = 0;
@@ -355,6 +429,10 @@ Router apiRouter(const ApiContext& ctx, bool with_metrics) {
   r.get("/api/v1/who-had",
         data(ctx, [&ctx](const HttpRequest& q, const View& v) { return whoHadRoute(ctx, q, v); }),
         Cost::kSlow);
+  r.get("/api/v1/who",
+        data(ctx, [&ctx](const HttpRequest& q, const View& v) { return whoRoute(ctx, q, v); }),
+        Cost::kSlow);
+  r.get("/api/v1/port-blocks", data(ctx, blocksRoute));
   r.get("/api/v1/hold", data(ctx, [](const HttpRequest&, const View& v) {
           if (!v.hold) return jsonResp(nullptr);
           return jsonResp(json{{"reason", v.hold->reason},

@@ -1,6 +1,7 @@
 #include "nsegress/controller/controller.h"
 #include "nsegress/common/json.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,9 @@ Status Controller::start() {
   auto l = store_.load();
   if (!l) return l.error();
   ledger_ = std::move(*l);
+  auto b = store_.loadBlocks();
+  if (!b) return b.error();
+  blocks_ = std::move(*b);
   auto gen = store_.meta("gateway_generation");
   if (gen && *gen) generation_ = std::stoull(**gen);
   // Statuses of the last run, so a restart does not repeat every event.
@@ -46,6 +50,7 @@ Status Controller::start() {
   auto v = std::make_shared<View>();
   v->ledger = ledger_;
   v->statuses = statuses_;
+  v->blocks = blocks_.held;
   v->at = clock_();
   v->not_ready = not_ready_;
   std::lock_guard lk(mu_);
@@ -121,14 +126,32 @@ void Controller::publish(const World& world, std::vector<ManifestError> errors,
   v->hold = std::move(hold);
   v->not_ready = not_ready_;
   v->at = now;
+  v->blocks = blocks_.held;
+  v->block_usage = blockUsage(world, ledger_, blocks_, last_blocks_);
+  v->starved = last_blocks_.starved;
   std::lock_guard l(mu_);
   v->reconciles = view_->reconciles + (v->hold ? 0 : 1);
   view_ = std::move(v);
 }
 
-Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<ManifestError> errors,
+Result<ReconcileReport> Controller::reconcile(const World& given, std::vector<ManifestError> errors,
                                               const SourceState& source) {
   if (!started_) return makeError(EINVAL, "controller not started");
+  // A ledger that cannot keep port blocks (cluster mode's, today) makes a
+  // pool asking for them invalid: attribution is never silently dropped.
+  World patched;
+  const World* wp = &given;
+  if (!store_.keepsPortBlocks() &&
+      std::any_of(given.pools.begin(), given.pools.end(),
+                  [](const auto& p) { return p.second.port_block_size && !p.second.invalid; })) {
+    patched = given;
+    for (auto& [name, p] : patched.pools)
+      if (p.port_block_size && !p.invalid)
+        p.invalid = "spec.portBlockSize: attribution by port needs a ledger that keeps port "
+                    "blocks (the standalone controller's); not supported in cluster mode yet";
+    wp = &patched;
+  }
+  const World& world = *wp;
   const Seconds now = clock_();
   if (!source.complete) {
     auto rep = hold(Hold{"the source is not a complete read: " + source.why, {}, "", now}, world,
@@ -192,6 +215,19 @@ Result<ReconcileReport> Controller::reconcile(const World& world, std::vector<Ma
   }
   ledger_ = a.ledger;
   statuses_ = a.statuses;
+  // Port blocks follow the ledger as committed, and are durable before any
+  // gateway hears of them (a crash before this commit leaves no gateway
+  // using a block the ledger does not hold).
+  BlockPlan bp = planPortBlocks(world, ledger_, blocks_, now);
+  if (!bp.empty()) {
+    if (auto r = store_.commitBlocks(bp); !r) {
+      if (auto fresh = store_.loadBlocks()) blocks_ = std::move(*fresh);
+      setNotReady("port blocks could not be recorded: " + r.error().message);
+      return r.error();
+    }
+    applyBlockPlan(blocks_, bp);
+  }
+  last_blocks_ = std::move(bp);
   {
     std::lock_guard l(mu_);
     hold_.reset();
@@ -220,7 +256,7 @@ Status Controller::writeGatewayStates(const World& world, const Allocation& a, S
   if (state_dir_.empty()) return okStatus();
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
-  for (auto& [gw, state] : gatewayStates(world, a, now)) {
+  for (auto& [gw, state] : gatewayStates(world, a, now, &blocks_)) {
     // Defence in depth: only a valid node name becomes a file name.
     if (!isDnsSubdomain(gw)) continue;
     state.generation = 0;

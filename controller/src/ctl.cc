@@ -77,6 +77,12 @@ int main(int argc, char** argv) {
   auto* who = app.add_subcommand("who-had", "which namespace held an address at a time");
   who->add_option("ip", ip)->required();
   who->add_option("--at", at, "Unix time or RFC 3339 UTC (default: now)");
+  std::string addr, who_at;
+  auto* whop = app.add_subcommand(
+      "who", "who was behind ADDRESS:PORT at a time: the pod (port blocks) or the namespace");
+  whop->add_option("addr", addr, "203.0.113.10:41234 or [fd00::1]:41234")->required();
+  whop->add_option("--at", who_at, "Unix time or RFC 3339 UTC (default: now)");
+  auto* blocks = app.add_subcommand("port-blocks", "the port blocks held now, per pod");
   std::string pool;
   auto* feed = app.add_subcommand("feed", "a pool's firewall feed (EDL)");
   feed->add_option("pool", pool)->required();
@@ -127,6 +133,11 @@ int main(int argc, char** argv) {
     else if (who->parsed())
       r = get(server, "/api/v1/who-had?ip=" + percentEncode(ip) +
                           (at.empty() ? "" : "&at=" + percentEncode(at)));
+    else if (whop->parsed())
+      r = get(server, "/api/v1/who?addr=" + percentEncode(addr) +
+                          (who_at.empty() ? "" : "&at=" + percentEncode(who_at)));
+    else if (blocks->parsed())
+      r = get(server, "/api/v1/port-blocks");
     else if (feed->parsed())
       r = get(server, "/feeds/edl/" + percentEncode(pool));
     else if (hold->parsed())

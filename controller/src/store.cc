@@ -13,6 +13,50 @@
 
 namespace nsegress::controller {
 
+Status LedgerStore::commitBlocks(const BlockPlan& plan) {
+  if (plan.empty()) return okStatus();
+  return makeError(ENOTSUP, "this ledger keeps no port blocks");
+}
+
+Result<std::vector<PortBlock>> LedgerStore::blocksCovering(const IpAddress&, uint16_t) {
+  return std::vector<PortBlock>{};
+}
+
+Result<BlockBook> MemoryStore::loadBlocks() {
+  BlockBook book;
+  for (const auto& b : blocks) {
+    if (b.held())
+      book.held.push_back(b);
+    else
+      book.last_closed[{b.egress, b.first}] =
+          std::max(book.last_closed[{b.egress, b.first}], b.to);
+  }
+  return book;
+}
+
+Status MemoryStore::commitBlocks(const BlockPlan& plan) {
+  if (plan.empty()) return okStatus();
+  if (fail_next_commit) {
+    fail_next_commit = false;
+    return makeError(EIO, "memory store: commit failed (test)");
+  }
+  for (const auto& c : plan.closed)
+    for (auto& b : blocks)
+      if (b.held() && b.egress == c.egress && b.first == c.first && b.from == c.from &&
+          b.pod == c.pod)
+        b.to = c.to;
+  blocks.insert(blocks.end(), plan.opened.begin(), plan.opened.end());
+  return okStatus();
+}
+
+Result<std::vector<PortBlock>> MemoryStore::blocksCovering(const IpAddress& egress,
+                                                           uint16_t port) {
+  std::vector<PortBlock> out;
+  for (const auto& b : blocks)
+    if (b.egress == egress && b.first <= port && port <= b.last) out.push_back(b);
+  return out;
+}
+
 Result<std::vector<AuditEvent>> LedgerStore::history(const IpAddress& ip) {
   std::vector<AuditEvent> out;
   const std::string key = ip.str();
@@ -107,6 +151,22 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_ip ON audit(ip, id);
+CREATE TABLE IF NOT EXISTS port_blocks(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  egress TEXT NOT NULL, first_port INTEGER NOT NULL, last_port INTEGER NOT NULL,
+  namespace TEXT NOT NULL, pod TEXT NOT NULL, pod_ip TEXT NOT NULL,
+  held_from INTEGER NOT NULL, held_to INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX IF NOT EXISTS one_holder_per_block ON port_blocks(egress, first_port)
+  WHERE held_to = 0;
+CREATE INDEX IF NOT EXISTS port_blocks_by_port ON port_blocks(egress, first_port, held_from);
+CREATE TRIGGER IF NOT EXISTS port_blocks_no_delete BEFORE DELETE ON port_blocks
+  BEGIN SELECT RAISE(ABORT, 'port blocks are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS port_blocks_close_once BEFORE UPDATE ON port_blocks
+  WHEN OLD.held_to != 0 OR NEW.held_to = 0 OR NEW.egress != OLD.egress
+    OR NEW.first_port != OLD.first_port OR NEW.last_port != OLD.last_port
+    OR NEW.namespace != OLD.namespace OR NEW.pod != OLD.pod OR NEW.pod_ip != OLD.pod_ip
+    OR NEW.held_from != OLD.held_from
+  BEGIN SELECT RAISE(ABORT, 'a port block is only ever closed, once'); END;
 )sql";
 
 // A ledger of an earlier version (no PendingFirewallCleanup state, no
@@ -395,6 +455,127 @@ Result<std::vector<AuditEvent>> SqliteStore::history(const IpAddress& ip) {
   }
   if (rc != SQLITE_DONE) return dbError(impl_->reader.get(), "read history");
   return out;
+}
+
+namespace {
+Result<std::vector<PortBlock>> readBlocks(sqlite3_stmt* st, sqlite3* db, const std::string& path) {
+  std::vector<PortBlock> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    auto col = [&](int i) {
+      const auto* t = sqlite3_column_text(st, i);
+      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    };
+    auto egress = IpAddress::parse(col(0));
+    auto pod_ip = IpAddress::parse(col(5));
+    const int64_t first = sqlite3_column_int64(st, 1), last = sqlite3_column_int64(st, 2);
+    if (!egress || !pod_ip || first < 1 || last > 65535 || first > last)
+      return makeError(EINVAL, "ledger " + path + ": corrupt port block of " + col(0));
+    out.push_back(PortBlock{*egress, static_cast<uint16_t>(first), static_cast<uint16_t>(last),
+                            col(3), col(4), *pod_ip, sqlite3_column_int64(st, 6),
+                            sqlite3_column_int64(st, 7)});
+  }
+  if (rc != SQLITE_DONE) return dbError(db, "read port blocks");
+  return out;
+}
+constexpr const char* kBlockColumns =
+    "SELECT egress, first_port, last_port, namespace, pod, pod_ip, held_from, held_to FROM "
+    "port_blocks ";
+}  // namespace
+
+Result<BlockBook> SqliteStore::loadBlocks() {
+  BlockBook book;
+  {
+    auto st = impl_->prepare((std::string(kBlockColumns) + "WHERE held_to = 0").c_str());
+    if (!st) return st.error();
+    auto held = readBlocks(st->get(), impl_->db.get(), impl_->path);
+    if (!held) return held.error();
+    book.held = std::move(*held);
+  }
+  auto st = impl_->prepare(
+      "SELECT egress, first_port, max(held_to) FROM port_blocks WHERE held_to != 0 GROUP BY "
+      "egress, first_port");
+  if (!st) return st.error();
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    const auto* t = sqlite3_column_text(st->get(), 0);
+    auto egress = IpAddress::parse(t ? reinterpret_cast<const char*>(t) : "");
+    if (!egress) return makeError(EINVAL, "ledger " + impl_->path + ": corrupt port block");
+    book.last_closed[{*egress, static_cast<uint16_t>(sqlite3_column_int64(st->get(), 1))}] =
+        sqlite3_column_int64(st->get(), 2);
+  }
+  if (rc != SQLITE_DONE) return dbError(impl_->db.get(), "read port blocks");
+  return book;
+}
+
+Status SqliteStore::commitBlocks(const BlockPlan& plan) {
+  if (plan.empty()) return okStatus();
+  if (auto r = impl_->exec("BEGIN IMMEDIATE"); !r) return r;
+  auto write = [&]() -> Status {
+    auto close = impl_->prepare(
+        "UPDATE port_blocks SET held_to = ? WHERE egress = ? AND first_port = ? AND held_to = 0 "
+        "AND held_from = ? AND pod = ?");
+    if (!close) return close.error();
+    for (const auto& b : plan.closed) {
+      sqlite3_stmt* s = close->get();
+      sqlite3_reset(s);
+      const std::string e = b.egress.str();
+      sqlite3_bind_int64(s, 1, b.to);
+      sqlite3_bind_text(s, 2, e.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 3, b.first);
+      sqlite3_bind_int64(s, 4, b.from);
+      sqlite3_bind_text(s, 5, b.pod.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "close port block");
+      if (sqlite3_changes(impl_->db.get()) != 1)
+        return makeError(EIO, "ledger: port block " + e + ":" + std::to_string(b.first) +
+                                  " of " + b.pod + " is not held (the ledger changed under us)");
+    }
+    auto open = impl_->prepare(
+        "INSERT INTO port_blocks(egress, first_port, last_port, namespace, pod, pod_ip, "
+        "held_from) VALUES(?,?,?,?,?,?,?)");
+    if (!open) return open.error();
+    for (const auto& b : plan.opened) {
+      sqlite3_stmt* s = open->get();
+      sqlite3_reset(s);
+      const std::string e = b.egress.str(), pip = b.pod_ip.str();
+      sqlite3_bind_text(s, 1, e.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 2, b.first);
+      sqlite3_bind_int64(s, 3, b.last);
+      sqlite3_bind_text(s, 4, b.ns.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 5, b.pod.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(s, 6, pip.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 7, b.from);
+      if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "open port block");
+    }
+    return okStatus();
+  };
+  if (auto r = write(); !r) {
+    (void)impl_->exec("ROLLBACK");
+    return r;
+  }
+  if (auto r = impl_->exec("COMMIT"); !r) {
+    (void)impl_->exec("ROLLBACK");
+    return r;
+  }
+  return okStatus();
+}
+
+Result<std::vector<PortBlock>> SqliteStore::blocksCovering(const IpAddress& egress,
+                                                           uint16_t port) {
+  // Uses the (egress, first_port) index: blocks start at most 32,256 ports
+  // below `port`.
+  auto st = impl_->prepare((std::string(kBlockColumns) +
+                            "WHERE egress = ? AND first_port <= ? AND first_port >= ? AND "
+                            "last_port >= ? ORDER BY held_from")
+                               .c_str(),
+                           impl_->reader.get());
+  if (!st) return st.error();
+  const std::string e = egress.str();
+  sqlite3_bind_text(st->get(), 1, e.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st->get(), 2, port);
+  sqlite3_bind_int64(st->get(), 3, int64_t(port) - int64_t(Pool::kMaxPortBlock));
+  sqlite3_bind_int64(st->get(), 4, port);
+  return readBlocks(st->get(), impl_->reader.get(), impl_->path);
 }
 
 Status SqliteStore::checkWritable() {

@@ -69,6 +69,11 @@ std::string NftOp::describe() const {
       return "add node " + key.str();
     case Kind::kDelNode:
       return "delete node " + key.str();
+    case Kind::kAddBlock:
+      return "add port block " + key.str() + " -> " + egress.str() + " ports " +
+             std::to_string(first) + "-" + std::to_string(last) + suffix;
+    case Kind::kDelBlock:
+      return "delete port block " + key.str() + suffix;
   }
   return "unknown op";
 }
@@ -123,6 +128,12 @@ std::optional<Error> applyOp(ObservedNft& s, const NftOp& op) {
       return add(s.snat, op.key, op.egress);
     case K::kDelSnat:
       return del(s.snat, op.key);
+    case K::kAddBlock:
+      if (op.first == 0 || op.first > op.last || op.egress.family() != op.key.family())
+        return makeError(EINVAL, "bad port block");
+      return add(s.blocks, op.key, BlockValue{op.egress, op.first, op.last});
+    case K::kDelBlock:
+      return del(s.blocks, op.key);
     case K::kAddTx:
       if (auto e = needCounter(op.counter)) return e;
       return add(s.tx_counter, op.key, op.counter);

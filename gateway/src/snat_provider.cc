@@ -19,6 +19,7 @@ NftOp op(K k, std::string ns, IpAddress key = {}, IpAddress egress = {}, std::st
 // The maps as the desired state wants them.
 struct Wanted {
   std::map<IpAddress, IpAddress> snat;
+  std::map<IpAddress, BlockValue> blocks;
   std::map<IpAddress, std::string> tx;
   std::map<IpAddress, std::string> pending;
   std::map<IpAddress, std::string> pod_ns;
@@ -35,9 +36,16 @@ Wanted wanted(const DesiredState& d, const std::set<IpAddress>& steered) {
     w.counters.insert(dropCounterName(ns.name));
     for (const auto& pod : ns.pod_ips) {
       w.pod_ns[pod] = ns.name;
-      if (auto e = ns.egressFor(pod.family())) {
+      auto e = ns.egressFor(pod.family());
+      const PodPortBlock* b = e ? ns.blockOf(pod, *e) : nullptr;
+      if (e && ns.port_blocks_required && !b) {
+        // Its pool attributes by port and it has no block (yet, or none is
+        // free): fail-closed, never translated to ports naming another pod.
+        if (!steered.count(pod)) w.pending[pod] = dropCounterName(ns.name);
+      } else if (e) {
         w.snat[pod] = *e;
         w.tx[pod] = txCounterName(ns.name);
+        if (b) w.blocks[pod] = BlockValue{*e, b->first, b->last};
       } else if (!steered.count(pod)) {
         w.pending[pod] = dropCounterName(ns.name);
       }
@@ -87,6 +95,16 @@ void planElements(const Wanted& w, const ObservedNft& have, const Attribution& n
       have.snat, w.snat, dels, adds,
       [&](const IpAddress& k, const IpAddress& v) { return op(K::kAddSnat, nsOf(k), k, v); },
       [&](const IpAddress& k, const IpAddress& v) { return op(K::kDelSnat, nsOf(k), k, v); });
+  diffMap(
+      have.blocks, w.blocks, dels, adds,
+      [&](const IpAddress& k, const BlockValue& v) {
+        NftOp o = op(K::kAddBlock, nsOf(k), k, v.egress);
+        o.first = v.first, o.last = v.last;
+        return o;
+      },
+      [&](const IpAddress& k, const BlockValue& v) {
+        return op(K::kDelBlock, nsOf(k), k, v.egress);
+      });
   diffMap(
       have.tx_counter, w.tx, dels, adds,
       [&](const IpAddress& k, const std::string& c) { return op(K::kAddTx, nsOf(k), k, {}, c); },
@@ -140,9 +158,19 @@ void addFlush(SnatPlan& p, const IpAddress& egress, const IpAddress& pod, const 
 void planFlushes(const Wanted& w, const ObservedNft& have, const Attribution& nsOf,
                  const std::set<IpAddress>& leaving, SnatPlan& p) {
   std::map<IpAddress, IpAddress> owed = have.flush_pending;  // pod -> egress
+  // Pods keeping their address with another (or a first, or no) port block:
+  // their flows' ports would name another pod, so they go too.
+  std::set<IpAddress> reblocked;
+  for (const auto& [pod, e] : have.snat) {
+    auto hb = have.blocks.find(pod);
+    auto wb = w.blocks.find(pod);
+    const bool same = (hb == have.blocks.end() && wb == w.blocks.end()) ||
+                      (hb != have.blocks.end() && wb != w.blocks.end() && hb->second == wb->second);
+    if (!same) reblocked.insert(pod);
+  }
   for (const auto& [pod, e] : have.snat) {
     auto it = w.snat.find(pod);
-    if (it != w.snat.end() && it->second == e) continue;
+    if (it != w.snat.end() && it->second == e && !reblocked.count(pod)) continue;
     auto old = have.flush_pending.find(pod);
     if (old != have.flush_pending.end() && old->second != e) {
       // An older debt for this pod: settle it in this plan too.
@@ -156,7 +184,8 @@ void planFlushes(const Wanted& w, const ObservedNft& have, const Attribution& ns
   for (const auto& [pod, e] : owed) {
     // If the pod maps to that same address again, its flows are legitimate.
     auto it = w.snat.find(pod);
-    if (it == w.snat.end() || it->second != e) addFlush(p, e, pod, nsOf(pod), leaving);
+    if (it == w.snat.end() || it->second != e || reblocked.count(pod))
+      addFlush(p, e, pod, nsOf(pod), leaving);
     p.forget.push_back(op(K::kDelFlushRec, nsOf(pod), pod, e));
   }
 }

@@ -50,6 +50,7 @@ using MnlPtr = Handle<mnl_socket, mnl_socket_close>;
 constexpr uint16_t kFamily = NFPROTO_INET;
 constexpr uint32_t kTypeIpv4Addr = 7;  // nft datatype ids, so `nft list` prints addresses
 constexpr uint32_t kTypeIpv6Addr = 8;
+constexpr uint32_t kTypeInetService = 13;
 constexpr size_t kMaxMsg = 8192;       // a message of one object
 constexpr size_t kMaxElemBytes = 192;  // an element: key, data or counter name, nesting
 
@@ -62,7 +63,7 @@ constexpr uint32_t concatType(uint32_t a, uint32_t b) {
 struct SetSpec {
   const char* name;
   Family family;  // of the (last part of the) key
-  enum { kPlain, kMap, kObjMap, kMarkMap, kPeers } kind;
+  enum { kPlain, kMap, kObjMap, kMarkMap, kPeers, kBlockMap } kind;
 };
 constexpr SetSpec kSets[] = {
     {NftNames::kSnat4, Family::V4, SetSpec::kMap},
@@ -82,7 +83,25 @@ constexpr SetSpec kSets[] = {
     {NftNames::kPeers4, Family::V4, SetSpec::kPeers},  // node (IPv4) . pod
     {NftNames::kPeers6, Family::V6, SetSpec::kPeers},
     {NftNames::kNodes4, Family::V4, SetSpec::kPlain},
+    {NftNames::kBlocks4, Family::V4, SetSpec::kBlockMap},  // pod -> egress . port range
+    {NftNames::kBlocks6, Family::V6, SetSpec::kBlockMap},
 };
+
+// A port block's map value, as nftables lays out an address . port range:
+// address, port (network order, padded to 4), address, port. The nat
+// expression reads them from consecutive 32-bit registers.
+size_t blockValueLen(Family f) {
+  return f == Family::V4 ? 16 : 40;
+}
+void encodeBlockValue(uint8_t* out, const IpAddress& egress, uint16_t first, uint16_t last) {
+  const size_t a = egress.size();
+  std::memset(out, 0, 2 * (a + 4));
+  const uint16_t f = htons(first), l = htons(last);
+  std::memcpy(out, egress.bytes(), a);
+  std::memcpy(out + a, &f, 2);
+  std::memcpy(out + a + 4, egress.bytes(), a);
+  std::memcpy(out + 2 * a + 4, &l, 2);
+}
 
 const char* setFor(NftOp::Kind k, Family f) {
   const bool v4 = f == Family::V4;
@@ -113,7 +132,10 @@ const char* setFor(NftOp::Kind k, Family f) {
       return v4 ? NftNames::kReturn4 : NftNames::kReturn6;
     case NftOp::Kind::kAddNode:
     case NftOp::Kind::kDelNode:
-      return NftNames::kNodes4;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
+      return NftNames::kNodes4;
+    case NftOp::Kind::kAddBlock:
+    case NftOp::Kind::kDelBlock:
+      return v4 ? NftNames::kBlocks4 : NftNames::kBlocks6;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
     default:
       return nullptr;
   }
@@ -391,6 +413,8 @@ void matchTunnel(nftnl_rule* r, uint16_t port) {
 //                  meta mark set ct mark                        (steered out)
 //                [ct direction reply ct mark & FLAG != 0 meta mark set ct mark & MASK]
 //   postrouting: [steered out: snat to ip saddr]              (never masqueraded)
+//                meta nfproto ipv4 oifname UPLINK meta l4proto tcp|udp
+//                  snat ip to ip saddr map @blocks4 (address . port range; and ipv6)
 //                meta nfproto ipv4 oifname UPLINK snat ip to ip saddr map @snat4 (and ipv6)
 //   input:       meta nfproto ipv4 ip daddr @owned4 ct state & (established|related) == 0
 //                  counter name inbound drop          (and ipv6 with @owned6)
@@ -675,6 +699,34 @@ std::vector<std::pair<const char*, RulePtr>> buildRules(const NftConfig& c) {
       rules.emplace_back(NftNames::kPostrouting, std::move(r));
     }
   }
+  // Attribution by port: a pod with a port block leaves from its address and
+  // ports in its block (TCP and UDP; the address . port range value read
+  // into four consecutive 32-bit registers). Without one, the next rule.
+  for (Family f : {Family::V4, Family::V6}) {
+    for (uint8_t proto : {uint8_t(IPPROTO_TCP), uint8_t(IPPROTO_UDP)}) {
+      auto r = newRule(c, NftNames::kPostrouting);
+      matchNfproto(r.get(), f);
+      matchOifname(r.get(), c.uplink);
+      matchL4(r.get(), proto);
+      loadSaddr(r.get(), f);
+      addExpr(r.get(), "lookup", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET,
+                           f == Family::V4 ? NftNames::kBlocks4 : NftNames::kBlocks6);
+      });
+      const uint32_t words = f == Family::V4 ? 1 : 4;  // an address, in 32-bit registers
+      addExpr(r.get(), "nat", [&](nftnl_expr* e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, f == Family::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG32_00);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG32_00 + words);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG32_00 + words + 1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFT_REG32_00 + 2 * words + 1);
+      });
+      rules.emplace_back(NftNames::kPostrouting, std::move(r));
+    }
+  }
   for (Family f : {Family::V4, Family::V6}) {
     auto r = newRule(c, NftNames::kPostrouting);
     matchNfproto(r.get(), f);
@@ -926,6 +978,10 @@ void NftBuilder::createTable(size_t op_index) {
     } else if (spec.kind == SetSpec::kObjMap) {
       flags |= NFT_SET_OBJECT;
       nftnl_set_set_u32(s.get(), NFTNL_SET_OBJ_TYPE, NFT_OBJECT_COUNTER);
+    } else if (spec.kind == SetSpec::kBlockMap) {
+      flags |= NFT_SET_MAP;
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, concatType(addr_type, kTypeInetService));
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, static_cast<uint32_t>(blockValueLen(spec.family)));
     }
     nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, flags);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, static_cast<uint32_t>(&spec - kSets) + 1);
@@ -1055,6 +1111,13 @@ void NftBuilder::append(const NftOp& op, size_t op_index) {
       add = true;
       nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_OBJREF, op.counter.c_str());
       break;
+    case NftOp::Kind::kAddBlock: {
+      add = true;
+      uint8_t v[40];
+      encodeBlockValue(v, op.egress, op.first, op.last);
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, v, blockValueLen(op.key.family()));
+      break;
+    }
     case NftOp::Kind::kAddOwned:
       add = true;
       break;
@@ -1309,6 +1372,7 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   std::optional<Error> bad;
   std::vector<std::pair<IpAddress, uint32_t>> marks;
   std::vector<std::pair<IpAddress, IpAddress>> peers;  // (node, pod)
+  std::vector<std::pair<IpAddress, gateway::BlockValue>> blocks;
   std::function<void(nftnl_set_elem*)> element = [&](nftnl_set_elem* e) {
     uint32_t klen = 0;
     const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
@@ -1335,6 +1399,22 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
       auto val = ipFrom(d, dlen);
       if (!val) return void(bad = val.error());
       addrs.emplace_back(*key, *val);
+    } else if (spec.kind == SetSpec::kBlockMap) {
+      uint32_t dlen = 0;
+      const auto* d = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen));
+      const size_t a = key->size();
+      if (!d || dlen != 2 * (a + 4))
+        return void(bad = makeError(EPROTO, "nft: port block of unexpected length"));
+      auto egress = ipFrom(d, a);
+      auto egress2 = ipFrom(d + a + 4, a);
+      if (!egress) return void(bad = egress.error());
+      uint16_t first, last;
+      std::memcpy(&first, d + a, 2);
+      std::memcpy(&last, d + 2 * a + 4, 2);
+      gateway::BlockValue v{*egress, ntohs(first), ntohs(last)};
+      if (!egress2 || *egress2 != *egress || !v.first || v.first > v.last)
+        return void(bad = makeError(EPROTO, "nft: port block " + key->str() + " is malformed"));
+      blocks.emplace_back(*key, v);
     } else if (spec.kind == SetSpec::kObjMap) {
       const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
       counters.emplace_back(*key, c ? c : "");
@@ -1345,7 +1425,8 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   auto st = ElemsKind::get(
       impl, NFT_MSG_GETSETELEM, NLM_F_DUMP,
       [&](nftnl_set* s) {
-        addrs.clear(), counters.clear(), keys.clear(), marks.clear(), peers.clear(), bad.reset();
+        addrs.clear(), counters.clear(), keys.clear(), marks.clear(), peers.clear(), blocks.clear(),
+            bad.reset();
         nftnl_set_set_str(s, NFTNL_SET_TABLE, table);
         nftnl_set_set_str(s, NFTNL_SET_NAME, spec.name);
         nftnl_set_set_u32(s, NFTNL_SET_FAMILY, kFamily);
@@ -1370,6 +1451,7 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
   (name == NftNames::kNodes4 ? obs.nodes : obs.owned).insert(keys.begin(), keys.end());
   for (auto& [k, m] : marks) (name.starts_with("steer") ? obs.steer : obs.returns)[k] = m;
   obs.peers.insert(peers.begin(), peers.end());
+  for (auto& [k, v] : blocks) obs.blocks[k] = v;
   return okStatus();
 }
 

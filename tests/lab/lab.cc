@@ -498,6 +498,22 @@ std::set<std::string> Lab::peersOf(const std::string& tag) const {
   return out;
 }
 
+std::set<std::pair<std::string, uint16_t>> Lab::portsOf(const std::string& tag) const {
+  std::set<std::pair<std::string, uint16_t>> out;
+  if (!server_) return out;
+  std::istringstream in(server_->log());
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("sport ", 0) != 0) continue;
+    std::istringstream l(line);
+    std::string word, proto, peer, t;
+    unsigned port = 0;
+    l >> word >> proto >> peer >> port >> t;
+    if (t == tag) out.emplace(peer, static_cast<uint16_t>(port));
+  }
+  return out;
+}
+
 std::map<std::string, uint64_t> Lab::seenSources() {
   std::map<std::string, uint64_t> out;
   for (const char* set_name : {"seen4", "seen6"}) {

@@ -146,6 +146,8 @@ class Lab {
   std::vector<std::string> serverLines() const;
   // Peers of the server lines whose payload starts with `tag`.
   std::set<std::string> peersOf(const std::string& tag) const;
+  // (peer address, source port) of the server lines whose payload is `tag`.
+  std::set<std::pair<std::string, uint16_t>> portsOf(const std::string& tag) const;
   // Source addresses (with packet counts) of every IPv4 packet that reached
   // the outside host since the last clearSeen().
   std::map<std::string, uint64_t> seenSources();

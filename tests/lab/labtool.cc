@@ -72,6 +72,11 @@ std::string peerStr(const sockaddr_storage& ss) {
   return buf;
 }
 
+uint16_t sourcePort(const sockaddr_storage& ss) {
+  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+}
+
 // Dual-stack listening socket on [::]:port.
 int listenOn(int type, int port) {
   int fd = socket(AF_INET6, type, 0);
@@ -173,6 +178,7 @@ int serve(int udp_port, int tcp_port, int bulk_port) {
   struct Conn {
     std::string peer;
     std::string buf;
+    uint16_t port = 0;
   };
   std::map<int, Conn> conns;
   std::cout << "ready" << std::endl;
@@ -192,6 +198,9 @@ int serve(int udp_port, int tcp_port, int bulk_port) {
         if (msg.size() > 200)
           msg = msg.substr(0, msg.find(' ', msg.find(' ') + 1)) + " len=" + std::to_string(n);
         std::cout << "udp " << peerStr(ss) << " " << msg << std::endl;
+        // The source port apart (attribution by port): "sport PROTO PEER PORT TAG".
+        std::cout << "sport udp " << peerStr(ss) << " " << sourcePort(ss) << " "
+                  << msg.substr(0, msg.find(' ')) << std::endl;
         sendto(u, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&ss), sl);  // echo
       }
     }
@@ -199,7 +208,7 @@ int serve(int udp_port, int tcp_port, int bulk_port) {
       sockaddr_storage ss{};
       socklen_t sl = sizeof ss;
       int c = accept(t, reinterpret_cast<sockaddr*>(&ss), &sl);
-      if (c >= 0) conns[c] = Conn{peerStr(ss), {}};
+      if (c >= 0) conns[c] = Conn{peerStr(ss), {}, sourcePort(ss)};
     }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -216,6 +225,8 @@ int serve(int udp_port, int tcp_port, int bulk_port) {
       size_t pos;
       while ((pos = c.buf.find('\n')) != std::string::npos) {
         std::cout << "tcp " << c.peer << " " << c.buf.substr(0, pos) << std::endl;
+        std::cout << "sport tcp " << c.peer << " " << c.port << " "
+                  << c.buf.substr(0, std::min(pos, c.buf.find(' '))) << std::endl;
         (void)!write(fd, c.buf.data(), pos + 1);  // echo the line
         c.buf.erase(0, pos + 1);
       }

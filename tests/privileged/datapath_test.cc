@@ -153,6 +153,81 @@ TEST_F(Datapath, PendingNamespaceReachesNothingAndDropsAreCounted) {
   EXPECT_EQ(lab->peersOf("udp-c1-live"), std::set<std::string>{"203.0.113.12"});
 }
 
+// Attribution by port (RFC 7422): each pod of a namespace whose pool gives
+// port blocks leaves from its address and from ports of its own block only
+// (TCP and UDP, IPv4 and IPv6), so address and port name the pod; ICMP
+// leaves with the address; a pod without a block reaches nothing and is
+// counted; a namespace without blocks shares its address's ports as before.
+TEST_F(Datapath, PortBlocksEachPodLeavesFromItsOwnPortsOnly) {
+  lab->addPod("p1", "10.244.1.2", "fd00:10::2");
+  lab->addPod("p2", "10.244.1.3");
+  lab->addPod("p3", "10.244.1.4");
+  lab->addPod("b1", "10.244.2.2");
+  DesiredState st;
+  st.gateway = "gw";
+  st.generation = 1;
+  NamespaceEgress a{"team-a",
+                    ip("203.0.113.10"),
+                    ip("fd00:e::10"),
+                    {ip("10.244.1.2"), ip("10.244.1.3"), ip("10.244.1.4"), ip("fd00:10::2")}};
+  a.port_blocks_required = true;
+  a.port_blocks = {{ip("203.0.113.10"), ip("10.244.1.2"), 1024, 1087},
+                   {ip("203.0.113.10"), ip("10.244.1.3"), 1088, 1151},
+                   {ip("fd00:e::10"), ip("fd00:10::2"), 2048, 2111}};
+  NamespaceEgress b{"team-b", ip("203.0.113.11"), std::nullopt, {ip("10.244.2.2")}};
+  st.namespaces = {a, b};
+  lab->writeState(serializeDesiredState(st));
+  lab->startServers();
+  startAndWait();
+  auto inBlock = [&](const std::string& tag, const std::string& peer, uint16_t lo, uint16_t hi) {
+    const auto got = lab->portsOf(tag);
+    EXPECT_FALSE(got.empty()) << tag;
+    for (const auto& [p, port] : got) {
+      EXPECT_EQ(p, peer) << tag;
+      EXPECT_TRUE(port >= lo && port <= hi) << tag << ": port " << port << " outside " << lo
+                                            << "-" << hi;
+    }
+    return got.size();
+  };
+  for (const char* proto : {"udp", "tcp"}) {
+    const std::string p(proto);
+    EXPECT_EQ(lab->send("p1", proto, p + "-p1", 20, 2, true), "sent 20 failed 0\n");
+    EXPECT_EQ(lab->send("p2", proto, p + "-p2", 20, 2, true), "sent 20 failed 0\n");
+    EXPECT_EQ(lab->send("p1", proto, p + "-p1-v6", 10, 2, true, 1000, lab::Lab::kOutsideIp6),
+              "sent 10 failed 0\n");
+    EXPECT_EQ(lab->send("b1", proto, p + "-b1", 5, 2, true), "sent 5 failed 0\n");
+    // Twenty fresh sockets each: twenty source ports, all in the pod's block.
+    EXPECT_GE(inBlock(p + "-p1", "203.0.113.10", 1024, 1087), 20u);
+    EXPECT_GE(inBlock(p + "-p2", "203.0.113.10", 1088, 1151), 20u);
+    EXPECT_GE(inBlock(p + "-p1-v6", "fd00:e::10", 2048, 2111), 10u);
+    EXPECT_EQ(lab->peersOf(p + "-b1"), std::set<std::string>{"203.0.113.11"});
+    // A pod without a block: fail-closed.
+    lab->send("p3", proto, p + "-p3", 3, 2, true, 300);
+    EXPECT_TRUE(lab->peersOf(p + "-p3").empty()) << p;
+  }
+  EXPECT_FALSE(lab->seenSources().count("10.244.1.4"));
+  auto k = kernel();
+  EXPECT_GE(k.counters["drop-team-a"].first, 3u) << "the blockless pod's drops are counted";
+  EXPECT_EQ(k.blocks.size(), 3u);
+  EXPECT_EQ((k.blocks[ip("10.244.1.3")]), (gateway::BlockValue{ip("203.0.113.10"), 1088, 1151}));
+  EXPECT_EQ((k.blocks[ip("fd00:10::2")]), (gateway::BlockValue{ip("fd00:e::10"), 2048, 2111}));
+  // ICMP has no port: it leaves with the namespace's address.
+  const std::string ping = lab->send("p1", "icmp", "icmp-p1", 3, 5, true);
+  EXPECT_NE(ping.find("replied 3"), std::string::npos) << ping;
+
+  // p2's block moves (as when a pool's block size changes): new flows use
+  // the new block; p3 gets one and is let out.
+  st.namespaces[0].port_blocks[1] = {ip("203.0.113.10"), ip("10.244.1.3"), 1152, 1215};
+  st.namespaces[0].port_blocks.push_back({ip("203.0.113.10"), ip("10.244.1.4"), 1216, 1279});
+  st.generation = 2;
+  lab->writeState(serializeDesiredState(st));
+  ASSERT_TRUE(lab::eventually([&] { return kernel().blocks.size() == 4; }));
+  EXPECT_EQ(lab->send("p2", "udp", "udp-p2-moved", 10, 2, true), "sent 10 failed 0\n");
+  EXPECT_GE(inBlock("udp-p2-moved", "203.0.113.10", 1152, 1215), 10u);
+  EXPECT_EQ(lab->send("p3", "tcp", "tcp-p3-live", 5, 2, true), "sent 5 failed 0\n");
+  EXPECT_GE(inBlock("tcp-p3-live", "203.0.113.10", 1216, 1279), 5u);
+}
+
 TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {
   standardLab();
   startAndWait();

@@ -14,6 +14,13 @@
 
 namespace nsegress {
 
+// A pod's block of source ports on one of its namespace's egress addresses.
+struct PodPortBlock {
+  IpAddress egress, pod;
+  uint16_t first = 0, last = 0;
+  bool operator==(const PodPortBlock&) const = default;
+};
+
 struct NamespaceEgress {
   std::string name;
   // At most one egress address per family. Pods of a family with no egress
@@ -25,6 +32,17 @@ struct NamespaceEgress {
   // node hosts one). Pods on other nodes are steered there.
   std::string gateway_v4;
   std::string gateway_v6;
+  // Attribution by port: its pool gives each pod a block of source ports.
+  // Then a pod with no block on the address of its family is fail-closed
+  // (never translated to ports that would name another pod).
+  bool port_blocks_required = false;
+  std::vector<PodPortBlock> port_blocks;
+  // The block of `pod` on `egress`, if any.
+  const PodPortBlock* blockOf(const IpAddress& pod, const IpAddress& egress) const {
+    for (const auto& b : port_blocks)
+      if (b.pod == pod && b.egress == egress) return &b;
+    return nullptr;
+  }
 
   std::optional<IpAddress> egressFor(Family f) const {
     return f == Family::V4 ? egress_v4 : egress_v6;

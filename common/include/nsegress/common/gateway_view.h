@@ -48,7 +48,12 @@ class GatewayViews {
   // nothing yet; its namespace is held fail-closed.
   explicit GatewayViews(Seconds now = 0) : now_(now) {}
   void addNamespace(const Namespace& ns);
-  void addRecord(const AddressRecord& r);
+  // `port_blocks`: the record's pool gives each pod a block of ports (its
+  // namespace's pods without one are then fail-closed).
+  void addRecord(const AddressRecord& r, bool port_blocks = false);
+  // A held block (the ledger's); blocks of pods or addresses not listed are
+  // left out of every view.
+  void addBlock(const PortBlock& b);
   void addNode(const Node& n);
   // After every namespace and record (a pod of an unlisted namespace is
   // skipped at once, so 100k pods cost one map lookup each).
@@ -63,6 +68,8 @@ class GatewayViews {
     std::vector<std::pair<std::string, IpAddress>> pod_nodes;  // (node, pod address)
     std::vector<std::pair<std::string, IpAddress>> assigned;   // (node, address) from the ledger
     bool draining = false;  // listed only for its pods (a deleted namespace's tombstone)
+    bool blocks_required = false;
+    std::vector<PortBlock> blocks;
   };
   std::map<std::string, Listed> listed_;
   std::set<std::string> existing_;    // namespaces that exist

@@ -60,11 +60,15 @@ class Cidr {
 
 // "IPv4:port" (port 1-65535), as the failover flags and the leader's
 // Endpoints name a UDP endpoint; nullopt for anything else.
-struct Ipv4Port {
+struct IpPort {
   IpAddress ip;
   uint16_t port = 0;
 };
+using Ipv4Port = IpPort;
 std::optional<Ipv4Port> parseIpv4Port(std::string_view text);
+// "IPv4:port" or "[IPv6]:port" (port 1-65535, digits only); nullopt for
+// anything else.
+std::optional<IpPort> parseIpPort(std::string_view text);
 
 }  // namespace nsegress
 

@@ -53,6 +53,16 @@ struct Pool {
   // Onboarding: a new address is in the feeds this long before pods use it.
   Seconds onboarding = 0;
   static constexpr Seconds kMaxOnboarding = 7 * 24 * 3600;
+  // Attribution by port (RFC 7422 deterministic NAT): each pod gets a fixed
+  // block of this many source ports on its namespace's address, from
+  // kFirstBlockPort up; 0: off (all pods share the address's ports).
+  uint32_t port_block_size = 0;
+  static constexpr uint32_t kFirstBlockPort = 1024;
+  static constexpr uint32_t kMinPortBlock = 64;
+  static constexpr uint32_t kMaxPortBlock = 32256;  // two blocks at least
+  uint32_t portBlocks() const {
+    return port_block_size ? (65536 - kFirstBlockPort) / port_block_size : 0;
+  }
   std::string source;  // file it came from
   std::optional<std::string>
       invalid;  // why the spec is unusable (kept, so namespaces see the reason)
@@ -195,6 +205,21 @@ struct AddressRecord {
   // for SQLite and for addresses never stored.
   std::string version;
   bool operator==(const AddressRecord&) const = default;
+};
+
+// A pod's block of source ports on its namespace's egress address (RFC 7422
+// deterministic NAT): every connection the pod opens leaves from a port in
+// [first, last], so address and port name the pod. Held from `from` until
+// `to` (0 while held); the ledger keeps every block, so "who was behind
+// ADDRESS:PORT at T" is answered after the pod is gone.
+struct PortBlock {
+  IpAddress egress;
+  uint16_t first = 0, last = 0;
+  std::string ns, pod;
+  IpAddress pod_ip;
+  Seconds from = 0, to = 0;
+  bool held() const { return to == 0; }
+  bool operator==(const PortBlock&) const = default;
 };
 
 // One append-only audit entry (in cluster mode also written as a Kubernetes Event).

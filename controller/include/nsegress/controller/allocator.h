@@ -48,8 +48,10 @@ Allocation allocate(const World& world, const Ledger& ledger, Seconds now,
 // Per gateway node (a node a valid pool may place addresses on, or one the
 // ledger places an address on): its desired state by the one set of rules
 // both modes share (common/gateway_view.h).
+// `blocks`: the port blocks held (attribution by port), if any.
+struct BlockBook;
 std::map<std::string, DesiredState> gatewayStates(const World& world, const Allocation& a,
-                                                  Seconds now);
+                                                  Seconds now, const BlockBook* blocks = nullptr);
 // The earliest onboarding end after `now` (when gateway states change next
 // without any other event), if any.
 std::optional<Seconds> nextOnboardingEnd(const Ledger& ledger, Seconds now);

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "nsegress/controller/manifests.h"
+#include "nsegress/controller/port_blocks.h"
 #include "nsegress/controller/store.h"
 
 namespace nsegress::controller {
@@ -48,6 +49,11 @@ struct View {
   std::string not_ready;
   Seconds at = 0;
   uint64_t reconciles = 0;
+  // Attribution by port: the blocks held now, per pool how they are used,
+  // and pods that found no free block (fail-closed).
+  std::vector<PortBlock> blocks;
+  std::map<std::string, BlockUsage> block_usage;
+  std::vector<std::string> starved;
 };
 
 struct ReconcileReport {
@@ -102,6 +108,8 @@ class Controller {
   Clock clock_;
   std::string state_dir_;
   Ledger ledger_;
+  BlockBook blocks_;
+  BlockPlan last_blocks_;
   bool started_ = false;
   std::map<std::string, NamespaceStatus> statuses_;
   std::map<std::string, std::string>

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nsegress/controller/allocator.h"
+#include "nsegress/controller/port_blocks.h"
 
 namespace nsegress::controller {
 
@@ -41,6 +42,13 @@ class LedgerStore {
   // Whether a commit could succeed now (a read-only or locked-out ledger
   // cannot take one: the controller is then not ready).
   virtual Status checkWritable() { return okStatus(); }
+  // Port blocks (attribution by port): kept only by ledgers that can keep
+  // every block for as long as the audit log (SQLite, memory); others say so.
+  virtual bool keepsPortBlocks() const { return false; }
+  virtual Result<BlockBook> loadBlocks() { return BlockBook{}; }
+  virtual Status commitBlocks(const BlockPlan& plan);
+  // Every block (held or closed) of `egress` whose range covers `port`.
+  virtual Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port);
 };
 
 // Embedded SQLite: WAL journal, synchronous=FULL, one transaction per commit.
@@ -70,6 +78,10 @@ class SqliteStore final : public LedgerStore {
   Result<std::optional<std::string>> meta(const std::string& key) override;
   Result<std::vector<AuditEvent>> history(const IpAddress& ip) override;
   Status checkWritable() override;
+  bool keepsPortBlocks() const override { return true; }
+  Result<BlockBook> loadBlocks() override;
+  Status commitBlocks(const BlockPlan& plan) override;
+  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port) override;
 
  private:
   struct Impl;
@@ -83,7 +95,12 @@ class MemoryStore final : public LedgerStore {
   Ledger ledger;
   std::vector<StoredEvent> events;
   std::map<std::string, std::string> metas;
+  std::vector<PortBlock> blocks;  // every block, held and closed
   bool fail_next_commit = false;
+  bool keepsPortBlocks() const override { return true; }
+  Result<BlockBook> loadBlocks() override;
+  Status commitBlocks(const BlockPlan& plan) override;
+  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port) override;
   Result<Ledger> load() override { return ledger; }
   using LedgerStore::commit;
   Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,

@@ -65,6 +65,8 @@ struct NftNames {
   static constexpr const char* kPeers4 = "peers4";
   static constexpr const char* kPeers6 = "peers6";
   static constexpr const char* kNodes4 = "nodes4";
+  static constexpr const char* kBlocks4 = "blocks4";  // pod -> egress . port range
+  static constexpr const char* kBlocks6 = "blocks6";
   static constexpr const char* kSteer = "steer";
   static constexpr const char* kForward = "forward";
   static constexpr const char* kPostrouting = "postrouting";

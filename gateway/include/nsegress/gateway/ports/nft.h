@@ -15,12 +15,21 @@
 namespace nsegress::gateway {
 
 // What nsegress owns inside its nftables table, as read back from the kernel.
+// A pod's port block as the kernel holds it: translated to `egress`, source
+// ports first..last (attribution by port).
+struct BlockValue {
+  IpAddress egress;
+  uint16_t first = 0, last = 0;
+  bool operator==(const BlockValue&) const = default;
+};
+
 struct ObservedNft {
   bool table_present = false;
   // Table exists and has exactly the structure this version builds (chains,
   // rules, sets, fingerprint including the uplink name).
   bool structure_ok = false;
   std::map<IpAddress, IpAddress> snat;           // pod address -> egress address
+  std::map<IpAddress, BlockValue> blocks;        // pod address -> egress . port range (TCP, UDP)
   std::map<IpAddress, std::string> tx_counter;   // pod address -> namespace tx counter
   std::map<IpAddress, std::string> pending;      // pod address -> namespace drop counter
   std::set<IpAddress> owned;                     // egress addresses this agent put on the uplink
@@ -64,6 +73,8 @@ struct NftOp {
     kDelNode,
     kAddReturn,  // return map: remote pod `key` -> `mark` (replies go back through its node)
     kDelReturn,
+    kAddBlock,  // port blocks map: pod `key` -> `egress` . `first`-`last` (TCP and UDP)
+    kDelBlock,
   };
   Kind kind;
   std::string ns;       // namespace the op serves ("" for table-wide ops)
@@ -71,6 +82,7 @@ struct NftOp {
   IpAddress egress;     // for kAddSnat, kAddFlushRec
   std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
   uint32_t mark = 0;    // for kAddSteer, kAddReturn
+  uint16_t first = 0, last = 0;  // for kAddBlock: the source ports
 
   std::string describe() const;
   bool operator==(const NftOp&) const = default;
