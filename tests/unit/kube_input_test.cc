@@ -37,7 +37,7 @@ TEST(KubeInput, UnknownFieldsOutsideAPoolsSpecAreIgnored) {
   ASSERT_TRUE(p->invalid);
   EXPECT_EQ(*p->invalid,
             "spec.someFutureKnob: unknown field (known: addresses, exclude, namespaceSelector, "
-            "nodeSelector, quarantine, acknowledgeRemoval, onboarding)");
+            "nodeSelector, quarantine, acknowledgeRemoval, onboarding, portBlockSize)");
   json ns = json::parse(
       R"({"metadata":{"name":"a","annotations":{"nsegress.io/pool":"p"},"ownerReferences":[],
     "finalizers":["nsegress.io/release"],"resourceVersion":"42"},

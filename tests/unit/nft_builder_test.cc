@@ -30,6 +30,11 @@ TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
   const std::string fwd = "forward: inet nsegress forward\n";
   const std::string post = "postrouting: inet nsegress postrouting\n";
   const std::string in = "input: inet nsegress input\n";
+  auto l4 = [](int proto) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x%08x ]\n", proto);
+    return std::string(buf);
+  };
   const std::string est =
       "  [ ct load state => reg 1 ]\n"
       "  [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]\n"
@@ -46,6 +51,20 @@ TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
       fwd + nf6 + sa6 + "  [ objref sreg 1 set pending6 ]\n  [ immediate reg 0 drop ]\n",
       fwd + nf4 + oif + sa4 + "  [ objref sreg 1 set tx4 ]\n",
       fwd + nf6 + oif + sa6 + "  [ objref sreg 1 set tx6 ]\n",
+      // attribution by port: TCP and UDP through the port blocks (address .
+      // port range in four 32-bit registers), per family
+      post + nf4 + oif + l4(6) + sa4 +
+          "  [ lookup reg 1 set blocks4 dreg 1 ]\n"
+          "  [ nat snat ip addr_min reg 8 addr_max reg 10 proto_min reg 9 proto_max reg 11 ]\n",
+      post + nf4 + oif + l4(17) + sa4 +
+          "  [ lookup reg 1 set blocks4 dreg 1 ]\n"
+          "  [ nat snat ip addr_min reg 8 addr_max reg 10 proto_min reg 9 proto_max reg 11 ]\n",
+      post + nf6 + oif + l4(6) + sa6 +
+          "  [ lookup reg 1 set blocks6 dreg 1 ]\n"
+          "  [ nat snat ip6 addr_min reg 8 addr_max reg 13 proto_min reg 12 proto_max reg 17 ]\n",
+      post + nf6 + oif + l4(17) + sa6 +
+          "  [ lookup reg 1 set blocks6 dreg 1 ]\n"
+          "  [ nat snat ip6 addr_min reg 8 addr_max reg 13 proto_min reg 12 proto_max reg 17 ]\n",
       post + nf4 + oif + sa4 +
           "  [ lookup reg 1 set snat4 dreg 1 ]\n  [ nat snat ip addr_min reg 1 ]\n",
       post + nf6 + oif + sa6 +
@@ -125,11 +144,11 @@ TEST(NftBuilder, CreateTableIsTableSetsChainsRulesUnderOneOp) {
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 7);
   auto msgs = messages(b.finish());
-  // begin + table + 17 sets + 6 counters + 3 chains + 10 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 6 + 3 + 10 + 1);
+  // begin + table + 19 sets + 6 counters + 3 chains + 14 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 19 + 6 + 3 + 14 + 1);
   EXPECT_EQ(msgs[1].type, nft(NFT_MSG_NEWTABLE));
-  for (size_t i = 2; i < 19; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
-  EXPECT_EQ(msgs[19].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
+  for (size_t i = 2; i < 21; ++i) EXPECT_EQ(msgs[i].type, nft(NFT_MSG_NEWSET));
+  EXPECT_EQ(msgs[21].type, nft(NFT_MSG_NEWOBJ)) << "the counters the rules name, before them";
   for (size_t i = 1; i + 1 < msgs.size(); ++i) EXPECT_EQ(*b.opFor(msgs[i].seq), 7u);
 }
 
@@ -155,15 +174,16 @@ TEST(NftBuilder, SteeringAddsItsChainAndRules) {
   EXPECT_EQ(per_chain["forward"], 16);
   // steer: uplink (3 maps + 1 range) x 2 families + nodes, 2 return, 2 steer, 2 restores
   EXPECT_EQ(per_chain["steer"], 15);
-  EXPECT_EQ(per_chain["postrouting"], 4);
+  // postrouting: 2 steered-out, 4 port blocks, 2 snat
+  EXPECT_EQ(per_chain["postrouting"], 8);
   // input: ND, 2 inbound, 3 foreign (device, reverse path, nodes), 2 replies, 2 peers,
   // other ethertypes
   EXPECT_EQ(per_chain["input"], 11);
   NftBuilder b(c, 1);
   b.append(NftOp{K::kCreateTable, "", {}, {}, ""}, 3);
   auto msgs = messages(b.finish());
-  // begin + table + 17 sets + 6 counters + 4 chains + 46 rules + end
-  ASSERT_EQ(msgs.size(), 1u + 1 + 17 + 6 + 4 + 46 + 1);
+  // begin + table + 19 sets + 6 counters + 4 chains + 50 rules + end
+  ASSERT_EQ(msgs.size(), 1u + 1 + 19 + 6 + 4 + 50 + 1);
   // Another configuration is another structure (a rebuild).
   NftConfig plain;
   plain.uplink = "up0";
