@@ -215,6 +215,8 @@ int main() {
     lab.addPod("ana-1", "10.244.3.2");
     lab.addPod("bil-1", "10.244.4.2");
     lab.addPod("rog-1", "10.244.5.2");
+    lab.addPod("trd-1", "10.244.6.2");
+    lab.addPod("trd-2", "10.244.6.3");
     lab.startServers();
 
     lab.writeManifest("00-cluster.yaml", R"(apiVersion: nsegress.io/v1alpha1
@@ -367,6 +369,42 @@ spec:
               page.find("<script") == std::string::npos &&
               page.find("released by payments") != std::string::npos,
           "the web page shows the live addresses and the release, without JavaScript");
+
+    std::cout << "   Which pod? Pool 'traced' gives each pod a block of 1,024 source ports "
+                 "(RFC 7422);\n   namespace 'trading' has two pods.\n";
+    lab.writeManifest("20-traced.yaml", R"(apiVersion: nsegress.io/v1alpha1
+kind: EgressPool
+metadata: {name: traced}
+spec:
+  addresses: ["203.0.113.30-203.0.113.31"]
+  portBlockSize: 1024
+)");
+    lab.writeManifest(
+        "trading.yaml",
+        nsManifest("trading", "traced", "trd-1", "10.244.6.2") +
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: trd-2, namespace: trading}\n"
+            "spec: {nodeName: gw-1}\nstatus: {podIPs: [{ip: 10.244.6.3}]}\n");
+    lab::eventually([&] {
+      return lab.exec(lab.gw(), "nft list map inet nsegress blocks4").find("10.244.6.3") !=
+             std::string::npos;
+    });
+    std::cout << indent(lab.ctl("port-blocks"));
+    bool named = true;
+    for (const char* pod : {"trd-1", "trd-2"}) {
+      lab.send(pod, "tcp", std::string("t-") + pod, 1, 5, true);
+      const auto ports = lab.portsOf(std::string("t-") + pod);
+      if (ports.empty()) {
+        named = false;
+        continue;
+      }
+      const std::string addr = ports.begin()->first + ":" + std::to_string(ports.begin()->second);
+      const std::string answer = lab.ctl("who " + addr);
+      std::cout << "   outside saw " << pod << " as " << addr << "; nsegressctl who " << addr
+                << ":\n"
+                << indent(answer);
+      named = named && answer.find(std::string("\"pod\": \"") + pod) != std::string::npos;
+    }
+    check(named, "address and port name the pod: nsegressctl who IP:PORT answers 'trading/trd-N'");
 
     std::cout << "\n7. Per-namespace data-path metrics (gateway /metrics):\n";
     std::string metrics;
