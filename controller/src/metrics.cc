@@ -88,7 +88,24 @@ class ViewMetrics : public prometheus::Collectable {
         c.gauge.value = n;
         f->metric.push_back(c);
       }
-    return {addrs, size, nss, errs, held, held_rel, not_ready, oldest, onboarding};
+    // Attribution by port: blocks held per pool, and pods that found none
+    // (fail-closed until a block is free).
+    auto blocks_held = fam("nsegress_controller_port_blocks_held",
+                           "Port blocks held by pods (attribution by port), per pool");
+    auto blocks_per = fam("nsegress_controller_port_blocks_per_address",
+                          "Port blocks an address of the pool is cut into (0: no port blocks)");
+    auto starved = fam("nsegress_controller_pods_without_port_block",
+                       "Pods of a port-block pool that found no free block (fail-closed)");
+    for (const auto& [pn, u] : v->block_usage)
+      for (auto [f, n] : {std::pair{&blocks_held, u.held}, std::pair{&blocks_per, u.per_address},
+                          std::pair{&starved, u.starved}}) {
+        prometheus::ClientMetric c;
+        c.label = {{"pool", pn}};
+        c.gauge.value = static_cast<double>(n);
+        f->metric.push_back(c);
+      }
+    return {addrs,     size,       nss,         errs,       held,   held_rel,
+            not_ready, oldest,     onboarding,  blocks_held, blocks_per, starved};
   }
 
  private:

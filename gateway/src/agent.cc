@@ -119,10 +119,18 @@ void Agent::reportOutcome(const ReconcileOutcome& r, double secs) {
   // A full conntrack dump: only with the periodic full read of the kernel,
   // not on every incremental change.
   if (conntrack_) {
-    if (auto flows = conntrack_->countByEgress()) {
+    if (auto c = conntrack_->census()) {
       std::map<std::string, size_t> by_ip;
-      for (const auto& [ip, n] : *flows) by_ip[ip.str()] = n;
+      for (const auto& [ip, n] : c->by_egress) by_ip[ip.str()] = n;
       metrics_->snapshot()->updateFlows(std::move(by_ip));
+      auto pressure = blockPressure(*last_good_, *c);
+      for (const auto& [ns, p] : pressure)
+        if (p.ratio >= 0.9)
+          spdlog::warn(
+              "namespace {}: pod {} has {} flows to one destination in its block of {} ports: "
+              "new connections there fail when it is full (raise the pool's portBlockSize)",
+              ns, p.pod.str(), p.flows, p.ports);
+      metrics_->snapshot()->updateBlockPressure(std::move(pressure));
     }
   }
 }

@@ -131,6 +131,27 @@ void KernelSnapshot::updateDrops(std::map<std::string, uint64_t> drops) {
   drops_ = std::move(drops);
 }
 
+std::map<std::string, BlockPressure> blockPressure(const DesiredState& d, const FlowCensus& c) {
+  std::map<std::string, BlockPressure> out;
+  for (const auto& ns : d.namespaces) {
+    if (!ns.port_blocks_required) continue;
+    auto& worst = out[ns.name];
+    for (const auto& b : ns.port_blocks) {
+      auto it = c.busiest_destination.find(b.pod);
+      const size_t flows = it == c.busiest_destination.end() ? 0 : it->second;
+      const size_t ports = size_t(b.last) - b.first + 1;
+      const double r = static_cast<double>(flows) / static_cast<double>(ports);
+      if (r > worst.ratio || worst.ports == 0) worst = BlockPressure{r, b.pod, flows, ports};
+    }
+  }
+  return out;
+}
+
+void KernelSnapshot::updateBlockPressure(std::map<std::string, BlockPressure> per_ns) {
+  std::lock_guard l(mu_);
+  pressure_ = std::move(per_ns);
+}
+
 void KernelSnapshot::updateFlows(std::map<std::string, size_t> flows) {
   std::lock_guard l(mu_);
   flows_ = std::move(flows);
@@ -176,7 +197,18 @@ std::vector<prometheus::MetricFamily> KernelSnapshot::Collect() const {
     m.gauge.value = static_cast<double>(n);
     flows.metric.push_back(m);
   }
-  std::vector<prometheus::MetricFamily> out = {tx_p, tx_b, dr_p, flows};
+  auto pressure = family(
+      "nsegress_gateway_port_block_usage_ratio",
+      "Attribution by port: per namespace, the highest share of one pod's port block taken by "
+      "its flows to one destination (at 1 the pod's next connection there fails)",
+      prometheus::MetricType::Gauge);
+  for (const auto& [ns, p] : pressure_) {
+    prometheus::ClientMetric m;
+    m.label = {{"namespace", ns}};
+    m.gauge.value = p.ratio;
+    pressure.metric.push_back(m);
+  }
+  std::vector<prometheus::MetricFamily> out = {tx_p, tx_b, dr_p, flows, pressure};
   struct Drop {
     const char* counter;
     const char* metric;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "ct_util.h"
@@ -65,10 +66,28 @@ Result<size_t> Conntrack::flush(const gateway::ConntrackFlush& f) {
 }
 
 Result<std::map<IpAddress, size_t>> Conntrack::countByEgress() {
-  std::map<IpAddress, size_t> out;
+  auto c = census();
+  if (!c) return c.error();
+  return std::move(c->by_egress);
+}
+
+Result<gateway::FlowCensus> Conntrack::census() {
+  gateway::FlowCensus out;
+  // (pod, protocol, destination address, destination port) -> flows
+  std::map<std::tuple<IpAddress, uint8_t, IpAddress, uint16_t>, size_t> per_dest;
   for (uint8_t fam : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
     auto st = dumpSnat(impl_->dump.get(), fam, [&](const nf_conntrack* ct) {
-      if (auto rd = replyDst(ct)) out[*rd]++;
+      if (auto rd = replyDst(ct)) out.by_egress[*rd]++;
+      auto src = origSrc(ct);
+      auto dst = ct::address(ct, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST);
+      if (!src || !dst) return;
+      const uint8_t proto = nfct_get_attr_u8(ct, ATTR_ORIG_L4PROTO);
+      const uint16_t dport = proto == IPPROTO_TCP || proto == IPPROTO_UDP
+                                 ? ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST))
+                                 : 0;
+      const size_t n = ++per_dest[std::tuple{*src, proto, *dst, dport}];
+      auto& peak = out.busiest_destination[*src];
+      peak = std::max(peak, n);
     });
     if (!st) return st.error();
   }

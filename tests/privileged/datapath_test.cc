@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "nsegress/gateway/metrics.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
 #include "privileged_test.h"
@@ -211,6 +212,21 @@ TEST_F(Datapath, PortBlocksEachPodLeavesFromItsOwnPortsOnly) {
   EXPECT_EQ(k.blocks.size(), 3u);
   EXPECT_EQ((k.blocks[ip("10.244.1.3")]), (gateway::BlockValue{ip("203.0.113.10"), 1088, 1151}));
   EXPECT_EQ((k.blocks[ip("fd00:10::2")]), (gateway::BlockValue{ip("fd00:e::10"), 2048, 2111}));
+  // The census behind nsegress_gateway_port_block_usage_ratio: p1's flows
+  // to its busiest destination (TCP or UDP to the outside host: 20 each,
+  // TCP's still in TIME_WAIT, each holding a port of the block).
+  {
+    lab::NetnsEnter in(lab->gw());
+    auto ct = netlink::Conntrack::open();
+    ASSERT_TRUE(ct);
+    auto c = (*ct)->census();
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_GE(c->busiest_destination[ip("10.244.1.2")], 20u);
+    EXPECT_LE(c->busiest_destination[ip("10.244.1.2")], 64u) << "a block of 64 holds 64 at most";
+    auto pressure = gateway::blockPressure(st, *c);
+    EXPECT_GE(pressure["team-a"].ratio, 20.0 / 64) << "the fuller of p1's and p2's blocks";
+    EXPECT_FALSE(pressure.count("team-b")) << "no port blocks: no pressure to report";
+  }
   // ICMP has no port: it leaves with the namespace's address.
   const std::string ping = lab->send("p1", "icmp", "icmp-p1", 3, 5, true);
   EXPECT_NE(ping.find("replied 3"), std::string::npos) << ping;

@@ -20,11 +20,23 @@ namespace nsegress::gateway {
 
 // Kernel-side counters (nft named counters, conntrack) mirrored at each
 // reconcile and exported as Prometheus counters/gauges at scrape time.
+// How full each namespace's port blocks are: per namespace, the highest
+// share of a pod's block taken by flows to one destination (a block of N
+// ports carries at most N flows to one destination: the next one fails),
+// and that pod.
+struct BlockPressure {
+  double ratio = 0;
+  IpAddress pod;
+  size_t flows = 0, ports = 0;
+};
+std::map<std::string, BlockPressure> blockPressure(const DesiredState& d, const FlowCensus& c);
+
 class KernelSnapshot final : public prometheus::Collectable {
  public:
   void update(std::map<std::string, NamespaceCounters> per_ns,
               std::map<std::string, std::string> ns_egress);
   void updateFlows(std::map<std::string, size_t> flows_by_egress);
+  void updateBlockPressure(std::map<std::string, BlockPressure> per_ns);
   // The table's own drop counters: blocked, spoofed, inbound, tunnel-foreign,
   // steer-spoofed, uplink-spoofed.
   void updateDrops(std::map<std::string, uint64_t> drops);
@@ -35,6 +47,7 @@ class KernelSnapshot final : public prometheus::Collectable {
   std::map<std::string, NamespaceCounters> per_ns_;
   std::map<std::string, std::string> ns_egress_;
   std::map<std::string, size_t> flows_;
+  std::map<std::string, BlockPressure> pressure_;
   std::map<std::string, uint64_t> drops_;
 };
 

@@ -31,11 +31,21 @@ struct ConntrackRepin {
   bool operator==(const ConntrackRepin&) const = default;
 };
 
+// One full read of the source-NATed flows: per egress address, and per pod
+// the flows to its busiest destination (protocol, address, port) — what a
+// port block must hold, since a source port can be reused towards another
+// destination.
+struct FlowCensus {
+  std::map<IpAddress, size_t> by_egress;
+  std::map<IpAddress, size_t> busiest_destination;  // pod -> flows
+};
+
 class ConntrackKernel {
  public:
   virtual ~ConntrackKernel() = default;
   virtual Result<size_t> flush(const ConntrackFlush& f) = 0;  // returns flows deleted
   virtual Result<std::map<IpAddress, size_t>> countByEgress() = 0;
+  virtual Result<FlowCensus> census() = 0;
   virtual Result<size_t> repin(const ConntrackRepin& r) = 0;  // returns flows re-pinned
 };
 
