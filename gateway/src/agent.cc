@@ -84,6 +84,7 @@ RunResult Agent::run(const RunRequest& req) {
     return RunResult::error();
   }
   reportOutcome(*r, secs);
+  if (on_applied_) on_applied_(overlaid ? *overlaid : *last_good_);
   return RunResult::ok();
 }
 

@@ -12,6 +12,7 @@
 
 #include "nsegress/gateway/agent.h"
 #include "nsegress/gateway/ct_sync.h"
+#include "nsegress/gateway/flow_log.h"
 #include "nsegress/gateway/failover.h"
 #include "nsegress/gateway/kube_source.h"
 #include "nsegress/http/server.h"
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
   bool no_ct_sync = false;
   size_t ct_sync_max = 262144;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
-  app.add_option("--uplink", uplink, "Interface egress traffic leaves by")->required();
+  app.add_option("--uplink", uplink, "Interface egress traffic leaves by (required but with --who)");
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
   app.add_flag("--kubernetes", kubernetes,
                "Derive the desired state from the Kubernetes API (EgressIPs, Namespaces, Pods)");
@@ -138,6 +139,22 @@ int main(int argc, char** argv) {
   app.add_flag("--no-ct-sync", no_ct_sync,
                "Failover without conntrack sync (established flows of a failed gateway are "
                "not carried over)");
+  std::string flow_log_dir, who_addr, who_at, who_dst;
+  int64_t flow_log_retention_h = 7 * 24;
+  uint64_t flow_log_max_mb = 1024;
+  app.add_option("--flow-log", flow_log_dir,
+                 "Directory of the flow log (attribution by flow for pools without port blocks): "
+                 "conntrack NEW/DESTROY events of this node's egress addresses, hourly segments");
+  app.add_option("--flow-log-retention-hours", flow_log_retention_h,
+                 "Flow log segments older than this are deleted")
+      ->check(CLI::Range(int64_t{1}, int64_t{24 * 366}));
+  app.add_option("--flow-log-max-mb", flow_log_max_mb,
+                 "And the oldest while the flow log is larger than this")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+  app.add_option("--who", who_addr,
+                 "With --flow-log: print which pods' flows held ADDRESS:PORT (at --at) and exit");
+  app.add_option("--at", who_at, "With --who: Unix time (seconds) or RFC 3339 UTC; default now");
+  app.add_option("--to", who_dst, "With --who: only flows to this destination ADDRESS:PORT");
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
                "Remove the table, owned addresses and their flows, then exit");
@@ -145,6 +162,50 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ gateway: %v");
+  if (!who_addr.empty()) {
+    // Query mode: reads the flow log, touches nothing else.
+    if (flow_log_dir.empty()) {
+      spdlog::error("--who needs --flow-log DIR");
+      return 2;
+    }
+    auto ap = parseIpPort(who_addr);
+    if (!ap) {
+      spdlog::error("--who: \"{}\" is not ADDRESS:PORT", who_addr.substr(0, 64));
+      return 2;
+    }
+    int64_t at_ms = static_cast<int64_t>(time(nullptr)) * 1000;
+    if (!who_at.empty()) {
+      std::optional<Seconds> t = parseRfc3339(who_at);
+      if (!t && !who_at.empty() && who_at.size() <= 12 &&
+          who_at.find_first_not_of("0123456789") == std::string::npos)
+        t = std::stoll(who_at);
+      if (!t || *t > kMaxTime) {
+        spdlog::error("--at: not a Unix time or RFC 3339 UTC time");
+        return 2;
+      }
+      at_ms = *t * 1000;
+    }
+    std::optional<std::pair<IpAddress, uint16_t>> dst;
+    if (!who_dst.empty()) {
+      auto d = parseIpPort(who_dst);
+      if (!d) {
+        spdlog::error("--to: \"{}\" is not ADDRESS:PORT", who_dst.substr(0, 64));
+        return 2;
+      }
+      dst = std::pair{d->ip, d->port};
+    }
+    auto answer = gateway::whoFromFlowLog(flow_log_dir, ap->ip, ap->port, at_ms, dst);
+    if (!answer) {
+      spdlog::error("{}", answer.error().message);
+      return 1;
+    }
+    std::cout << *answer << "\n";
+    return 0;
+  }
+  if (uplink.empty()) {
+    spdlog::error("--uplink is required");
+    return 2;
+  }
   if (!do_cleanup && state_file.empty() == !kubernetes) {
     spdlog::error("exactly one of --state-file and --kubernetes is required");
     return 2;
@@ -342,19 +403,48 @@ int main(int argc, char** argv) {
   gateway::Agent agent(io, SystemClock::instance(), source, dataplane, ct->get(), &metrics, opts,
                        failover.get());
   agent_ptr = &agent;
+  // The flow log: its own event socket (NEW and DESTROY only) and thread.
+  std::unique_ptr<netlink::ConntrackSync> flow_kernel;
+  std::unique_ptr<gateway::FlowLog> flow_log;
+  if (!flow_log_dir.empty()) {
+    auto k = netlink::ConntrackSync::open(40 << 20, /*updates=*/false);
+    if (!k) {
+      spdlog::error("flow log: {}", k.error().message);
+      return 1;
+    }
+    flow_kernel = std::move(*k);
+    gateway::FlowLogOptions fo;
+    fo.dir = flow_log_dir;
+    fo.node = node_name.empty() ? "node" : node_name;
+    fo.retention_s = flow_log_retention_h * 3600;
+    fo.max_bytes = flow_log_max_mb << 20;
+    flow_log = std::make_unique<gateway::FlowLog>(fo, *flow_kernel, [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    });
+    if (auto r = flow_log->start(); !r) {
+      spdlog::error("{}", r.error().message);
+      return 1;
+    }
+    agent.setOnApplied([&flow_log](const DesiredState& d) { flow_log->setState(d); });
+  }
   // /metrics and /healthz on the bounded HTTP server (http/server.h: a
   // slowloris never starves the scraper), on an I/O thread of its own.
   auto hook = std::make_shared<gateway::ScrapeHook>([&agent] { agent.reportSource(); });
   auto http_stats = std::make_shared<http::ServerStats>();
   const std::vector<std::shared_ptr<prometheus::Collectable>> collectables = {
       hook,  // first: the source's gauges are current
-      metrics.registry(), metrics.snapshot(), http::serverMetrics(*http_stats)};
+      metrics.registry(), metrics.snapshot(), http::serverMetrics(*http_stats),
+      flow_log ? gateway::flowLogMetrics(flow_log->stats())
+               : std::shared_ptr<prometheus::Collectable>()};
   http::Router metrics_router;
   metrics_router.get(
       "/metrics",
       [&collectables](const http::HttpRequest&) {
         std::vector<prometheus::MetricFamily> fams;
         for (const auto& c : collectables) {
+          if (!c) continue;
           auto f = c->Collect();
           fams.insert(fams.end(), f.begin(), f.end());
         }

@@ -126,7 +126,7 @@ struct ConntrackSync::Impl {
   std::vector<int> run(size_t count, const std::function<nlmsghdr*(char*, size_t, uint32_t)>& fill);
 };
 
-Result<std::unique_ptr<ConntrackSync>> ConntrackSync::open(int rcvbuf) {
+Result<std::unique_ptr<ConntrackSync>> ConntrackSync::open(int rcvbuf, bool updates) {
   auto impl = std::make_unique<Impl>();
   impl->events.reset(mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC));
   impl->cmd.reset(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
@@ -138,7 +138,8 @@ Result<std::unique_ptr<ConntrackSync>> ConntrackSync::open(int rcvbuf) {
     return sysError("receive buffer");
   if (mnl_socket_bind(
           impl->events.get(),
-          NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
+          NF_NETLINK_CONNTRACK_NEW | (updates ? NF_NETLINK_CONNTRACK_UPDATE : 0) |
+              NF_NETLINK_CONNTRACK_DESTROY,
           MNL_SOCKET_AUTOPID) != 0)
     return sysError("subscribe to events");
   if (mnl_socket_bind(impl->cmd.get(), 0, MNL_SOCKET_AUTOPID) != 0) return sysError("bind");

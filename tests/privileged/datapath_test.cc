@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "nsegress/gateway/metrics.h"
 #include "nsegress/netlink/conntrack.h"
 #include "nsegress/netlink/nft.h"
@@ -242,6 +244,78 @@ TEST_F(Datapath, PortBlocksEachPodLeavesFromItsOwnPortsOnly) {
   EXPECT_GE(inBlock("udp-p2-moved", "203.0.113.10", 1152, 1215), 10u);
   EXPECT_EQ(lab->send("p3", "tcp", "tcp-p3-live", 5, 2, true), "sent 5 failed 0\n");
   EXPECT_GE(inBlock("tcp-p3-live", "203.0.113.10", 1216, 1279), 5u);
+}
+
+// The flow log (pools without port blocks): each flow's NEW and DESTROY
+// events of this node's egress addresses are recorded, and the question
+// "which pod was behind ADDRESS:PORT at T" is answered from them — while
+// the flow lives and after it is gone.
+TEST_F(Datapath, FlowLogNamesThePodBehindAnAddressAndPort) {
+  standardLab();
+  const std::string dir = lab->dir() + "/flows";
+  auto& gw = lab->startGateway(lab->statePath(), {"--flow-log", dir});
+  ASSERT_TRUE(lab::eventually([&] { return gw.log().find("reconciled in") != std::string::npos; }))
+      << gw.log();
+  // The agent tells the flow log which addresses it hosts after its first
+  // reconcile; a flow opened after that is recorded.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(lab->send("a1", "tcp", "t-a1", 3, 5, true), "sent 3 failed 0\n");
+  EXPECT_EQ(lab->send("a2", "udp", "u-a2", 3, 5, true), "sent 3 failed 0\n");
+  const auto a1 = lab->portsOf("t-a1");
+  const auto a2 = lab->portsOf("u-a2");
+  ASSERT_FALSE(a1.empty());
+  ASSERT_FALSE(a2.empty());
+  const long during = static_cast<long>(time(nullptr));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // written within a second
+  auto who = [&](const std::string& addr, const std::string& extra = "") {
+    std::string out;
+    lab::run(lab::gatewayPath() + " --flow-log " + dir + " --who " + addr + extra, &out);
+    return out;
+  };
+  for (const auto& [peer, port] : a1) {
+    const std::string out = who(peer + ":" + std::to_string(port));
+    auto j = nlohmann::json::parse(out);
+    ASSERT_EQ(j["holders"].size(), 1u) << out;
+    EXPECT_EQ(j["holders"][0]["podIP"], "10.244.1.2") << out;
+    EXPECT_EQ(j["holders"][0]["namespace"], "team-a") << out;
+    EXPECT_EQ(j["holders"][0]["protocol"], "tcp") << out;
+    EXPECT_TRUE(j["complete"].get<bool>()) << out;
+  }
+  for (const auto& [peer, port] : a2) {
+    auto j = nlohmann::json::parse(who(peer + ":" + std::to_string(port)));
+    ASSERT_EQ(j["holders"].size(), 1u) << j.dump();
+    EXPECT_EQ(j["holders"][0]["podIP"], "10.244.1.3");
+    EXPECT_EQ(j["holders"][0]["protocol"], "udp");
+  }
+  // The namespace is released: its flows are flushed (DESTROY events). Now
+  // nobody holds the port; asked about before, the pod still does.
+  lab->writeState(stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}},
+                             {"team-c", "", {"10.244.3.2"}}},
+                            2));
+  ASSERT_TRUE(lab::eventually([&] { return kernel().snat.count(ip("10.244.1.3")) == 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto& [peer, port] = *a2.begin();
+  const std::string addr = peer + ":" + std::to_string(port);
+  auto now = nlohmann::json::parse(who(addr));
+  EXPECT_TRUE(now["holders"].empty()) << now.dump();
+  auto then = nlohmann::json::parse(who(addr, " --at " + std::to_string(during + 1)));
+  ASSERT_EQ(then["holders"].size(), 1u) << then.dump() << lab::must("cat " + dir + "/*.log");
+  EXPECT_EQ(then["holders"][0]["podIP"], "10.244.1.3");
+  EXPECT_NE(who(addr, " --to 192.0.2.99:1").find("\"holders\": []"), std::string::npos);
+  // Bad questions: a clear error, status 2.
+  std::string out;
+  EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir + " --who 203.0.113.10", &out), 2);
+  EXPECT_EQ(lab::run(lab::gatewayPath() + " --who 203.0.113.10:80", &out), 2);
+  EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir +
+                         " --who 203.0.113.10:80 --at yesterday",
+                     &out),
+            2);
+  EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir +
+                         " --who 203.0.113.10:80 --at 1000000000 2>&1",
+                     &out),
+            1)
+      << "no segment for that hour";
+  EXPECT_NE(out.find("no segment for that hour"), std::string::npos) << out;
 }
 
 TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {

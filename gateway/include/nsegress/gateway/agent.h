@@ -33,6 +33,9 @@ class Agent {
   // Sets the source's metrics (synced, errors, …) from its health now.
   // Thread-safe: also called at scrape time, so they never lag a reconcile.
   void reportSource();
+  // Called on the agent's loop after each successful reconcile with the
+  // state the data path now has (the flow log follows it). Set before start().
+  void setOnApplied(std::function<void(const DesiredState&)> f) { on_applied_ = std::move(f); }
 
  private:
   RunResult run(const RunRequest& req);
@@ -48,6 +51,7 @@ class Agent {
   ReconcileDriver driver_;
   std::optional<boost::asio::posix::stream_descriptor> watch_;
   std::optional<DesiredState> last_good_;
+  std::function<void(const DesiredState&)> on_applied_;
 };
 
 }  // namespace nsegress::gateway

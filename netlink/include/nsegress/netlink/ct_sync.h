@@ -15,8 +15,9 @@ namespace nsegress::netlink {
 class ConntrackSync final : public gateway::ConntrackSyncKernel {
  public:
   // In the calling thread's network namespace. `rcvbuf`: the event
-  // socket's receive buffer in bytes.
-  static Result<std::unique_ptr<ConntrackSync>> open(int rcvbuf = 32 << 20);
+  // socket's receive buffer in bytes. `updates`: also changes of existing
+  // flows (TCP state, assured), not only their beginning and end.
+  static Result<std::unique_ptr<ConntrackSync>> open(int rcvbuf = 32 << 20, bool updates = true);
   ~ConntrackSync() override;
 
   int eventFd() const override;
