@@ -34,7 +34,7 @@ fi
 grep -E 'tests passed|Total Test time' "$BUILD/ctest-sanitized.log" | sed 's/^/sanitized: /'
 
 mkdir -p "$BUILD/fuzz-crashes"
-for target in manifests desired_state kube_objects http peer_wire ct_sync_wire credentials; do
+for target in manifests desired_state kube_objects http peer_wire ct_sync_wire credentials flow_log; do
   scratch="$(mktemp -d)"
   log="$BUILD/fuzz-$target.log"
   if ! "$BUILD/tests/fuzz/fuzz_$target" -max_total_time="$SECONDS_PER_TARGET" \

@@ -74,7 +74,8 @@ void FlowLogWriter::enforceRetention(int64_t now_ms) {
   std::error_code ec;
   std::vector<std::pair<int64_t, fs::path>> segs;
   for (const auto& e : fs::directory_iterator(o_.dir, ec))
-    if (auto h = flowlog::segmentHour(e.path().filename().string())) segs.emplace_back(*h, e.path());
+    if (auto h = flowlog::segmentHour(e.path().filename().string()))
+      segs.emplace_back(*h, e.path());
   std::sort(segs.begin(), segs.end());
   uint64_t total = 0;
   for (const auto& [h, p] : segs) total += fs::file_size(p, ec);
@@ -99,7 +100,7 @@ FlowLog::~FlowLog() {
   stop();
 }
 
-Status FlowLog::start() {
+Status FlowLog::begin() {
   if (auto r = writer_.open(); !r) return r;
   const int64_t ms = now_();
   Record s;
@@ -110,6 +111,11 @@ Status FlowLog::start() {
   resync(ms);
   writer_.flush();
   last_flush_ = ms;
+  return okStatus();
+}
+
+Status FlowLog::start() {
+  if (auto r = begin(); !r) return r;
   thread_ = std::thread([this] {
     while (!stop_) {
       pollfd p{kernel_.eventFd(), POLLIN, 0};
@@ -231,9 +237,9 @@ class FlowLogCollectable final : public prometheus::Collectable {
     flows.name = "nsegress_gateway_flow_log_records_total";
     flows.help = "Flow log records written: flows begun, ended, listed by a resync";
     flows.type = T::Counter;
-    for (auto [kind, v] : {std::pair{"new", s_.new_flows.load()},
-                           std::pair{"ended", s_.ended_flows.load()},
-                           std::pair{"listed", s_.listed_flows.load()}}) {
+    for (auto [kind, v] :
+         {std::pair{"new", s_.new_flows.load()}, std::pair{"ended", s_.ended_flows.load()},
+          std::pair{"listed", s_.listed_flows.load()}}) {
       prometheus::ClientMetric m;
       m.label = {{"kind", kind}};
       m.counter.value = static_cast<double>(v);
@@ -269,8 +275,9 @@ Result<std::string> whoFromFlowLog(const std::string& dir, const IpAddress& egre
   std::FILE* f = std::fopen(path.c_str(), "r");
   if (!f)
     return makeError(ENOENT, "flow log: no segment for that hour (" + path + ": " +
-                                 strerror(errno) + "); it was not recording, or retention "
-                                                   "deleted it");
+                                 strerror(errno) +
+                                 "); it was not recording, or retention "
+                                 "deleted it");
   flowlog::WhoHeld who(egress, port, at_ms, dst);
   char buf[flowlog::kMaxLine + 2];
   size_t lines = 0;
@@ -297,14 +304,15 @@ Result<std::string> whoFromFlowLog(const std::string& dir, const IpAddress& egre
   std::fclose(f);
   nlohmann::json holders = nlohmann::json::array();
   for (const auto& h : who.holders())
-    holders.push_back({{"podIP", h.flow.pod.str()},
-                       {"namespace", h.flow.ns},
-                       {"protocol", h.flow.proto == 6 ? "tcp" : "udp"},
-                       {"podPort", h.flow.sport},
-                       {"destination", h.flow.dst.str()},
-                       {"destinationPort", h.flow.dport},
-                       {"since", h.start_known ? nlohmann::json(h.flow.ms) : nlohmann::json(nullptr)},
-                       {"listedAt", h.start_known ? nlohmann::json(nullptr) : nlohmann::json(h.flow.ms)}});
+    holders.push_back(
+        {{"podIP", h.flow.pod.str()},
+         {"namespace", h.flow.ns},
+         {"protocol", h.flow.proto == 6 ? "tcp" : "udp"},
+         {"podPort", h.flow.sport},
+         {"destination", h.flow.dst.str()},
+         {"destinationPort", h.flow.dport},
+         {"since", h.start_known ? nlohmann::json(h.flow.ms) : nlohmann::json(nullptr)},
+         {"listedAt", h.start_known ? nlohmann::json(nullptr) : nlohmann::json(h.flow.ms)}});
   nlohmann::json gaps = nlohmann::json::array();
   for (auto g : who.gaps()) gaps.push_back(g);
   nlohmann::json out{{"address", egress.str()},

@@ -46,6 +46,12 @@ struct Fixture {
     std::vector<AddressRecord> rs = {a, q};
     (void)store.commit(
         rs, {AuditEvent{1'800'000'000, "Assigned", "pay", "203.0.113.10", "dmz", "gw-1", "x"}});
+    // Port blocks, held and closed: /api/v1/who answers by pod.
+    store.blocks = {PortBlock{a.ip, 1024, 2047, "pay", "api-1", *IpAddress::parse("10.244.1.2"),
+                              1'800'000'000, 1'800'000'100},
+                    PortBlock{a.ip, 1024, 2047, "pay", "api-2", *IpAddress::parse("10.244.1.3"),
+                              1'800'000'200, 0}};
+    view->blocks = {store.blocks[1]};
     ctx = ApiContext::fixed(view, &store, [] { return std::string("m 1\n"); });
     ctx.confirm_release = [](const std::string&) -> Status {
       return makeError(ENOENT, "nothing held");

@@ -66,8 +66,10 @@ class FlowLog {
  public:
   FlowLog(FlowLogOptions o, ConntrackSyncKernel& kernel, std::function<int64_t()> now_ms);
   ~FlowLog();
-  Status start();
+  Status start();  // begin() and the thread calling pump()
   void stop();
+  // Opens the directory and writes the start and a resync (no thread).
+  Status begin();
   // The state the data path has: which egress addresses this node hosts,
   // and the namespace of each (any thread).
   void setState(const DesiredState& d);
@@ -96,8 +98,8 @@ std::shared_ptr<prometheus::Collectable> flowLogMetrics(const FlowLogStats& stat
 
 // "Who held EGRESS:PORT at T?" from a flow log directory: reads the segment
 // of T's hour (each begins with a resync). The answer as JSON.
-Result<std::string> whoFromFlowLog(const std::string& dir, const IpAddress& egress, uint16_t port,
-                                   int64_t at_ms,
-                                   std::optional<std::pair<IpAddress, uint16_t>> dst = std::nullopt);
+Result<std::string> whoFromFlowLog(
+    const std::string& dir, const IpAddress& egress, uint16_t port, int64_t at_ms,
+    std::optional<std::pair<IpAddress, uint16_t>> dst = std::nullopt);
 
 }  // namespace nsegress::gateway
