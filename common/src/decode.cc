@@ -210,8 +210,7 @@ Pool poolOf(const json& o, std::string name) {
       std::optional<uint64_t> n;
       if (b.is_number_unsigned())
         n = b.get<uint64_t>();
-      else if (b.is_string() && !b.get<std::string>().empty() &&
-               b.get<std::string>().size() <= 6 &&
+      else if (b.is_string() && !b.get<std::string>().empty() && b.get<std::string>().size() <= 6 &&
                b.get<std::string>().find_first_not_of("0123456789") == std::string::npos)
         n = std::stoull(b.get<std::string>());
       if (!n || *n < Pool::kMinPortBlock || *n > Pool::kMaxPortBlock)

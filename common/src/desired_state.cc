@@ -107,8 +107,7 @@ Status parsePortBlocks(const json& list, const std::string& base, NamespaceEgres
     auto next = taken.lower_bound(pb.first);
     const bool overlaps = (next != taken.end() && next->first <= pb.last) ||
                           (next != taken.begin() && std::prev(next)->second >= pb.first);
-    if (overlaps)
-      return fieldError(p + ".ports", "overlaps another block on " + pb.egress.str());
+    if (overlaps) return fieldError(p + ".ports", "overlaps another block on " + pb.egress.str());
     taken.emplace(pb.first, pb.last);
     ns.port_blocks.push_back(pb);
   }
@@ -150,9 +149,8 @@ Result<DesiredState> parseDesiredState(std::string_view text) {
 
   std::set<std::string> names;
   std::unordered_map<IpAddress, std::string> pod_owner;
-  static const std::set<std::string> kNs = {"name",      "egressIPs", "podIPs",
-                                            "gatewayV4", "gatewayV6", "portBlocksRequired",
-                                            "portBlocks"};
+  static const std::set<std::string> kNs = {
+      "name", "egressIPs", "podIPs", "gatewayV4", "gatewayV6", "portBlocksRequired", "portBlocks"};
   // Per egress address: the port ranges handed out (never two pods' overlap).
   std::map<IpAddress, std::map<uint16_t, uint16_t>> ranges_of;
   for (size_t i = 0; i < nss.size(); ++i) {

@@ -31,8 +31,8 @@ std::optional<T> number(std::string_view s) {
 }
 
 Error bad(const std::string& field, std::string_view value) {
-  return makeError(EINVAL, "flow log: " + field + ": \"" +
-                               std::string(value.substr(0, 64)) + "\" is not valid");
+  return makeError(
+      EINVAL, "flow log: " + field + ": \"" + std::string(value.substr(0, 64)) + "\" is not valid");
 }
 
 }  // namespace
@@ -80,8 +80,7 @@ Result<Record> parse(std::string_view line) {
   }
   if (f.size() != want)
     return makeError(EINVAL, "flow log: " + std::string(1, f[0][0]) + " record with " +
-                                 std::to_string(f.size()) + " fields, not " +
-                                 std::to_string(want));
+                                 std::to_string(f.size()) + " fields, not " + std::to_string(want));
   auto ms = number<int64_t>(f[1]);
   if (!ms || *ms > int64_t{253402300799} * 1000) return bad("ms", f[1]);
   r.ms = *ms;

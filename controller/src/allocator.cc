@@ -508,8 +508,8 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
   for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
   for (const auto& [ip, r] : a.ledger) {
     auto pit = world.pools.find(r.pool);
-    views.addRecord(r, pit != world.pools.end() && !pit->second.invalid &&
-                           pit->second.port_block_size);
+    views.addRecord(
+        r, pit != world.pools.end() && !pit->second.invalid && pit->second.port_block_size);
   }
   if (blocks)
     for (const auto& b : blocks->held) views.addBlock(b);

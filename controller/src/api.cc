@@ -1,8 +1,8 @@
 #include "nsegress/controller/api.h"
-#include "nsegress/controller/port_blocks.h"
 #include "nsegress/common/desired_state.h"
 #include "nsegress/common/json.h"
 #include "nsegress/controller/feeds.h"
+#include "nsegress/controller/port_blocks.h"
 #include "nsegress/controller/web.h"
 
 #include <charconv>
@@ -283,7 +283,8 @@ HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v
     std::map<std::string, int> seen;
     for (size_t i = 0; i < query.size();) {
       const size_t amp = std::min(query.find('&', i), query.size());
-      const std::string key = query.substr(i, amp - i).substr(0, query.substr(i, amp - i).find('='));
+      const std::string key =
+          query.substr(i, amp - i).substr(0, query.substr(i, amp - i).find('='));
       if (key != "addr" && key != "at")
         return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only addr, at)");
       if (++seen[key] > 1) return error(400, "query parameter " + key + ": given more than once");
@@ -294,8 +295,9 @@ HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v
   if (a == r.query.end()) return error(400, "query parameter addr: required (ADDRESS:PORT)");
   auto ap = parseIpPort(a->second);
   if (!ap)
-    return error(400, "query parameter addr: not an address and port like 203.0.113.10:41234 "
-                      "or [fd00::1]:41234");
+    return error(400,
+                 "query parameter addr: not an address and port like 203.0.113.10:41234 "
+                 "or [fd00::1]:41234");
   Seconds at = v.at;
   if (r.query.count("at")) {
     auto t = parseTime(r.query.at("at"));
@@ -340,9 +342,8 @@ HttpResponse blocksRoute(const HttpRequest&, const View& v) {
                     {"heldFrom", formatTime(b.from)}});
   json pools = json::object();
   for (const auto& [name, u] : v.block_usage)
-    pools[name] = {{"blocksPerAddress", u.per_address},
-                   {"held", u.held},
-                   {"podsWithoutBlock", u.starved}};
+    pools[name] = {
+        {"blocksPerAddress", u.per_address}, {"held", u.held}, {"podsWithoutBlock", u.starved}};
   return jsonResp(json{{"held", held}, {"pools", pools}, {"podsWithoutBlock", v.starved}});
 }
 

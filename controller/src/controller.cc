@@ -147,8 +147,9 @@ Result<ReconcileReport> Controller::reconcile(const World& given, std::vector<Ma
     patched = given;
     for (auto& [name, p] : patched.pools)
       if (p.port_block_size && !p.invalid)
-        p.invalid = "spec.portBlockSize: attribution by port needs a ledger that keeps port "
-                    "blocks (the standalone controller's); not supported in cluster mode yet";
+        p.invalid =
+            "spec.portBlockSize: attribution by port needs a ledger that keeps port "
+            "blocks (the standalone controller's); not supported in cluster mode yet";
     wp = &patched;
   }
   const World& world = *wp;

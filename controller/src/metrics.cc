@@ -104,8 +104,8 @@ class ViewMetrics : public prometheus::Collectable {
         c.gauge.value = static_cast<double>(n);
         f->metric.push_back(c);
       }
-    return {addrs,     size,       nss,         errs,       held,   held_rel,
-            not_ready, oldest,     onboarding,  blocks_held, blocks_per, starved};
+    return {addrs,     size,   nss,        errs,        held,       held_rel,
+            not_ready, oldest, onboarding, blocks_held, blocks_per, starved};
   }
 
  private:

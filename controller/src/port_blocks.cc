@@ -24,8 +24,7 @@ std::set<IpAddress> ambiguousPodIps(const World& world) {
 const Pool* blockPool(const World& world, const AddressRecord& r, Seconds now) {
   if (r.state != AddressState::kAssigned || !r.usable(now)) return nullptr;
   auto it = world.pools.find(r.pool);
-  if (it == world.pools.end() || it->second.invalid || !it->second.port_block_size)
-    return nullptr;
+  if (it == world.pools.end() || it->second.invalid || !it->second.port_block_size) return nullptr;
   return &it->second;
 }
 
@@ -65,10 +64,9 @@ BlockPlan planPortBlocks(const World& world, const Ledger& ledger, const BlockBo
                            (b.first - Pool::kFirstBlockPort) % size == 0 &&
                            uint32_t(b.last) == b.first + size - 1;
       auto& w = wanting[b.egress];
-      const bool pod_here =
-          std::find(w.begin(), w.end(), std::pair{b.pod, b.pod_ip}) != w.end();
-      keep = on_grid && b.ns == r.ns && pod_here &&
-             !has_block.count({b.egress, b.pod, b.pod_ip}) && !taken[b.egress].count(b.first);
+      const bool pod_here = std::find(w.begin(), w.end(), std::pair{b.pod, b.pod_ip}) != w.end();
+      keep = on_grid && b.ns == r.ns && pod_here && !has_block.count({b.egress, b.pod, b.pod_ip}) &&
+             !taken[b.egress].count(b.first);
     }
     if (keep) {
       taken[b.egress].insert(b.first);
@@ -103,8 +101,8 @@ BlockPlan planPortBlocks(const World& world, const Ledger& ledger, const BlockBo
       }
       const uint16_t first = free[next++].second;
       plan.opened.push_back(PortBlock{egress, first,
-                                      static_cast<uint16_t>(first + pool.port_block_size - 1),
-                                      r.ns, name, pip, now, 0});
+                                      static_cast<uint16_t>(first + pool.port_block_size - 1), r.ns,
+                                      name, pip, now, 0});
       has_block.insert({egress, name, pip});
     }
   }

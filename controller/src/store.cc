@@ -28,8 +28,7 @@ Result<BlockBook> MemoryStore::loadBlocks() {
     if (b.held())
       book.held.push_back(b);
     else
-      book.last_closed[{b.egress, b.first}] =
-          std::max(book.last_closed[{b.egress, b.first}], b.to);
+      book.last_closed[{b.egress, b.first}] = std::max(book.last_closed[{b.egress, b.first}], b.to);
   }
   return book;
 }
@@ -49,8 +48,7 @@ Status MemoryStore::commitBlocks(const BlockPlan& plan) {
   return okStatus();
 }
 
-Result<std::vector<PortBlock>> MemoryStore::blocksCovering(const IpAddress& egress,
-                                                           uint16_t port) {
+Result<std::vector<PortBlock>> MemoryStore::blocksCovering(const IpAddress& egress, uint16_t port) {
   std::vector<PortBlock> out;
   for (const auto& b : blocks)
     if (b.egress == egress && b.first <= port && port <= b.last) out.push_back(b);
@@ -527,8 +525,8 @@ Status SqliteStore::commitBlocks(const BlockPlan& plan) {
       sqlite3_bind_text(s, 5, b.pod.c_str(), -1, SQLITE_TRANSIENT);
       if (sqlite3_step(s) != SQLITE_DONE) return dbError(impl_->db.get(), "close port block");
       if (sqlite3_changes(impl_->db.get()) != 1)
-        return makeError(EIO, "ledger: port block " + e + ":" + std::to_string(b.first) +
-                                  " of " + b.pod + " is not held (the ledger changed under us)");
+        return makeError(EIO, "ledger: port block " + e + ":" + std::to_string(b.first) + " of " +
+                                  b.pod + " is not held (the ledger changed under us)");
     }
     auto open = impl_->prepare(
         "INSERT INTO port_blocks(egress, first_port, last_port, namespace, pod, pod_ip, "
@@ -560,15 +558,14 @@ Status SqliteStore::commitBlocks(const BlockPlan& plan) {
   return okStatus();
 }
 
-Result<std::vector<PortBlock>> SqliteStore::blocksCovering(const IpAddress& egress,
-                                                           uint16_t port) {
+Result<std::vector<PortBlock>> SqliteStore::blocksCovering(const IpAddress& egress, uint16_t port) {
   // Uses the (egress, first_port) index: blocks start at most 32,256 ports
   // below `port`.
-  auto st = impl_->prepare((std::string(kBlockColumns) +
-                            "WHERE egress = ? AND first_port <= ? AND first_port >= ? AND "
-                            "last_port >= ? ORDER BY held_from")
-                               .c_str(),
-                           impl_->reader.get());
+  auto st = impl_->prepare(
+      (std::string(kBlockColumns) + "WHERE egress = ? AND first_port <= ? AND first_port >= ? AND "
+                                    "last_port >= ? ORDER BY held_from")
+          .c_str(),
+      impl_->reader.get());
   if (!st) return st.error();
   const std::string e = egress.str();
   sqlite3_bind_text(st->get(), 1, e.c_str(), -1, SQLITE_TRANSIENT);

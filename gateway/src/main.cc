@@ -12,8 +12,8 @@
 
 #include "nsegress/gateway/agent.h"
 #include "nsegress/gateway/ct_sync.h"
-#include "nsegress/gateway/flow_log.h"
 #include "nsegress/gateway/failover.h"
+#include "nsegress/gateway/flow_log.h"
 #include "nsegress/gateway/kube_source.h"
 #include "nsegress/http/server.h"
 #include "nsegress/kube/client.h"
@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
   bool no_ct_sync = false;
   size_t ct_sync_max = 262144;
   if (const char* n = std::getenv("NODE_NAME")) node_name = n;
-  app.add_option("--uplink", uplink, "Interface egress traffic leaves by (required but with --who)");
+  app.add_option("--uplink", uplink,
+                 "Interface egress traffic leaves by (required but with --who)");
   app.add_option("--state-file", state_file, "Desired-state JSON file (watched for changes)");
   app.add_flag("--kubernetes", kubernetes,
                "Derive the desired state from the Kubernetes API (EgressIPs, Namespaces, Pods)");

@@ -136,11 +136,10 @@ Result<std::unique_ptr<ConntrackSync>> ConntrackSync::open(int rcvbuf, bool upda
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0)
     return sysError("receive buffer");
-  if (mnl_socket_bind(
-          impl->events.get(),
-          NF_NETLINK_CONNTRACK_NEW | (updates ? NF_NETLINK_CONNTRACK_UPDATE : 0) |
-              NF_NETLINK_CONNTRACK_DESTROY,
-          MNL_SOCKET_AUTOPID) != 0)
+  if (mnl_socket_bind(impl->events.get(),
+                      NF_NETLINK_CONNTRACK_NEW | (updates ? NF_NETLINK_CONNTRACK_UPDATE : 0) |
+                          NF_NETLINK_CONNTRACK_DESTROY,
+                      MNL_SOCKET_AUTOPID) != 0)
     return sysError("subscribe to events");
   if (mnl_socket_bind(impl->cmd.get(), 0, MNL_SOCKET_AUTOPID) != 0) return sysError("bind");
   const int one = 1, cmd_buf = 4 << 20;

@@ -135,7 +135,8 @@ const char* setFor(NftOp::Kind k, Family f) {
       return NftNames::kNodes4;
     case NftOp::Kind::kAddBlock:
     case NftOp::Kind::kDelBlock:
-      return v4 ? NftNames::kBlocks4 : NftNames::kBlocks6;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
+      return v4 ? NftNames::kBlocks4
+                : NftNames::kBlocks6;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
     default:
       return nullptr;
   }
@@ -981,7 +982,8 @@ void NftBuilder::createTable(size_t op_index) {
     } else if (spec.kind == SetSpec::kBlockMap) {
       flags |= NFT_SET_MAP;
       nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, concatType(addr_type, kTypeInetService));
-      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, static_cast<uint32_t>(blockValueLen(spec.family)));
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN,
+                        static_cast<uint32_t>(blockValueLen(spec.family)));
     }
     nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, flags);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, static_cast<uint32_t>(&spec - kSets) + 1);
@@ -1401,7 +1403,8 @@ Status readElements(NftTable::Impl& impl, const char* table, const SetSpec& spec
       addrs.emplace_back(*key, *val);
     } else if (spec.kind == SetSpec::kBlockMap) {
       uint32_t dlen = 0;
-      const auto* d = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen));
+      const auto* d =
+          static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen));
       const size_t a = key->size();
       if (!d || dlen != 2 * (a + 4))
         return void(bad = makeError(EPROTO, "nft: port block of unexpected length"));

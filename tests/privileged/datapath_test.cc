@@ -187,8 +187,8 @@ TEST_F(Datapath, PortBlocksEachPodLeavesFromItsOwnPortsOnly) {
     EXPECT_FALSE(got.empty()) << tag;
     for (const auto& [p, port] : got) {
       EXPECT_EQ(p, peer) << tag;
-      EXPECT_TRUE(port >= lo && port <= hi) << tag << ": port " << port << " outside " << lo
-                                            << "-" << hi;
+      EXPECT_TRUE(port >= lo && port <= hi)
+          << tag << ": port " << port << " outside " << lo << "-" << hi;
     }
     return got.size();
   };
@@ -289,9 +289,8 @@ TEST_F(Datapath, FlowLogNamesThePodBehindAnAddressAndPort) {
   }
   // The namespace is released: its flows are flushed (DESTROY events). Now
   // nobody holds the port; asked about before, the pod still does.
-  lab->writeState(stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}},
-                             {"team-c", "", {"10.244.3.2"}}},
-                            2));
+  lab->writeState(
+      stateJson({{"team-b", "203.0.113.11", {"10.244.2.2"}}, {"team-c", "", {"10.244.3.2"}}}, 2));
   ASSERT_TRUE(lab::eventually([&] { return kernel().snat.count(ip("10.244.1.3")) == 0; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto& [peer, port] = *a2.begin();
@@ -306,10 +305,10 @@ TEST_F(Datapath, FlowLogNamesThePodBehindAnAddressAndPort) {
   std::string out;
   EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir + " --who 203.0.113.10", &out), 2);
   EXPECT_EQ(lab::run(lab::gatewayPath() + " --who 203.0.113.10:80", &out), 2);
-  EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir +
-                         " --who 203.0.113.10:80 --at yesterday",
-                     &out),
-            2);
+  EXPECT_EQ(
+      lab::run(lab::gatewayPath() + " --flow-log " + dir + " --who 203.0.113.10:80 --at yesterday",
+               &out),
+      2);
   EXPECT_EQ(lab::run(lab::gatewayPath() + " --flow-log " + dir +
                          " --who 203.0.113.10:80 --at 1000000000 2>&1",
                      &out),

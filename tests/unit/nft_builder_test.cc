@@ -32,7 +32,8 @@ TEST(NftBuilder, RulesAreOneMapLookupPerHook) {
   const std::string in = "input: inet nsegress input\n";
   auto l4 = [](int proto) {
     char buf[96];
-    snprintf(buf, sizeof buf, "  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x%08x ]\n", proto);
+    snprintf(buf, sizeof buf, "  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x%08x ]\n",
+             proto);
     return std::string(buf);
   };
   const std::string est =

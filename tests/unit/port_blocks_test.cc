@@ -86,10 +86,10 @@ TEST(PortBlocks, EachPodGetsABlockKeepsItAndGivesItBackWhenGone) {
   // Two blocks per address: a and b (by name) get them, c waits (a's IPv6
   // address has none: the namespace holds an IPv4 address only).
   ASSERT_EQ(p.opened.size(), 2u);
-  EXPECT_EQ(p.opened[0], (PortBlock{ip("203.0.113.10"), 1024, 33279, "pay", "a", ip("10.244.1.2"),
-                                    kT0, 0}));
-  EXPECT_EQ(p.opened[1], (PortBlock{ip("203.0.113.10"), 33280, 65535, "pay", "b",
-                                    ip("10.244.1.3"), kT0, 0}));
+  EXPECT_EQ(p.opened[0],
+            (PortBlock{ip("203.0.113.10"), 1024, 33279, "pay", "a", ip("10.244.1.2"), kT0, 0}));
+  EXPECT_EQ(p.opened[1],
+            (PortBlock{ip("203.0.113.10"), 33280, 65535, "pay", "b", ip("10.244.1.3"), kT0, 0}));
   EXPECT_EQ(p.starved, std::vector<std::string>{"pay/c"});
   EXPECT_TRUE(step(w, a.ledger, book, kT0 + 10).empty()) << "nothing changes: nothing planned";
   // a goes: its blocks close; c gets a's IPv4 block.
@@ -199,11 +199,10 @@ TEST(PortBlocks, ControllerRecordsThemAndWhoNamesThePod) {
   w.pods = {pod("pay", "api-1", {"10.244.1.2"}), pod("web", "w", {"10.244.9.2"})};
   ASSERT_TRUE(ctl.reconcile(w));
   ASSERT_EQ(store.blocks.size(), 1u);
-  auto state = parseDesiredState(
-      [&] {
-        std::ifstream in(dir / "gw-a.json");
-        return std::string(std::istreambuf_iterator<char>(in), {});
-      }());
+  auto state = parseDesiredState([&] {
+    std::ifstream in(dir / "gw-a.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }());
   ASSERT_TRUE(state) << state.error().message;
   for (const auto& ns : state->namespaces) {
     if (ns.name == "pay") {
@@ -231,9 +230,8 @@ TEST(PortBlocks, ControllerRecordsThemAndWhoNamesThePod) {
   now += 100;
   w.pods = {pod("web", "w", {"10.244.9.2"})};
   ASSERT_TRUE(ctl.reconcile(w));
-  j = nlohmann::json::parse(get("/api/v1/who?addr=203.0.113.10:1500&at=" +
-                                std::to_string(kT0 + 50))
-                                .body);
+  j = nlohmann::json::parse(
+      get("/api/v1/who?addr=203.0.113.10:1500&at=" + std::to_string(kT0 + 50)).body);
   EXPECT_EQ(j["pod"], "api-1");
   EXPECT_EQ(j["heldTo"], formatTime(kT0 + 100));
   // Now: no block covers it; the namespace holding the address answers.
@@ -367,10 +365,9 @@ TEST(PortBlocksState, ParsedStrictlyAndRoundTripped) {
         R"("portBlocks":)" +
         blocks + "}" + more + "]}");
   };
-  auto ok = parse(
-      R"([{"egressIP":"203.0.113.10","podIP":"10.244.1.2","ports":"1024-2047"},)"
-      R"({"egressIP":"203.0.113.10","podIP":"10.244.1.3","ports":"2048-3071"},)"
-      R"({"egressIP":"fd00:e::10","podIP":"fd00:10::2","ports":"1024-2047"}])");
+  auto ok = parse(R"([{"egressIP":"203.0.113.10","podIP":"10.244.1.2","ports":"1024-2047"},)"
+                  R"({"egressIP":"203.0.113.10","podIP":"10.244.1.3","ports":"2048-3071"},)"
+                  R"({"egressIP":"fd00:e::10","podIP":"fd00:10::2","ports":"1024-2047"}])");
   ASSERT_TRUE(ok) << ok.error().message;
   ASSERT_EQ(ok->namespaces[0].port_blocks.size(), 3u);
   auto again = parseDesiredState(serializeDesiredState(*ok));

@@ -64,8 +64,8 @@ std::optional<int64_t> segmentHour(std::string_view file_name);
 
 // A flow that held the address and port at the time asked.
 struct Holder {
-  Record flow;         // the N or E record (its ms: when first seen)
-  bool start_known;    // N: its start was seen; E: it existed at a resync
+  Record flow;       // the N or E record (its ms: when first seen)
+  bool start_known;  // N: its start was seen; E: it existed at a resync
 };
 
 // "Who held EGRESS:PORT at T?" Feed records in order; records after `at`

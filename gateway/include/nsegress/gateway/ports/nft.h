@@ -77,11 +77,11 @@ struct NftOp {
     kDelBlock,
   };
   Kind kind;
-  std::string ns;       // namespace the op serves ("" for table-wide ops)
-  IpAddress key;        // pod address or owned address
-  IpAddress egress;     // for kAddSnat, kAddFlushRec
-  std::string counter;  // counter name (kAdd/DelCounter, kAddTx, kAddPending)
-  uint32_t mark = 0;    // for kAddSteer, kAddReturn
+  std::string ns;                // namespace the op serves ("" for table-wide ops)
+  IpAddress key;                 // pod address or owned address
+  IpAddress egress;              // for kAddSnat, kAddFlushRec
+  std::string counter;           // counter name (kAdd/DelCounter, kAddTx, kAddPending)
+  uint32_t mark = 0;             // for kAddSteer, kAddReturn
   uint16_t first = 0, last = 0;  // for kAddBlock: the source ports
 
   std::string describe() const;
