@@ -73,9 +73,12 @@ std::optional<std::pair<uint16_t, uint16_t>> parsePortRange(const std::string& s
   return std::pair{static_cast<uint16_t>(*a), static_cast<uint16_t>(*b)};
 }
 
-// A namespace's port blocks: each names one of its pods and one of its
-// egress addresses of the pod's family, at most one block per pod and
-// address, and no two blocks of an address overlap (in any namespace).
+// A namespace's port blocks: each names one of its pods and an egress
+// address of the pod's family — one of the namespace's addresses, hosted
+// here or (failover) on another node, so not necessarily in egressIPs; a
+// block is used only while its address is the pod's egress here. At most
+// one block per pod and address, and no two blocks of an address overlap
+// (in any namespace).
 Status parsePortBlocks(const json& list, const std::string& base, NamespaceEgress& ns,
                        std::map<IpAddress, std::map<uint16_t, uint16_t>>& ranges_of) {
   if (!list.is_array()) return fieldError(base, "must be a list");

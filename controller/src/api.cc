@@ -306,7 +306,7 @@ HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v
   }
   if (!ctx.store) return error(503, "no ledger");
   json out{{"address", ap->ip.str()}, {"port", ap->port}, {"at", formatTime(at)}};
-  auto blocks = ctx.store->blocksCovering(ap->ip, ap->port);
+  auto blocks = ctx.store->blocksCovering(ap->ip, ap->port, at);
   if (!blocks) return error(500, blocks.error().message);
   if (auto b = blockAt(*blocks, ap->ip, ap->port, at)) {
     out["answer"] = "pod";

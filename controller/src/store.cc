@@ -18,7 +18,7 @@ Status LedgerStore::commitBlocks(const BlockPlan& plan) {
   return makeError(ENOTSUP, "this ledger keeps no port blocks");
 }
 
-Result<std::vector<PortBlock>> LedgerStore::blocksCovering(const IpAddress&, uint16_t) {
+Result<std::vector<PortBlock>> LedgerStore::blocksCovering(const IpAddress&, uint16_t, Seconds) {
   return std::vector<PortBlock>{};
 }
 
@@ -48,10 +48,13 @@ Status MemoryStore::commitBlocks(const BlockPlan& plan) {
   return okStatus();
 }
 
-Result<std::vector<PortBlock>> MemoryStore::blocksCovering(const IpAddress& egress, uint16_t port) {
+Result<std::vector<PortBlock>> MemoryStore::blocksCovering(const IpAddress& egress, uint16_t port,
+                                                           Seconds at) {
   std::vector<PortBlock> out;
   for (const auto& b : blocks)
-    if (b.egress == egress && b.first <= port && port <= b.last) out.push_back(b);
+    if (b.egress == egress && b.first <= port && port <= b.last && b.from <= at &&
+        (b.held() || b.to > at))
+      out.push_back(b);
   return out;
 }
 
@@ -558,20 +561,24 @@ Status SqliteStore::commitBlocks(const BlockPlan& plan) {
   return okStatus();
 }
 
-Result<std::vector<PortBlock>> SqliteStore::blocksCovering(const IpAddress& egress, uint16_t port) {
-  // Uses the (egress, first_port) index: blocks start at most 32,256 ports
-  // below `port`.
-  auto st = impl_->prepare(
-      (std::string(kBlockColumns) + "WHERE egress = ? AND first_port <= ? AND first_port >= ? AND "
-                                    "last_port >= ? ORDER BY held_from")
-          .c_str(),
-      impl_->reader.get());
+Result<std::vector<PortBlock>> SqliteStore::blocksCovering(const IpAddress& egress, uint16_t port,
+                                                           Seconds at) {
+  // The (egress, first_port, held_from) index: blocks start at most 32,256
+  // ports below `port`; the time bounds keep a busy block's history unread.
+  auto st = impl_->prepare((std::string(kBlockColumns) +
+                            "WHERE egress = ? AND first_port <= ? AND first_port >= ? AND "
+                            "last_port >= ? AND held_from <= ? AND (held_to = 0 OR held_to > ?) "
+                            "ORDER BY held_from DESC LIMIT 4")
+                               .c_str(),
+                           impl_->reader.get());
   if (!st) return st.error();
   const std::string e = egress.str();
   sqlite3_bind_text(st->get(), 1, e.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st->get(), 2, port);
   sqlite3_bind_int64(st->get(), 3, int64_t(port) - int64_t(Pool::kMaxPortBlock));
   sqlite3_bind_int64(st->get(), 4, port);
+  sqlite3_bind_int64(st->get(), 5, at);
+  sqlite3_bind_int64(st->get(), 6, at);
   return readBlocks(st->get(), impl_->reader.get(), impl_->path);
 }
 

@@ -1,10 +1,12 @@
 #include "nsegress/gateway/flow_log.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +22,37 @@ namespace nsegress::gateway {
 namespace fs = std::filesystem;
 using flowlog::Record;
 
+namespace {
+// A segment file, opened without following a symlink and without blocking
+// on a FIFO planted at its path; only a regular file is used. `mode`: "a"
+// (created 0600: the log names pods) or "r".
+std::FILE* openSegment(const std::string& path, const char* mode, std::string& why) {
+  const bool append = mode[0] == 'a';
+  const int fd = ::open(
+      path.c_str(),
+      (append ? O_WRONLY | O_APPEND | O_CREAT : O_RDONLY) | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC,
+      0600);
+  if (fd < 0) {
+    why = strerror(errno);
+    return nullptr;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    why = "not a regular file";
+    return nullptr;
+  }
+  const int fl = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  std::FILE* f = ::fdopen(fd, mode);
+  if (!f) {
+    why = strerror(errno);
+    ::close(fd);
+  }
+  return f;
+}
+}  // namespace
+
 FlowLogWriter::FlowLogWriter(FlowLogOptions o, FlowLogStats& stats)
     : o_(std::move(o)), stats_(stats) {}
 
@@ -29,7 +62,8 @@ FlowLogWriter::~FlowLogWriter() {
 
 Status FlowLogWriter::open() {
   std::error_code ec;
-  fs::create_directories(o_.dir, ec);
+  if (fs::create_directories(o_.dir, ec))
+    fs::permissions(o_.dir, fs::perms::owner_all, ec);  // the log names pods: owner only
   struct stat st {};
   if (::stat(o_.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return makeError(ENOTDIR, "flow log: " + o_.dir + " is not a directory");
@@ -48,15 +82,19 @@ bool FlowLogWriter::write(const Record& r) {
   if (name != current_ || !f_) {
     if (f_) std::fclose(f_);
     const std::string path = o_.dir + "/" + name;
-    f_ = std::fopen(path.c_str(), "a");
+    std::string why;
+    f_ = openSegment(path, "a", why);
     current_ = name;
     fresh = true;
     if (!f_) {
       stats_.write_errors++;
-      spdlog::error("flow log: cannot open {}: {}", path, strerror(errno));
+      if (!failing_)  // once per failing spell, not once per event
+        spdlog::error("flow log: cannot open {}: {}", path, why);
+      failing_ = true;
       current_.clear();
       return false;
     }
+    failing_ = false;
   }
   const std::string line = flowlog::format(r);
   if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
@@ -272,12 +310,11 @@ Result<std::string> whoFromFlowLog(const std::string& dir, const IpAddress& egre
                                    int64_t at_ms,
                                    std::optional<std::pair<IpAddress, uint16_t>> dst) {
   const std::string path = dir + "/" + flowlog::segmentName(at_ms);
-  std::FILE* f = std::fopen(path.c_str(), "r");
+  std::string why;
+  std::FILE* f = openSegment(path, "r", why);
   if (!f)
-    return makeError(ENOENT, "flow log: no segment for that hour (" + path + ": " +
-                                 strerror(errno) +
-                                 "); it was not recording, or retention "
-                                 "deleted it");
+    return makeError(ENOENT, "flow log: no segment for that hour (" + path + ": " + why +
+                                 "); it was not recording, or retention deleted it");
   flowlog::WhoHeld who(egress, port, at_ms, dst);
   char buf[flowlog::kMaxLine + 2];
   size_t lines = 0;

@@ -184,7 +184,11 @@ void planFlushes(const Wanted& w, const ObservedNft& have, const Attribution& ns
   for (const auto& [pod, e] : owed) {
     // If the pod maps to that same address again, its flows are legitimate.
     auto it = w.snat.find(pod);
-    if (it == w.snat.end() || it->second != e || reblocked.count(pod))
+    // A debt of a pod with a port block is always paid: it was left by a
+    // block change (the address may be the same), possibly before a crash
+    // that hides which block the flows had.
+    if (it == w.snat.end() || it->second != e || reblocked.count(pod) || w.blocks.count(pod) ||
+        have.blocks.count(pod))
       addFlush(p, e, pod, nsOf(pod), leaving);
     p.forget.push_back(op(K::kDelFlushRec, nsOf(pod), pod, e));
   }

@@ -25,6 +25,11 @@ std::vector<NftOp> planTable(const ObservedNft& have) {
   for (const auto& [pod, e] : have.flush_pending)
     ops.push_back(NftOp{K::kAddFlushRec, "", pod, e, {}});
   for (const auto& [pod, e] : have.snat) ops.push_back(NftOp{K::kAddSnat, "", pod, e, {}});
+  for (const auto& [pod, b] : have.blocks) {
+    NftOp o{K::kAddBlock, "", pod, b.egress, {}};
+    o.first = b.first, o.last = b.last;
+    ops.push_back(o);
+  }
   for (const auto& [pod, c] : have.tx_counter)
     ops.push_back(NftOp{K::kAddTx, namespaceOfCounter(c), pod, {}, c});
   for (const auto& [pod, c] : have.pending)

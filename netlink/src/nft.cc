@@ -132,11 +132,10 @@ const char* setFor(NftOp::Kind k, Family f) {
       return v4 ? NftNames::kReturn4 : NftNames::kReturn6;
     case NftOp::Kind::kAddNode:
     case NftOp::Kind::kDelNode:
-      return NftNames::kNodes4;
+      return NftNames::kNodes4;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
     case NftOp::Kind::kAddBlock:
     case NftOp::Kind::kDelBlock:
-      return v4 ? NftNames::kBlocks4
-                : NftNames::kBlocks6;  // tunnels run over IPv4 (the kernel refuses an IPv6 key)
+      return v4 ? NftNames::kBlocks4 : NftNames::kBlocks6;
     default:
       return nullptr;
   }

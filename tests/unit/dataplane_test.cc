@@ -251,6 +251,52 @@ TEST(Dataplane, ARebuildKeepsEnforcingAndANewMappingWaitsForItsAddress) {
       << "rebuild, ownership record, address, switch";
 }
 
+// Attribution by port: a pod with a block is translated through it, one
+// without is fail-closed; a rebuild carries the blocks; a block change
+// flushes the pod's flows, also when the agent died between the switch and
+// the flush (the debt is in the kernel, the block it replaced is not).
+DesiredState blocked(uint16_t first) {
+  DesiredState d{"gw", 1, {ns("a", "203.0.113.10", {"10.244.1.2", "10.244.1.3"})}};
+  d.namespaces[0].port_blocks_required = true;
+  d.namespaces[0].port_blocks = {
+      PodPortBlock{ip("203.0.113.10"), ip("10.244.1.2"), first, uint16_t(first + 1023)}};
+  return d;
+}
+
+TEST(Dataplane, PortBlocksTranslateAPodThroughItsBlockAndHoldOneWithoutFailClosed) {
+  Node n;
+  n.converge(blocked(1024));
+  EXPECT_EQ(n.nft.state.blocks.at(ip("10.244.1.2")), (BlockValue{ip("203.0.113.10"), 1024, 2047}));
+  EXPECT_EQ(n.nft.state.snat.at(ip("10.244.1.2")), ip("203.0.113.10")) << "ICMP: the address";
+  EXPECT_FALSE(n.nft.state.snat.count(ip("10.244.1.3")));
+  EXPECT_EQ(n.nft.state.pending.at(ip("10.244.1.3")), dropCounterName("a"));
+  // A rebuild carries the blocks in its one transaction.
+  n.nft.state.structure_ok = false;
+  EXPECT_EQ(count(n.table(), K::kAddBlock), 1u);
+  const size_t txns = n.nft.transactions.size();
+  n.converge(blocked(1024));
+  EXPECT_EQ(n.nft.transactions.size(), txns + 1);
+}
+
+TEST(Dataplane, ABlockChangeFlushesThePodsFlowsAlsoAfterACrashBeforeTheFlush) {
+  for (bool crash : {false, true}) {
+    Node n;
+    n.converge(blocked(1024));
+    n.ct.flows = {{ip("10.244.1.2"), ip("203.0.113.10")}};
+    const auto d = blocked(2048);
+    if (crash) {
+      auto p = n.snat(d);
+      ASSERT_TRUE(n.nft.apply(p.main));  // the switch committed; the agent dies here
+      ASSERT_EQ(n.ct.flows.size(), 1u);
+      n.dp = n.fresh();
+    }
+    n.converge(d);
+    EXPECT_TRUE(n.ct.flows.empty()) << (crash ? "after a crash" : "in one run");
+    EXPECT_EQ(n.nft.state.blocks.at(ip("10.244.1.2")).first, 2048);
+    EXPECT_TRUE(n.nft.state.flush_pending.empty());
+  }
+}
+
 TEST(Dataplane, BlockedAddressesAreHeldFailClosedOnACounterOfTheirOwn) {
   Node n;
   DesiredState d{"gw", 1, {ns("a", "203.0.113.10", {"10.244.1.2"})}};

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -282,6 +284,29 @@ TEST(FlowLogWriter, EachHourIsASegmentThatBeginsWithAResyncAndRetentionDeletesOl
       *whoFromFlowLog(dir.string(), *IpAddress::parse("203.0.113.10"), 40000, now));
   ASSERT_EQ(j["holders"].size(), 1u) << j.dump();
   EXPECT_EQ(j["holders"][0]["podIP"], "10.244.1.2");
+  fs::remove_all(dir);
+}
+
+TEST(FlowLogWriter, AFifoOrSymlinkAtASegmentsPathIsRefusedNotWaitedOn) {
+  const fs::path dir = fs::temp_directory_path() / "nsegress-flowlog-fifo";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const int64_t t = 1'800'000'000'000;
+  ASSERT_EQ(::mkfifo((dir / flowlog::segmentName(t)).c_str(), 0600), 0);
+  auto r = whoFromFlowLog(dir.string(), *IpAddress::parse("203.0.113.10"), 1, t);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not a regular file"), std::string::npos);
+  fs::create_symlink("/etc/hostname", dir / flowlog::segmentName(t + 3'600'000));
+  r = whoFromFlowLog(dir.string(), *IpAddress::parse("203.0.113.10"), 1, t + 3'600'000);
+  ASSERT_FALSE(r);
+  // The writer meets the FIFO too: counted as a write error, never blocked.
+  FakeConntrackEvents k;
+  FlowLogOptions o;
+  o.dir = dir.string();
+  int64_t now = t;
+  FlowLog log(o, k, [&] { return now; });
+  ASSERT_TRUE(log.begin());
+  EXPECT_GE(log.stats().write_errors.load(), 1u);
   fs::remove_all(dir);
 }
 

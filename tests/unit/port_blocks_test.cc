@@ -337,12 +337,14 @@ TEST(PortBlocks, SqliteKeepsEveryBlockAppendOnlyAndFindsThemByPort) {
   ASSERT_EQ(book->held.size(), 1u);
   EXPECT_EQ(book->held[0], b);
   EXPECT_EQ((book->last_closed[{ip("203.0.113.10"), 1024}]), kT0 + 60);
-  auto cov = (*s)->blocksCovering(ip("203.0.113.10"), 2047);
+  auto cov = (*s)->blocksCovering(ip("203.0.113.10"), 2047, kT0 + 30);
   ASSERT_TRUE(cov);
   ASSERT_EQ(cov->size(), 1u);
   EXPECT_EQ((*cov)[0].to, kT0 + 60);
-  EXPECT_TRUE((*s)->blocksCovering(ip("203.0.113.10"), 2048)->empty());
-  EXPECT_EQ((*s)->blocksCovering(ip("fd00:e::10"), 3000)->size(), 1u);
+  EXPECT_TRUE((*s)->blocksCovering(ip("203.0.113.10"), 2047, kT0 + 60)->empty()) << "closed";
+  EXPECT_TRUE((*s)->blocksCovering(ip("203.0.113.10"), 2047, kT0 - 1)->empty()) << "not yet";
+  EXPECT_TRUE((*s)->blocksCovering(ip("203.0.113.10"), 2048, kT0 + 30)->empty());
+  EXPECT_EQ((*s)->blocksCovering(ip("fd00:e::10"), 3000, kT0 + 999999)->size(), 1u);
   // The table is append-only (a block is only ever closed, once).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);

@@ -47,8 +47,11 @@ class LedgerStore {
   virtual bool keepsPortBlocks() const { return false; }
   virtual Result<BlockBook> loadBlocks() { return BlockBook{}; }
   virtual Status commitBlocks(const BlockPlan& plan);
-  // Every block (held or closed) of `egress` whose range covers `port`.
-  virtual Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port);
+  // The blocks (held or closed) of `egress` whose range covered `port` at
+  // `at` (one, unless the ledger is damaged), found by index: a port's long
+  // history of holders is never read whole.
+  virtual Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port,
+                                                        Seconds at);
 };
 
 // Embedded SQLite: WAL journal, synchronous=FULL, one transaction per commit.
@@ -81,7 +84,8 @@ class SqliteStore final : public LedgerStore {
   bool keepsPortBlocks() const override { return true; }
   Result<BlockBook> loadBlocks() override;
   Status commitBlocks(const BlockPlan& plan) override;
-  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port) override;
+  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port,
+                                                Seconds at) override;
 
  private:
   struct Impl;
@@ -100,7 +104,8 @@ class MemoryStore final : public LedgerStore {
   bool keepsPortBlocks() const override { return true; }
   Result<BlockBook> loadBlocks() override;
   Status commitBlocks(const BlockPlan& plan) override;
-  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port) override;
+  Result<std::vector<PortBlock>> blocksCovering(const IpAddress& egress, uint16_t port,
+                                                Seconds at) override;
   Result<Ledger> load() override { return ledger; }
   using LedgerStore::commit;
   Status commit(std::vector<AddressRecord>& changed, const std::vector<AuditEvent>& evs,

@@ -60,6 +60,7 @@ class FlowLogWriter {
   FlowLogStats& stats_;
   std::FILE* f_ = nullptr;
   std::string current_;
+  bool failing_ = false;
 };
 
 class FlowLog {
