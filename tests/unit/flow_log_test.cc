@@ -73,7 +73,8 @@ TEST(FlowLogFormat, MalformedLinesAreRefusedNamingTheField) {
       {"R\t1\t2", "fields"},
       {std::string(600, 'N'), "512"},
       {"N\t99999999999999999999999\t6", "fields"},
-      {std::string("N\t1\t6\t203.0.113.10\t40000\t10.244.1.2\t5555\t192.0.2.1\t443\tpa\0y", 61),
+      {std::string("N\t1\t6\t203.0.113.10\t40000\t10.244.1.2\t5555\t192.0.2.1\t443\tpa") + '\0' +
+           "y",
        "namespace"},
   };
   for (const auto& [line, why] : bad) {
