@@ -392,6 +392,7 @@ spec:
     bool named = true;
     for (const char* pod : {"trd-1", "trd-2"}) {
       lab.send(pod, "tcp", std::string("t-") + pod, 1, 5, true);
+      lab::eventually([&] { return !lab.portsOf(std::string("t-") + pod).empty(); });
       const auto ports = lab.portsOf(std::string("t-") + pod);
       if (ports.empty()) {
         named = false;
