@@ -26,7 +26,11 @@ struct ClusterModeOptions {
   std::string service_name = "nsegress-controller";
   int resync_seconds = 10;
   // Client-side rate limit of the API clients (watches; writes), each.
-  double qps = 200, burst = 400;
+  // A burst of 1,000 namespaces is ~4,000 requests: at 200/s the limiter
+  // alone took 18 s; at 500/s the API server is the bound (bench/kube_burst).
+  // Steady state is a few requests a minute; the API server's own fairness
+  // (and --kube-qps on a small shared control plane) protects it.
+  double qps = 500, burst = 1000;
   int lease_duration_ms = 15000;  // leader election timings (client-go defaults)
   int renew_deadline_ms = 10000;
   int retry_period_ms = 2000;
