@@ -45,10 +45,11 @@ struct ObservedNft {
 };
 
 // One change inside an nftables transaction. The kernel reports an error
-// against the netlink message that caused it, and every message belongs to
-// exactly one op, so an error names its op. Element ops are one message
-// each; kCreateTable is several messages (table, sets, chains, rules) that
-// all name it.
+// against the netlink message that caused it, and the builder maps every
+// message back to its ops, so an error names its op: consecutive element
+// ops on one set share a message (up to 256 elements; the kernel's
+// extended ack names the element refused); kCreateTable is several
+// messages (table, sets, chains, rules) that all name it.
 struct NftOp {
   enum class Kind {
     kCreateTable,  // table + sets + chains + rules (fresh)
