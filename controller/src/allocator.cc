@@ -506,10 +506,16 @@ std::map<std::string, DesiredState> gatewayStates(const World& world, const Allo
                                                   Seconds now, const BlockBook* blocks) {
   GatewayViews views(now);
   for (const auto& [name, ns] : world.namespaces) views.addNamespace(ns);
+  // Addresses with blocks held: still attributed by port if their pool
+  // turned invalid (a typo never switches attribution off).
+  std::set<IpAddress> with_blocks;
+  if (blocks)
+    for (const auto& b : blocks->held) with_blocks.insert(b.egress);
   for (const auto& [ip, r] : a.ledger) {
     auto pit = world.pools.find(r.pool);
-    views.addRecord(
-        r, pit != world.pools.end() && !pit->second.invalid && pit->second.port_block_size);
+    const bool known = pit != world.pools.end();
+    views.addRecord(r, (known && !pit->second.invalid && pit->second.port_block_size) ||
+                           (known && pit->second.invalid && with_blocks.count(ip)));
   }
   if (blocks)
     for (const auto& b : blocks->held) views.addBlock(b);

@@ -43,6 +43,21 @@ BlockPlan planPortBlocks(const World& world, const Ledger& ledger, const BlockBo
       pool_of[ip] = p;
       addresses_of[r.ns].push_back(&r);
     }
+  // An assigned address whose pool turned invalid (a typo) keeps its blocks
+  // as they are: its pods keep theirs, new pods get none (fail-closed);
+  // attribution is never switched off by a broken spec.
+  std::set<IpAddress> frozen;
+  for (const auto& b : book.held) {
+    auto it = ledger.find(b.egress);
+    if (it == ledger.end() || pool_of.count(b.egress) || frozen.count(b.egress)) continue;
+    const auto& r = it->second;
+    auto pit = world.pools.find(r.pool);
+    if (r.state == AddressState::kAssigned && r.usable(now) && pit != world.pools.end() &&
+        pit->second.invalid) {
+      frozen.insert(b.egress);
+      addresses_of[r.ns].push_back(&r);
+    }
+  }
   for (const auto& pod : world.pods) {
     auto it = addresses_of.find(pod.ns);
     if (it == addresses_of.end()) continue;
@@ -57,7 +72,12 @@ BlockPlan planPortBlocks(const World& world, const Ledger& ledger, const BlockBo
   std::set<std::tuple<IpAddress, std::string, IpAddress>> has_block;
   for (const auto& b : book.held) {
     bool keep = false;
-    if (auto it = pool_of.find(b.egress); it != pool_of.end()) {
+    if (frozen.count(b.egress)) {
+      auto& w = wanting[b.egress];
+      keep = b.ns == ledger.at(b.egress).ns &&
+             std::find(w.begin(), w.end(), std::pair{b.pod, b.pod_ip}) != w.end() &&
+             !has_block.count({b.egress, b.pod, b.pod_ip});
+    } else if (auto it = pool_of.find(b.egress); it != pool_of.end()) {
       const auto& r = ledger.at(b.egress);
       const uint32_t size = it->second->port_block_size;
       const bool on_grid = b.first >= Pool::kFirstBlockPort &&
@@ -82,6 +102,12 @@ BlockPlan planPortBlocks(const World& world, const Ledger& ledger, const BlockBo
   // New pods: the free block given back longest ago.
   for (auto& [egress, pods] : wanting) {
     std::sort(pods.begin(), pods.end());
+    if (frozen.count(egress)) {  // nothing new is cut from an invalid pool
+      for (const auto& [name, pip] : pods)
+        if (!has_block.count({egress, name, pip}))
+          plan.starved.push_back(ledger.at(egress).ns + "/" + name);
+      continue;
+    }
     const Pool& pool = *pool_of.at(egress);
     const auto& r = ledger.at(egress);
     std::vector<std::pair<Seconds, uint16_t>> free;  // (last closed, first port)

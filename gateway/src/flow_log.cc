@@ -313,8 +313,10 @@ Result<std::string> whoFromFlowLog(const std::string& dir, const IpAddress& egre
   std::string why;
   std::FILE* f = openSegment(path, "r", why);
   if (!f)
-    return makeError(ENOENT, "flow log: no segment for that hour (" + path + ": " + why +
-                                 "); it was not recording, or retention deleted it");
+    return makeError(ENOENT, "flow log: cannot read the segment of that hour (" + path + ": " +
+                                 why +
+                                 "): it was not recording, retention deleted it, or the path is "
+                                 "not a regular file (symlinks and FIFOs are refused)");
   flowlog::WhoHeld who(egress, port, at_ms, dst);
   char buf[flowlog::kMaxLine + 2];
   size_t lines = 0;

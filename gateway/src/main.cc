@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
   app.add_option("--who", who_addr,
                  "With --flow-log: print which pods' flows held ADDRESS:PORT (at --at) and exit");
-  app.add_option("--at", who_at, "With --who: Unix time (seconds) or RFC 3339 UTC; default now");
+  auto* at_opt = app.add_option("--at", who_at,
+                                "With --who: Unix time (seconds) or RFC 3339 UTC; default now");
   app.add_option("--to", who_dst, "With --who: only flows to this destination ADDRESS:PORT");
   app.add_flag("--once", once, "Reconcile once and exit (status 0 on success)");
   app.add_flag("--cleanup", do_cleanup,
@@ -175,7 +176,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     int64_t at_ms = static_cast<int64_t>(time(nullptr)) * 1000;
-    if (!who_at.empty()) {
+    if (at_opt->count() > 0) {  // given empty: an error, not "now"
       std::optional<Seconds> t = parseRfc3339(who_at);
       if (!t && !who_at.empty() && who_at.size() <= 12 &&
           who_at.find_first_not_of("0123456789") == std::string::npos)

@@ -323,8 +323,8 @@ TEST_F(Datapath, FlowLogNamesThePodBehindAnAddressAndPort) {
                          " --who 203.0.113.10:80 --at 1000000000 2>&1",
                      &out),
             1)
-      << "no segment for that hour";
-  EXPECT_NE(out.find("no segment for that hour"), std::string::npos) << out;
+      << "cannot read the segment of that hour";
+  EXPECT_NE(out.find("cannot read the segment of that hour"), std::string::npos) << out;
 }
 
 TEST_F(Datapath, ReleaseFlushesFlowsRemovesAddressAndOldIpNeverLeavesAgain) {

@@ -154,6 +154,31 @@ TEST(PortBlocks, ANewAddressOrAnotherBlockSizeClosesAndReopens) {
   EXPECT_TRUE(p.opened.empty());
 }
 
+TEST(PortBlocks, APoolTurnedInvalidKeepsItsBlocksAndCutsNoNewOnes) {
+  World w = world(1024, {{"pay", "pb"}});
+  w.pods = {pod("pay", "a", {"10.244.1.2"}), pod("pay", "b", {"10.244.1.3"})};
+  auto a = allocate(w, {}, kT0);
+  BlockBook book;
+  step(w, a.ledger, book, kT0);
+  ASSERT_EQ(book.held.size(), 2u);
+  // A typo in the pool: the namespace keeps its address, its pods their
+  // blocks; a new pod gets none (fail-closed); a pod that goes gives its back.
+  w.pools.at("pb").invalid = "spec.portBlockSize: a typo";
+  a = allocate(w, a.ledger, kT0 + 10);
+  ASSERT_EQ(a.ledger.at(ip("203.0.113.10")).state, AddressState::kAssigned);
+  w.pods = {pod("pay", "a", {"10.244.1.2"}), pod("pay", "c", {"10.244.1.4"})};
+  auto p = step(w, a.ledger, book, kT0 + 10);
+  EXPECT_TRUE(p.opened.empty());
+  ASSERT_EQ(p.closed.size(), 1u);
+  EXPECT_EQ(p.closed[0].pod, "b");
+  EXPECT_EQ(p.starved, std::vector<std::string>{"pay/c"});
+  auto states = gatewayStates(w, a, kT0 + 10, &book);
+  const auto& ns = states.at("gw-a").namespaces.at(0);
+  EXPECT_TRUE(ns.port_blocks_required) << "still attributed by port";
+  ASSERT_EQ(ns.port_blocks.size(), 1u);
+  EXPECT_EQ(ns.port_blocks[0].pod, ip("10.244.1.2"));
+}
+
 TEST(PortBlocks, AnAddressClaimedByTwoNamespacesGetsNoBlock) {
   World w = world(1024, {{"pay", "pb"}, {"shop", "pb"}});
   w.pods = {pod("pay", "a", {"10.244.1.2"}), pod("shop", "s", {"10.244.1.2"}),
@@ -226,6 +251,7 @@ TEST(PortBlocks, ControllerRecordsThemAndWhoNamesThePod) {
   EXPECT_EQ(j["namespace"], "pay");
   EXPECT_EQ(j["ports"], "1024-2047");
   EXPECT_TRUE(j["heldTo"].is_null());
+  EXPECT_FALSE(j.contains("orWithinThatSecond"));
   // The pod goes; asked about its time, the answer is still the pod.
   now += 100;
   w.pods = {pod("web", "w", {"10.244.9.2"})};
@@ -251,6 +277,26 @@ TEST(PortBlocks, ControllerRecordsThemAndWhoNamesThePod) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(PortBlocks, ABlockHandedOverWithinASecondNamesBothHolders) {
+  MemoryStore store;
+  store.blocks = {{ip("203.0.113.10"), 1024, 2047, "pay", "old", ip("10.244.1.2"), kT0, kT0 + 5},
+                  {ip("203.0.113.10"), 1024, 2047, "pay", "new", ip("10.244.1.3"), kT0 + 5, 0}};
+  auto v = std::make_shared<View>();
+  v->at = kT0 + 100;
+  v->reconciles = 1;
+  ApiContext ctx = ApiContext::fixed(v, &store);
+  auto j = nlohmann::json::parse(
+      handleRequest(ctx, "GET", "/api/v1/who?addr=203.0.113.10:1500&at=" + std::to_string(kT0 + 5))
+          .body);
+  EXPECT_EQ(j["pod"], "new");
+  ASSERT_TRUE(j.contains("orWithinThatSecond")) << j.dump();
+  EXPECT_EQ(j["orWithinThatSecond"]["pod"], "old");
+  j = nlohmann::json::parse(
+      handleRequest(ctx, "GET", "/api/v1/who?addr=203.0.113.10:1500&at=" + std::to_string(kT0 + 6))
+          .body);
+  EXPECT_FALSE(j.contains("orWithinThatSecond"));
+}
+
 TEST(PortBlocks, WhoRefusesMalformedQuestionsWithAReason) {
   MemoryStore store;
   auto v = std::make_shared<View>();
@@ -264,6 +310,8 @@ TEST(PortBlocks, WhoRefusesMalformedQuestionsWithAReason) {
         "/api/v1/who?addr=fd00::1:80", "/api/v1/who?addr=[203.0.113.10]:80",
         "/api/v1/who?addr=banana:80", "/api/v1/who?addr=203.0.113.10:80&at=yesterday",
         "/api/v1/who?addr=203.0.113.10:80&at=99999999999999999999",
+        "/api/v1/who?addr=203.0.113.10:80&at=2026-02-30T00:00:00Z",
+        "/api/v1/who?addr=203.0.113.10:80&at=2025-02-29T00:00:00Z",
         "/api/v1/who?addr=203.0.113.10:80&addr=203.0.113.11:80",
         "/api/v1/who?addr=203.0.113.10:80&pod=x", "/api/v1/who?addr=203.0.113.10:1%0a2"}) {
     auto r = handleRequest(ctx, "GET", bad);
