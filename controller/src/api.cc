@@ -154,25 +154,40 @@ HttpResponse errors(const HttpRequest&, const View& v) {
   return jsonResp(arr);
 }
 
-// A request whose query holds anything but `name`, or `name` twice: 400.
-// (The parsed query keeps a parameter's first value; acting on one of two
-// would be a guess.)
-std::optional<HttpResponse> onlyParam(const HttpRequest& r, const std::string& name) {
+// A request whose query holds anything but `names`, or one of them twice:
+// 400. (The parsed query keeps a parameter's first value; acting on one of
+// two would be a guess.)
+std::optional<HttpResponse> onlyParams(const HttpRequest& r,
+                                       std::initializer_list<std::string_view> names) {
   const auto q = r.target.find('?');
   if (q == std::string::npos) return std::nullopt;
-  int seen = 0;
+  std::string list;
+  for (auto n : names) list += (list.empty() ? "" : ", ") + std::string(n);
+  std::map<std::string, int> seen;
   const std::string query = r.target.substr(q + 1);
   for (size_t i = 0; i <= query.size();) {
     const size_t amp = std::min(query.find('&', i), query.size());
     const std::string kv = query.substr(i, amp - i);
     const std::string key = kv.substr(0, kv.find('='));
-    if (!kv.empty() && key != name)
-      return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only " + name + ")");
-    seen += key == name;
     i = amp + 1;
+    if (kv.empty()) continue;
+    if (std::find(names.begin(), names.end(), key) == names.end())
+      return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only " + list + ")");
+    if (++seen[key] > 1) return error(400, "query parameter " + key + ": given more than once");
   }
-  if (seen > 1) return error(400, "query parameter " + name + ": given more than once");
   return std::nullopt;
+}
+std::optional<HttpResponse> onlyParam(const HttpRequest& r, const std::string& name) {
+  return onlyParams(r, {name});
+}
+
+// The query's `at` (Unix or RFC 3339 UTC time), else the view's time.
+Result<Seconds> queryTime(const HttpRequest& r, const View& v) {
+  auto it = r.query.find("at");
+  if (it == r.query.end()) return v.at;
+  auto t = parseTime(it->second);
+  if (!t) return makeError(EINVAL, "query parameter at: not a Unix time or RFC 3339 UTC time");
+  return *t;
 }
 
 // /feeds/<format>/<pool>[.sha256][?labels=k=v,…] (feeds.h). A pool whose
@@ -259,12 +274,9 @@ HttpResponse assignmentsCsv(const HttpRequest&, const View& v) {
 HttpResponse whoHadRoute(const ApiContext& ctx, const HttpRequest& r, const View& v) {
   auto ip = IpAddress::parse(r.query.count("ip") ? r.query.at("ip") : "");
   if (!ip) return error(400, "query parameter ip: not an IP address");
-  Seconds at = v.at;
-  if (r.query.count("at")) {
-    auto t = parseTime(r.query.at("at"));
-    if (!t) return error(400, "query parameter at: not a Unix time or RFC 3339 UTC time");
-    at = *t;
-  }
+  auto t = queryTime(r, v);
+  if (!t) return error(400, t.error().message);
+  const Seconds at = *t;
   if (!ctx.store) return error(503, "no audit log");
   auto history = ctx.store->history(*ip);  // this address's events only (indexed)
   if (!history) return error(500, history.error().message);
@@ -277,20 +289,7 @@ HttpResponse whoHadRoute(const ApiContext& ctx, const HttpRequest& r, const View
 // the port then (attribution by port), else the namespace that held the
 // address (who-had), saying which of the two answered.
 HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v) {
-  {
-    const auto qm = r.target.find('?');
-    const std::string query = qm == std::string::npos ? "" : r.target.substr(qm + 1);
-    std::map<std::string, int> seen;
-    for (size_t i = 0; i < query.size();) {
-      const size_t amp = std::min(query.find('&', i), query.size());
-      const std::string key =
-          query.substr(i, amp - i).substr(0, query.substr(i, amp - i).find('='));
-      if (key != "addr" && key != "at")
-        return error(400, "query parameter " + key.substr(0, 64) + ": unknown (only addr, at)");
-      if (++seen[key] > 1) return error(400, "query parameter " + key + ": given more than once");
-      i = amp + 1;
-    }
-  }
+  if (auto bad = onlyParams(r, {"addr", "at"})) return *bad;
   auto a = r.query.find("addr");
   if (a == r.query.end()) return error(400, "query parameter addr: required (ADDRESS:PORT)");
   auto ap = parseIpPort(a->second);
@@ -298,12 +297,9 @@ HttpResponse whoRoute(const ApiContext& ctx, const HttpRequest& r, const View& v
     return error(400,
                  "query parameter addr: not an address and port like 203.0.113.10:41234 "
                  "or [fd00::1]:41234");
-  Seconds at = v.at;
-  if (r.query.count("at")) {
-    auto t = parseTime(r.query.at("at"));
-    if (!t) return error(400, "query parameter at: not a Unix time or RFC 3339 UTC time");
-    at = *t;
-  }
+  auto t = queryTime(r, v);
+  if (!t) return error(400, t.error().message);
+  const Seconds at = *t;
   if (!ctx.store) return error(503, "no ledger");
   json out{{"address", ap->ip.str()}, {"port", ap->port}, {"at", formatTime(at)}};
   auto blocks = ctx.store->blocksCovering(ap->ip, ap->port, at);
