@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "nsegress/gateway/failover.h"
@@ -120,7 +121,12 @@ void Agent::reportOutcome(const ReconcileOutcome& r, double secs) {
   // A full conntrack dump: only with the periodic full read of the kernel,
   // not on every incremental change.
   if (conntrack_) {
-    if (auto c = conntrack_->census()) {
+    // Flows per destination only when a namespace has port blocks (a map
+    // entry per flow otherwise built for nothing).
+    const bool blocks =
+        std::any_of(last_good_->namespaces.begin(), last_good_->namespaces.end(),
+                    [](const NamespaceEgress& n) { return n.port_blocks_required; });
+    if (auto c = conntrack_->census(blocks)) {
       std::map<std::string, size_t> by_ip;
       for (const auto& [ip, n] : c->by_egress) by_ip[ip.str()] = n;
       metrics_->snapshot()->updateFlows(std::move(by_ip));

@@ -66,18 +66,19 @@ Result<size_t> Conntrack::flush(const gateway::ConntrackFlush& f) {
 }
 
 Result<std::map<IpAddress, size_t>> Conntrack::countByEgress() {
-  auto c = census();
+  auto c = census(false);
   if (!c) return c.error();
   return std::move(c->by_egress);
 }
 
-Result<gateway::FlowCensus> Conntrack::census() {
+Result<gateway::FlowCensus> Conntrack::census(bool per_destination) {
   gateway::FlowCensus out;
   // (pod, protocol, destination address, destination port) -> flows
   std::map<std::tuple<IpAddress, uint8_t, IpAddress, uint16_t>, size_t> per_dest;
   for (uint8_t fam : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
     auto st = dumpSnat(impl_->dump.get(), fam, [&](const nf_conntrack* ct) {
       if (auto rd = replyDst(ct)) out.by_egress[*rd]++;
+      if (!per_destination) return;
       auto src = origSrc(ct);
       auto dst = ct::address(ct, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST);
       if (!src || !dst) return;

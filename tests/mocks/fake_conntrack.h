@@ -44,7 +44,7 @@ class FakeConntrack : public gateway::ConntrackKernel {
     return out;
   }
   // (The fake's flows have no destination: each pod's flows count as one.)
-  Result<gateway::FlowCensus> census() override {
+  Result<gateway::FlowCensus> census(bool = true) override {
     gateway::FlowCensus c;
     for (const auto& f : flows) {
       c.by_egress[f.second]++;

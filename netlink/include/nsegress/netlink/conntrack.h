@@ -20,7 +20,7 @@ class Conntrack final : public gateway::ConntrackKernel {
   // (the flow ended meanwhile) is not an error.
   Result<size_t> flush(const gateway::ConntrackFlush& f) override;
   Result<std::map<IpAddress, size_t>> countByEgress() override;
-  Result<gateway::FlowCensus> census() override;
+  Result<gateway::FlowCensus> census(bool per_destination = true) override;
   // Dumps the family's flows whose mark matches (filtered in the kernel),
   // then updates the mark of those from `sources` (ENOENT: ended meanwhile).
   Result<size_t> repin(const gateway::ConntrackRepin& r) override;

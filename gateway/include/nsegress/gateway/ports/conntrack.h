@@ -45,7 +45,8 @@ class ConntrackKernel {
   virtual ~ConntrackKernel() = default;
   virtual Result<size_t> flush(const ConntrackFlush& f) = 0;  // returns flows deleted
   virtual Result<std::map<IpAddress, size_t>> countByEgress() = 0;
-  virtual Result<FlowCensus> census() = 0;
+  // `per_destination`: also busiest_destination (only port blocks need it).
+  virtual Result<FlowCensus> census(bool per_destination = true) = 0;
   virtual Result<size_t> repin(const ConntrackRepin& r) = 0;  // returns flows re-pinned
 };
 
